@@ -1,0 +1,35 @@
+"""initlab: neural-network weight initialization, measured.
+
+``import initlab`` loads torch and NumPy only; heavier features load their dependencies when used.
+"""
+
+from __future__ import annotations
+
+from initlab import init
+from initlab.errors import ConfigError, InitlabError, ShapeError, UnknownNameError
+from initlab.fans import Fans, compute_fans, fan_in, fan_out
+from initlab.gains import calculate_gain, gain, second_moment_gain
+from initlab.schemes import Scheme, ValueStats, from_config, get, scheme_names
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "Fans",
+    "InitlabError",
+    "Scheme",
+    "ShapeError",
+    "UnknownNameError",
+    "ValueStats",
+    "__version__",
+    "calculate_gain",
+    "compute_fans",
+    "fan_in",
+    "fan_out",
+    "from_config",
+    "gain",
+    "get",
+    "init",
+    "scheme_names",
+    "second_moment_gain",
+]

@@ -1,0 +1,126 @@
+"""The initlab schemes as NumPy arrays, drawn with a ``numpy.random.Generator``.
+
+This is the form the tutorials show: ``W = he_normal((fan_in, fan_out))`` for a layer computing
+``x @ W``. The default layout is therefore ``"keras"``: a dense weight is ``(fan_in, fan_out)`` and
+a convolution kernel ``(*kernel, in_channels, out_channels)``; pass ``layout="torch"`` for
+``(out, in, *kernel)`` arrays.
+
+Every function takes the scheme's own parameters as keywords (``he_normal(shape,
+mode="fan_out")``), plus ``rng`` (a Generator) or ``seed``, ``layout``, ``groups`` and ``dtype``.
+
+Example:
+    >>> import numpy as np
+    >>> from initlab.numpy import he_normal
+    >>> W = he_normal((784, 256), seed=0)
+    >>> round(float(W.std() * np.sqrt(784 / 2)), 1)
+    1.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from initlab.errors import ConfigError
+from initlab.fans import Layout
+from initlab.schemes import get
+
+__all__ = [
+    "constant",
+    "delta_orthogonal",
+    "dirac",
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+    "identity",
+    "lecun_normal",
+    "lecun_uniform",
+    "normal",
+    "ones",
+    "orthogonal",
+    "sample",
+    "sparse",
+    "truncated_normal",
+    "uniform",
+    "variance_scaling",
+    "xavier_normal",
+    "xavier_uniform",
+    "zeros",
+]
+
+Array = np.ndarray[Any, Any]
+
+
+def sample(
+    scheme: str,
+    shape: Sequence[int],
+    *,
+    rng: np.random.Generator | None = None,
+    seed: int | None = None,
+    layout: Layout = "keras",
+    groups: int = 1,
+    dtype: Any = np.float64,
+    **params: Any,
+) -> Array:
+    """An array of ``shape`` drawn from the scheme named ``scheme`` with ``params``.
+
+    Args:
+        scheme: a scheme name or alias (see ``initlab schemes``).
+        shape: the array's shape.
+        rng: the Generator to draw from. Mutually exclusive with ``seed``.
+        seed: seed of a fresh ``np.random.default_rng(seed)``.
+        layout: axis order (default ``"keras"``: ``(..., fan_in, fan_out)``).
+        groups: the layer's groups, for grouped convolutions.
+        dtype: the array's dtype.
+        **params: the scheme's parameters.
+    """
+    if rng is not None and seed is not None:
+        raise ConfigError("Pass either rng or seed, not both.")
+    generator = rng if rng is not None else np.random.default_rng(seed)
+    return get(scheme, **params).array(shape, generator, layout=layout, groups=groups, dtype=dtype)
+
+
+def _named(scheme: str) -> Callable[..., Array]:
+    def draw(
+        shape: Sequence[int],
+        *,
+        rng: np.random.Generator | None = None,
+        seed: int | None = None,
+        layout: Layout = "keras",
+        groups: int = 1,
+        dtype: Any = np.float64,
+        **params: Any,
+    ) -> Array:
+        return sample(
+            scheme, shape, rng=rng, seed=seed, layout=layout, groups=groups, dtype=dtype, **params
+        )
+
+    cls_doc = (get(scheme).__doc__ or "").strip().splitlines()[0]
+    draw.__name__ = draw.__qualname__ = scheme
+    draw.__doc__ = f"{cls_doc}\n\nNumPy form of scheme {scheme!r}; see :func:`sample`."
+    return draw
+
+
+zeros = _named("zeros")
+ones = _named("ones")
+constant = _named("constant")
+uniform = _named("uniform")
+normal = _named("normal")
+truncated_normal = _named("truncated_normal")
+variance_scaling = _named("variance_scaling")
+xavier_uniform = _named("xavier_uniform")
+xavier_normal = _named("xavier_normal")
+glorot_uniform = _named("glorot_uniform")
+glorot_normal = _named("glorot_normal")
+he_uniform = _named("he_uniform")
+he_normal = _named("he_normal")
+lecun_uniform = _named("lecun_uniform")
+lecun_normal = _named("lecun_normal")
+orthogonal = _named("orthogonal")
+identity = _named("identity")
+dirac = _named("dirac")
+delta_orthogonal = _named("delta_orthogonal")
+sparse = _named("sparse")

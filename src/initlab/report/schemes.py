@@ -1,0 +1,116 @@
+"""Terminal views of the scheme catalogue and of one scheme on one shape."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from initlab.fans import Layout, compute_fans, torch_fans
+from initlab.report.values import parse_shape
+from initlab.schemes import get, scheme_aliases, scheme_class, scheme_names
+from initlab.showcase import Propagation, showcase
+
+__all__ = ["catalogue_table", "describe", "propagation_table"]
+
+
+def _defaults(name: str) -> str:
+    cls = scheme_class(name)
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    return ", ".join(f"{f.name}={f.default!r}" for f in fields) or "-"
+
+
+def catalogue_table() -> Table:
+    """Every registered scheme: name, aliases, parameters with defaults, formula."""
+    table = Table(title="initlab schemes", title_justify="left", show_lines=False)
+    table.add_column("scheme", style="bold cyan", no_wrap=True)
+    table.add_column("aliases", style="dim")
+    table.add_column("parameters (defaults)")
+    table.add_column("formula")
+    for name in scheme_names():
+        cls = scheme_class(name)
+        table.add_row(
+            name, ", ".join(scheme_aliases(name)), Text(_defaults(name)), Text(cls.formula)
+        )
+    return table
+
+
+def _number(value: float | None) -> str:
+    return "unbounded" if value is None else f"{value:.6g}"
+
+
+def describe(
+    name: str, params: dict[str, Any], shape: str | None, layout: str, groups: int
+) -> RenderableType:
+    """One scheme: its parameters and formula, and for ``shape`` its fans, std and bound."""
+    scheme = get(name, **params)
+    lines: list[RenderableType] = [
+        Text.assemble(("scheme  ", "dim"), (str(scheme), "bold cyan")),
+        Text.assemble(("formula ", "dim"), scheme.formula),
+    ]
+    if shape is None:
+        lines.append(
+            Text("Pass --shape (e.g. --shape 256,128,3,3) for fans, std and bound.", "dim")
+        )
+        return Group(*lines)
+    dims = parse_shape(shape)
+    typed_layout: Layout = layout  # type: ignore[assignment]
+    stats = scheme.stats(dims, layout=typed_layout, groups=groups)
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="dim")
+    table.add_column()
+    table.add_row("shape", f"{dims} ({layout} layout)")
+    if len(dims) >= 2 or layout.startswith("keras"):
+        fans = compute_fans(dims, layout=typed_layout, groups=groups)
+        table.add_row("fan_in", str(fans.fan_in))
+        table.add_row("fan_out", str(fans.fan_out))
+        table.add_row("receptive field", str(fans.receptive_field))
+        torch_in, torch_out = torch_fans(dims) if len(dims) >= 2 else (0, 0)
+        if len(dims) >= 2 and (torch_in, torch_out) != (fans.fan_in, fans.fan_out):
+            table.add_row(
+                "torch's array fans",
+                f"fan_in {torch_in}, fan_out {torch_out} (torch reads the shape as (out, in, *k))",
+            )
+    table.add_row("mean", f"{stats.mean:.6g}")
+    table.add_row("std", f"{stats.std:.6g}")
+    table.add_row("bound", _number(stats.bound))
+    return Group(*lines, table)
+
+
+def propagation_table(*, depth: int, width: int, seed: int = 0) -> Table:
+    """The showcase: pre-activation std at a few depths of a deep MLP, per scheme."""
+    results: list[Propagation] = showcase(depth=depth, width=width, seed=seed)
+    checkpoints = sorted({1, max(1, depth // 3), max(1, 2 * depth // 3), depth})
+    table = Table(
+        title=f"Pre-activation std through a {depth}-layer MLP (width {width}, Gaussian batch)",
+        title_justify="left",
+    )
+    table.add_column("scheme", style="bold")
+    table.add_column("activation")
+    for layer in checkpoints:
+        table.add_column(f"layer {layer}", justify="right")
+    table.add_column("verdict")
+    for row in results:
+        values = [row.stds[layer - 1] for layer in checkpoints]
+        cells = (f"{value:.3g}" for value in values)
+        table.add_row(Text(row.scheme), row.activation, *cells, _verdict(row))
+    return table
+
+
+def _verdict(row: Propagation) -> Text:
+    first, last = row.stds[0], row.stds[-1]
+    if last == 0 or first == 0:
+        return Text("dead: all zero", "red")
+    ratio = last / first
+    if row.activation == "tanh" and first > 3:
+        return Text("saturated", "red")
+    if ratio < 1e-2:
+        return Text("vanishing", "red")
+    if ratio > 1e2:
+        return Text("exploding", "red")
+    if 0.5 <= ratio <= 2:
+        return Text("healthy", "green")
+    return Text("drifting", "yellow")

@@ -1,0 +1,63 @@
+"""Initialization schemes: frozen, serializable descriptions, found by name.
+
+``variance_scaling`` is the general case; Xavier/Glorot, He/Kaiming and LeCun are presets of it.
+"""
+
+from __future__ import annotations
+
+from initlab.schemes.base import (
+    Scheme,
+    ValueStats,
+    from_config,
+    get,
+    register,
+    scheme_aliases,
+    scheme_class,
+    scheme_names,
+)
+from initlab.schemes.elementwise import Constant, Normal, Ones, TruncatedNormal, Uniform, Zeros
+from initlab.schemes.structured import DeltaOrthogonal, Dirac, Identity, Orthogonal, Sparse
+from initlab.schemes.truncation import TRUNCATION_STD_2
+from initlab.schemes.variance import (
+    DISTRIBUTIONS,
+    Distribution,
+    HeNormal,
+    HeUniform,
+    LeCunNormal,
+    LeCunUniform,
+    VarianceScaling,
+    XavierNormal,
+    XavierUniform,
+)
+
+__all__ = [
+    "DISTRIBUTIONS",
+    "TRUNCATION_STD_2",
+    "Constant",
+    "DeltaOrthogonal",
+    "Dirac",
+    "Distribution",
+    "HeNormal",
+    "HeUniform",
+    "Identity",
+    "LeCunNormal",
+    "LeCunUniform",
+    "Normal",
+    "Ones",
+    "Orthogonal",
+    "Scheme",
+    "Sparse",
+    "TruncatedNormal",
+    "Uniform",
+    "ValueStats",
+    "VarianceScaling",
+    "XavierNormal",
+    "XavierUniform",
+    "Zeros",
+    "from_config",
+    "get",
+    "register",
+    "scheme_aliases",
+    "scheme_class",
+    "scheme_names",
+]

@@ -1,0 +1,417 @@
+r"""Schemes that build a whole matrix rather than i.i.d. elements.
+
+``orthogonal`` (Saxe et al., 2014), ``identity`` (eye), ``dirac`` (identity convolution),
+``delta_orthogonal`` (Xiao et al., 2018) and ``sparse`` (Martens, 2010). They need the full
+tensor at once; their torch and NumPy samplers follow the same steps.
+
+Structural layouts: ``dirac``, ``delta_orthogonal`` and ``sparse`` work on the *torch order*
+``(out, in, *kernel)``; a tensor in another layout is viewed in that order (a permutation), so
+``keras`` kernels ``(*kernel, in, out)`` get the same identity/orthogonal structure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from initlab.errors import ConfigError, ShapeError
+from initlab.fans import Layout
+from initlab.schemes.base import Scheme, ValueStats, check_finite, check_positive, register
+
+__all__ = ["DeltaOrthogonal", "Dirac", "Identity", "Orthogonal", "Sparse"]
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _rng(rng: np.random.Generator | None) -> np.random.Generator:
+    return rng if rng is not None else np.random.default_rng()
+
+
+def _torch_order(rank: int, layout: Layout, scheme: str) -> tuple[int, ...]:
+    """Permutation that views a ``layout`` tensor in torch order ``(out, in, *kernel)``."""
+    if layout == "torch":
+        return tuple(range(rank))
+    if layout == "torch_transposed":
+        return (1, 0, *range(2, rank))
+    if layout in ("keras", "jax"):
+        return (rank - 1, rank - 2, *range(rank - 2))
+    raise ShapeError(f"{scheme} does not support layout {layout!r}; use torch, keras or jax.")
+
+
+def _matrix_shape(shape: tuple[int, ...], layout: Layout) -> tuple[int, int]:
+    """The 2-D view orthogonal works on: torch flattens after axis 0, Keras before the last."""
+    if layout in ("keras", "keras_depthwise", "jax"):
+        return math.prod(shape[:-1]), shape[-1]
+    return shape[0], math.prod(shape[1:])
+
+
+def _value_stats(total: float, square_sum: float, numel: int, bound: float) -> ValueStats:
+    mean = total / numel
+    return ValueStats(mean, math.sqrt(max(square_sum / numel - mean * mean, 0.0)), bound)
+
+
+def _need_rank(scheme: str, shape: tuple[int, ...], ranks: Sequence[int], hint: str) -> None:
+    if len(shape) not in ranks:
+        allowed = " or ".join(str(r) for r in ranks)
+        raise ShapeError(
+            f"{scheme} needs a tensor of {allowed} dimensions, got shape {shape}. {hint}"
+        )
+
+
+@register()
+@dataclasses.dataclass(frozen=True)
+class Orthogonal(Scheme):
+    r"""A (semi-)orthogonal matrix times ``gain`` (Saxe et al., 2014).
+
+    The tensor is viewed as a matrix (torch layout: ``(shape[0], numel/shape[0])``; Keras/JAX:
+    ``(numel/shape[-1], shape[-1])``), a Gaussian matrix is QR-factorized and
+    :math:`Q\,\mathrm{diag}(\mathrm{sign}\,R_{ii})` kept, which is Haar-distributed
+    (Mezzadri, 2007). Entries have std :math:`g/\sqrt{\max(\text{rows}, \text{cols})}`.
+    float16/bfloat16 tensors are factorized in float32.
+    """
+
+    name = "orthogonal"
+    formula = "W = gain * Q, Q from QR of a Gaussian matrix, sign-corrected"
+    gain: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_finite(self.name, "gain", self.gain)
+
+    def stats(
+        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
+    ) -> ValueStats:
+        dims = tuple(shape)
+        _need_rank(self.name, dims, range(2, 33), "Orthogonal needs a matrix or a kernel.")
+        rows, cols = _matrix_shape(dims, layout)
+        return ValueStats(0.0, abs(self.gain) / math.sqrt(max(rows, cols)), abs(self.gain))
+
+    def fill_(
+        self,
+        tensor: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        layout: Layout = "torch",
+        groups: int = 1,
+    ) -> torch.Tensor:
+        dims = tuple(tensor.shape)
+        _need_rank(self.name, dims, range(2, 33), "Orthogonal needs a matrix or a kernel.")
+        if tensor.numel() == 0 or tensor.is_meta:
+            return tensor
+        rows, cols = _matrix_shape(dims, layout)
+        work_dtype = torch.float32 if tensor.dtype in _HALF else tensor.dtype
+        gaussian = torch.empty((rows, cols), dtype=work_dtype, device=tensor.device)
+        gaussian.normal_(0, 1, generator=generator)
+        if rows < cols:
+            gaussian.t_()
+        q, r = torch.linalg.qr(gaussian)
+        q *= torch.diag(r, 0).sign()
+        if rows < cols:
+            q.t_()
+        with torch.no_grad():
+            return tensor.copy_(q.mul_(self.gain).reshape(dims))
+
+    def array(
+        self,
+        shape: Sequence[int],
+        rng: np.random.Generator | None = None,
+        *,
+        layout: Layout = "keras",
+        groups: int = 1,
+        dtype: Any = np.float64,
+    ) -> np.ndarray[Any, Any]:
+        dims = tuple(shape)
+        _need_rank(self.name, dims, range(2, 33), "Orthogonal needs a matrix or a kernel.")
+        rows, cols = _matrix_shape(dims, layout)
+        gaussian = _rng(rng).standard_normal((rows, cols))
+        if rows < cols:
+            gaussian = gaussian.T
+        q, r = np.linalg.qr(gaussian)
+        q = q * np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q).reshape(dims).astype(dtype, copy=False)
+
+
+@register("eye")
+@dataclasses.dataclass(frozen=True)
+class Identity(Scheme):
+    """``gain`` on the main diagonal of a 2-D matrix, 0 elsewhere (non-square allowed)."""
+
+    name = "identity"
+    formula = "W = gain * I (2-D)"
+    gain: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_finite(self.name, "gain", self.gain)
+
+    def stats(
+        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
+    ) -> ValueStats:
+        dims = tuple(shape)
+        _need_rank(self.name, dims, (2,), "For convolutions use 'dirac'.")
+        count = min(dims)
+        g = float(self.gain)
+        return _value_stats(g * count, g * g * count, max(math.prod(dims), 1), abs(g))
+
+    def fill_(
+        self,
+        tensor: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        layout: Layout = "torch",
+        groups: int = 1,
+    ) -> torch.Tensor:
+        _need_rank(self.name, tuple(tensor.shape), (2,), "For convolutions use 'dirac'.")
+        with torch.no_grad():
+            tensor.zero_()
+            tensor.diagonal().fill_(self.gain)
+        return tensor
+
+    def array(
+        self,
+        shape: Sequence[int],
+        rng: np.random.Generator | None = None,
+        *,
+        layout: Layout = "keras",
+        groups: int = 1,
+        dtype: Any = np.float64,
+    ) -> np.ndarray[Any, Any]:
+        dims = tuple(shape)
+        _need_rank(self.name, dims, (2,), "For convolutions use 'dirac'.")
+        rows, cols = dims
+        return (self.gain * np.eye(rows, cols)).astype(dtype, copy=False)
+
+
+def _dirac_indices(
+    torch_shape: tuple[int, ...], groups: int, scheme: str
+) -> tuple[list[int], list[int], list[int]]:
+    """(out index, in index, kernel centre) of every 1 of an identity convolution."""
+    if groups < 1 or torch_shape[0] % groups:
+        raise ShapeError(
+            f"{scheme}: {groups} groups do not divide the {torch_shape[0]} output channels of "
+            f"a weight of torch-order shape {torch_shape}. Pass the layer's own 'groups'."
+        )
+    per_group = torch_shape[0] // groups
+    diagonal = min(per_group, torch_shape[1])
+    outs = [g * per_group + d for g in range(groups) for d in range(diagonal)]
+    ins = [d for _ in range(groups) for d in range(diagonal)]
+    return outs, ins, [size // 2 for size in torch_shape[2:]]
+
+
+@register("delta")
+@dataclasses.dataclass(frozen=True)
+class Dirac(Scheme):
+    """Identity convolution: channel ``d`` of each group passes unchanged through the centre tap.
+
+    As ``torch.nn.init.dirac_``: 1 at ``[g*out_per_group + d, d, k_1//2, ...]`` for
+    ``d < min(out_per_group, in)``, 0 elsewhere.
+    """
+
+    name = "dirac"
+    formula = "W[g*o + d, d, centre] = 1, else 0"
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1:
+            raise ConfigError(f"dirac: groups must be a positive integer, got {self.groups!r}.")
+
+    def stats(
+        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
+    ) -> ValueStats:
+        dims = tuple(shape)
+        _need_rank(self.name, dims, (3, 4, 5), "For a Linear weight use 'identity'.")
+        order = _torch_order(len(dims), layout, self.name)
+        outs, _, _ = _dirac_indices(tuple(dims[a] for a in order), self.groups, self.name)
+        return _value_stats(len(outs), len(outs), math.prod(dims), 1.0)
+
+    def fill_(
+        self,
+        tensor: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        layout: Layout = "torch",
+        groups: int = 1,
+    ) -> torch.Tensor:
+        dims = tuple(tensor.shape)
+        _need_rank(self.name, dims, (3, 4, 5), "For a Linear weight use 'identity'.")
+        view = tensor.permute(_torch_order(len(dims), layout, self.name))
+        outs, ins, centre = _dirac_indices(tuple(view.shape), self.groups, self.name)
+        if tensor.is_meta:
+            return tensor
+        with torch.no_grad():
+            tensor.zero_()
+            view[(outs, ins, *centre)] = 1  # type: ignore[index]
+        return tensor
+
+    def array(
+        self,
+        shape: Sequence[int],
+        rng: np.random.Generator | None = None,
+        *,
+        layout: Layout = "keras",
+        groups: int = 1,
+        dtype: Any = np.float64,
+    ) -> np.ndarray[Any, Any]:
+        dims = tuple(shape)
+        _need_rank(self.name, dims, (3, 4, 5), "For a Linear weight use 'identity'.")
+        out = np.zeros(dims, dtype=dtype)
+        view = out.transpose(_torch_order(len(dims), layout, self.name))
+        outs, ins, centre = _dirac_indices(view.shape, self.groups, self.name)
+        view[(outs, ins, *centre)] = 1  # type: ignore[index]
+        return out
+
+
+@register()
+@dataclasses.dataclass(frozen=True)
+class DeltaOrthogonal(Scheme):
+    r"""Delta-orthogonal convolution kernel (Xiao et al., 2018), as JAX's ``delta_orthogonal``.
+
+    Zero everywhere except the centre tap (index ``(k-1)//2`` on each spatial axis), which holds
+    an ``(out, in)`` matrix with orthonormal columns times ``gain``. Needs ``in <= out``. With it a
+    deep CNN's input-output Jacobian is orthogonal at init (dynamical isometry).
+    """
+
+    name = "delta_orthogonal"
+    formula = "W[:, :, centre] = gain * Q (orthonormal columns), else 0"
+    gain: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_finite(self.name, "gain", self.gain)
+
+    def _check(self, dims: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
+        _need_rank(self.name, dims, (3, 4, 5), "For a Linear weight use 'orthogonal'.")
+        order = _torch_order(len(dims), layout, self.name)
+        torch_shape = tuple(dims[a] for a in order)
+        if torch_shape[1] > torch_shape[0]:
+            raise ShapeError(
+                f"delta_orthogonal needs in_channels <= out_channels, got {torch_shape[1]} in "
+                f"and {torch_shape[0]} out (shape {dims}, layout {layout!r}). Use 'orthogonal'."
+            )
+        return order
+
+    def stats(
+        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
+    ) -> ValueStats:
+        dims = tuple(shape)
+        order = self._check(dims, layout)
+        n_in = dims[order[1]]
+        g = float(self.gain)
+        return _value_stats(0.0, g * g * n_in, math.prod(dims), abs(g))
+
+    def fill_(
+        self,
+        tensor: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        layout: Layout = "torch",
+        groups: int = 1,
+    ) -> torch.Tensor:
+        dims = tuple(tensor.shape)
+        view = tensor.permute(self._check(dims, layout))
+        if tensor.is_meta:
+            return tensor
+        centre = tuple((size - 1) // 2 for size in view.shape[2:])
+        matrix = torch.empty(view.shape[:2], dtype=tensor.dtype, device=tensor.device)
+        Orthogonal(self.gain).fill_(matrix, generator)
+        with torch.no_grad():
+            tensor.zero_()
+            view[(slice(None), slice(None), *centre)] = matrix  # type: ignore[index]
+        return tensor
+
+    def array(
+        self,
+        shape: Sequence[int],
+        rng: np.random.Generator | None = None,
+        *,
+        layout: Layout = "keras",
+        groups: int = 1,
+        dtype: Any = np.float64,
+    ) -> np.ndarray[Any, Any]:
+        dims = tuple(shape)
+        out = np.zeros(dims, dtype=dtype)
+        view = out.transpose(self._check(dims, layout))
+        centre = tuple((size - 1) // 2 for size in view.shape[2:])
+        matrix = Orthogonal(self.gain).array(view.shape[:2], rng, layout="torch")
+        view[(slice(None), slice(None), *centre)] = matrix
+        return out
+
+
+@register()
+@dataclasses.dataclass(frozen=True)
+class Sparse(Scheme):
+    r"""Martens (2010): N(0, std^2), then ``ceil(sparsity * rows)`` zeros in every column.
+
+    On a torch ``(out, in)`` weight each input unit keeps ``rows - ceil(sparsity*rows)``
+    connections. Unlike ``torch.nn.init.sparse_``, the positions of the zeros also come from
+    ``generator`` (torch draws them from the global generator).
+    """
+
+    name = "sparse"
+    formula = "w ~ N(0, std^2); ceil(sparsity * rows) zeros per column"
+    sparsity: float = 0.1
+    std: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_finite(self.name, "sparsity", self.sparsity)
+        if not 0.0 <= self.sparsity <= 1.0:
+            raise ConfigError(f"sparse: sparsity must lie in [0, 1], got {self.sparsity!r}.")
+        check_positive(self.name, "std", self.std, allow_zero=True)
+
+    def _zeros_per_column(self, rows: int) -> int:
+        return math.ceil(self.sparsity * rows)
+
+    def stats(
+        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
+    ) -> ValueStats:
+        dims = tuple(shape)
+        _need_rank(self.name, dims, (2,), "Sparse init is for 2-D weights.")
+        rows = dims[_torch_order(2, layout, self.name)[0]]
+        kept = (rows - self._zeros_per_column(rows)) / rows if rows else 0.0
+        return ValueStats(0.0, self.std * math.sqrt(kept), None)
+
+    def fill_(
+        self,
+        tensor: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        layout: Layout = "torch",
+        groups: int = 1,
+    ) -> torch.Tensor:
+        _need_rank(self.name, tuple(tensor.shape), (2,), "Sparse init is for 2-D weights.")
+        if tensor.is_meta:
+            return tensor
+        view = tensor.permute(_torch_order(2, layout, self.name))
+        rows, cols = view.shape
+        zeros = self._zeros_per_column(rows)
+        device = generator.device if generator is not None else None
+        with torch.no_grad():
+            tensor.normal_(0, self.std, generator=generator)
+            for column in range(cols):
+                chosen = torch.randperm(rows, generator=generator, device=device)[:zeros]
+                view[chosen, column] = 0
+        return tensor
+
+    def array(
+        self,
+        shape: Sequence[int],
+        rng: np.random.Generator | None = None,
+        *,
+        layout: Layout = "keras",
+        groups: int = 1,
+        dtype: Any = np.float64,
+    ) -> np.ndarray[Any, Any]:
+        dims = tuple(shape)
+        _need_rank(self.name, dims, (2,), "Sparse init is for 2-D weights.")
+        generator = _rng(rng)
+        out = generator.normal(0.0, self.std, size=dims)
+        view = out.transpose(_torch_order(2, layout, self.name))
+        rows, cols = view.shape
+        zeros = self._zeros_per_column(rows)
+        for column in range(cols):
+            view[generator.permutation(rows)[:zeros], column] = 0.0
+        return out.astype(dtype, copy=False)

@@ -1,0 +1,355 @@
+r"""Variance scaling, the general case, and its presets Xavier/Glorot, He/Kaiming and LeCun.
+
+Every scheme here draws i.i.d. values of zero mean and variance
+
+.. math::
+
+    v = \frac{g^2}{n}, \qquad n \in \{\text{fan\_in},\ \text{fan\_out},\
+    \tfrac{\text{fan\_in} + \text{fan\_out}}{2},\ \sqrt{\text{fan\_in}\cdot\text{fan\_out}}\}
+
+from one of three laws:
+
+* ``uniform``: :math:`U(-\sqrt{3v}, \sqrt{3v})`;
+* ``normal``: :math:`\mathcal N(0, v)`, untruncated (what torch's ``xavier_normal_`` /
+  ``kaiming_normal_`` do);
+* ``truncated_normal``: :math:`\mathcal N(0, \sigma^2)` restricted to :math:`\pm 2\sigma` with
+  :math:`\sigma = \sqrt v / 0.87962566103423978`, so that the samples' std is exactly
+  :math:`\sqrt v` (what Keras 3 and JAX do for their ``*_normal`` initializers).
+
+======================  ==================================  =======================
+scheme                  g^2 (``scale``)                     n
+======================  ==================================  =======================
+``variance_scaling``    ``scale``                           ``mode``
+``xavier_*`` (Glorot)   ``gain^2``                          fan_avg
+``he_*`` (Kaiming)      ``gain(nonlinearity, a)^2`` (2)     ``mode`` (fan_in)
+``lecun_*``             1                                   ``mode`` (fan_in)
+======================  ==================================  =======================
+
+The std is computed in the same floating-point order as ``torch.nn.init``
+(``g * sqrt(2 / (fi + fo))`` for fan_avg, ``g / sqrt(n)`` otherwise), so torch-compatible calls
+are bitwise identical. References: Glorot & Bengio (2010), He et al. (2015), LeCun et al.
+(1998), Klambauer et al. (2017).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from initlab.errors import ShapeError
+from initlab.fans import FAN_MODES, FanMode, Layout, compute_fans
+from initlab.gains import canonical_activation, gain
+from initlab.schemes.base import (
+    Scheme,
+    ValueStats,
+    check_choice,
+    check_finite,
+    check_positive,
+    register,
+)
+from initlab.schemes.elementwise import Normal, TruncatedNormal, Uniform
+from initlab.schemes.truncation import TRUNCATION_STD_2
+
+__all__ = [
+    "DISTRIBUTIONS",
+    "Distribution",
+    "HeNormal",
+    "HeUniform",
+    "LeCunNormal",
+    "LeCunUniform",
+    "VarianceScaling",
+    "XavierNormal",
+    "XavierUniform",
+]
+
+Distribution = Literal["normal", "truncated_normal", "uniform"]
+DISTRIBUTIONS: tuple[str, ...] = ("normal", "truncated_normal", "uniform")
+_NORMALS: tuple[str, ...] = ("normal", "truncated_normal")
+
+
+@dataclasses.dataclass(frozen=True)
+class _ScaledByFans(Scheme):
+    """Shared machinery: gain, fan mode and law -> the elementwise law for a shape."""
+
+    uses_fans = True
+
+    @property
+    @abstractmethod
+    def fan_mode(self) -> FanMode:
+        """Which fan ``n`` divides the variance."""
+
+    @property
+    @abstractmethod
+    def law(self) -> Distribution:
+        """The distribution drawn from."""
+
+    @abstractmethod
+    def gain_factor(self) -> float:
+        """The gain ``g`` (so the variance is ``g^2 / n``)."""
+
+    def target_std(
+        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
+    ) -> float:
+        r"""The std :math:`g/\sqrt n` of the values for ``shape``."""
+        fans = compute_fans(shape, layout=layout, groups=groups)
+        n = fans.fan(self.fan_mode)
+        if n <= 0:
+            raise ShapeError(
+                f"{self.name}: shape {tuple(shape)} has {self.fan_mode} = 0, so the variance "
+                "g^2/n is undefined. Give the tensor non-zero sizes or pick another mode."
+            )
+        g = self.gain_factor()
+        if self.fan_mode == "fan_avg":
+            return g * math.sqrt(2.0 / float(fans.fan_in + fans.fan_out))
+        return g / math.sqrt(n)
+
+    def resolve(
+        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
+    ) -> Uniform | Normal | TruncatedNormal:
+        """The elementwise law this scheme draws from for ``shape``."""
+        std = self.target_std(shape, layout=layout, groups=groups)
+        if self.law == "uniform":
+            bound = math.sqrt(3.0) * std
+            return Uniform(-bound, bound)
+        if self.law == "normal":
+            return Normal(0.0, std)
+        return TruncatedNormal(0.0, std / TRUNCATION_STD_2, -2.0, 2.0, unit="std")
+
+    def stats(
+        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
+    ) -> ValueStats:
+        law = self.resolve(shape, layout=layout, groups=groups)
+        bound = law.stats(shape).bound
+        return ValueStats(0.0, self.target_std(shape, layout=layout, groups=groups), bound)
+
+    def fill_(
+        self,
+        tensor: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        layout: Layout = "torch",
+        groups: int = 1,
+    ) -> torch.Tensor:
+        if tensor.numel() == 0:
+            return tensor
+        law = self.resolve(tensor.shape, layout=layout, groups=groups)
+        return law.fill_(tensor, generator)
+
+    def array(
+        self,
+        shape: Sequence[int],
+        rng: np.random.Generator | None = None,
+        *,
+        layout: Layout = "keras",
+        groups: int = 1,
+        dtype: Any = np.float64,
+    ) -> np.ndarray[Any, Any]:
+        law = self.resolve(shape, layout=layout, groups=groups)
+        return law.array(shape, rng, dtype=dtype)
+
+
+def _check_distribution(scheme: _ScaledByFans, value: str, allowed: Sequence[str]) -> None:
+    if value == "untruncated_normal":  # Keras' spelling
+        object.__setattr__(scheme, "distribution", "normal")
+        return
+    check_choice(scheme.name, "distribution", value, allowed)
+
+
+@register("vs")
+@dataclasses.dataclass(frozen=True)
+class VarianceScaling(_ScaledByFans):
+    r"""The general case: variance ``scale / n``, as Keras' and JAX's ``VarianceScaling``.
+
+    ``distribution`` defaults to ``truncated_normal`` as in Keras and JAX; ``mode`` may be
+    ``fan_in``, ``fan_out``, ``fan_avg`` or ``fan_geo_avg`` (JAX).
+    """
+
+    name = "variance_scaling"
+    formula = "v = scale / n(mode); uniform | normal | truncated_normal (std-corrected)"
+    scale: float = 1.0
+    mode: FanMode = "fan_in"
+    distribution: Distribution = "truncated_normal"
+
+    def __post_init__(self) -> None:
+        check_positive(self.name, "scale", self.scale)
+        check_choice(self.name, "mode", self.mode, FAN_MODES)
+        _check_distribution(self, self.distribution, DISTRIBUTIONS)
+
+    @property
+    def fan_mode(self) -> FanMode:
+        return self.mode
+
+    @property
+    def law(self) -> Distribution:
+        return self.distribution
+
+    def gain_factor(self) -> float:
+        return math.sqrt(self.scale)
+
+
+@register("glorot_uniform")
+@dataclasses.dataclass(frozen=True)
+class XavierUniform(_ScaledByFans):
+    r"""Glorot & Bengio (2010): :math:`U(\pm g\sqrt{6/(\text{fan\_in}+\text{fan\_out})})`."""
+
+    name = "xavier_uniform"
+    formula = "w ~ U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out))"
+    gain: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_finite(self.name, "gain", self.gain)
+
+    @property
+    def fan_mode(self) -> FanMode:
+        return "fan_avg"
+
+    @property
+    def law(self) -> Distribution:
+        return "uniform"
+
+    def gain_factor(self) -> float:
+        return float(self.gain)
+
+
+@register("glorot_normal")
+@dataclasses.dataclass(frozen=True)
+class XavierNormal(_ScaledByFans):
+    r"""Glorot & Bengio (2010): std :math:`g\sqrt{2/(\text{fan\_in}+\text{fan\_out})}`.
+
+    ``distribution="normal"`` as torch; ``"truncated_normal"`` as Keras/JAX ``glorot_normal``.
+    """
+
+    name = "xavier_normal"
+    formula = "w ~ N(0, gain^2 * 2 / (fan_in + fan_out))"
+    gain: float = 1.0
+    distribution: Distribution = "normal"
+
+    def __post_init__(self) -> None:
+        check_finite(self.name, "gain", self.gain)
+        _check_distribution(self, self.distribution, _NORMALS)
+
+    @property
+    def fan_mode(self) -> FanMode:
+        return "fan_avg"
+
+    @property
+    def law(self) -> Distribution:
+        return self.distribution
+
+    def gain_factor(self) -> float:
+        return float(self.gain)
+
+
+@dataclasses.dataclass(frozen=True)
+class _He(_ScaledByFans):
+    a: float = 0.0
+    mode: FanMode = "fan_in"
+    nonlinearity: str = "leaky_relu"
+
+    def __post_init__(self) -> None:
+        check_finite(self.name, "a", self.a)
+        check_choice(self.name, "mode", self.mode, FAN_MODES)
+        canonical_activation(self.nonlinearity)
+
+    @property
+    def fan_mode(self) -> FanMode:
+        return self.mode
+
+    def gain_factor(self) -> float:
+        # torch passes `a` as the parameter of every nonlinearity; only leaky_relu reads it.
+        leaky = canonical_activation(self.nonlinearity) == "leaky_relu"
+        return float(gain(self.nonlinearity, self.a if leaky else None))
+
+
+@register("kaiming_uniform")
+@dataclasses.dataclass(frozen=True)
+class HeUniform(_He):
+    r"""He et al. (2015): :math:`U(\pm g\sqrt{3/n})`, g from ``nonlinearity`` and slope ``a``.
+
+    Defaults as torch's ``kaiming_uniform_``: leaky_relu with a=0 (= relu, g = sqrt 2), fan_in.
+    """
+
+    name = "he_uniform"
+    formula = "w ~ U(-b, b), b = gain * sqrt(3 / fan(mode))"
+
+    @property
+    def law(self) -> Distribution:
+        return "uniform"
+
+
+@register("kaiming_normal")
+@dataclasses.dataclass(frozen=True)
+class HeNormal(_He):
+    r"""He et al. (2015): std :math:`g/\sqrt n`; ``distribution`` normal (torch) or truncated."""
+
+    name = "he_normal"
+    formula = "w ~ N(0, gain^2 / fan(mode))"
+    distribution: Distribution = "normal"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_distribution(self, self.distribution, _NORMALS)
+
+    @property
+    def law(self) -> Distribution:
+        return self.distribution
+
+
+@register()
+@dataclasses.dataclass(frozen=True)
+class LeCunUniform(_ScaledByFans):
+    r"""LeCun et al. (1998): :math:`U(\pm\sqrt{3/\text{fan\_in}})` (gain 1)."""
+
+    name = "lecun_uniform"
+    formula = "w ~ U(-b, b), b = sqrt(3 / fan(mode))"
+    mode: FanMode = "fan_in"
+
+    def __post_init__(self) -> None:
+        check_choice(self.name, "mode", self.mode, FAN_MODES)
+
+    @property
+    def fan_mode(self) -> FanMode:
+        return self.mode
+
+    @property
+    def law(self) -> Distribution:
+        return "uniform"
+
+    def gain_factor(self) -> float:
+        return 1.0
+
+
+@register()
+@dataclasses.dataclass(frozen=True)
+class LeCunNormal(_ScaledByFans):
+    r"""LeCun et al. (1998): std :math:`1/\sqrt{\text{fan\_in}}`; the init SELU nets need.
+
+    ``distribution="normal"`` (torch's ``kaiming_normal_(nonlinearity="linear")``) or
+    ``"truncated_normal"`` (Keras/JAX ``lecun_normal``).
+    """
+
+    name = "lecun_normal"
+    formula = "w ~ N(0, 1 / fan(mode))"
+    mode: FanMode = "fan_in"
+    distribution: Distribution = "normal"
+
+    def __post_init__(self) -> None:
+        check_choice(self.name, "mode", self.mode, FAN_MODES)
+        _check_distribution(self, self.distribution, _NORMALS)
+
+    @property
+    def fan_mode(self) -> FanMode:
+        return self.mode
+
+    @property
+    def law(self) -> Distribution:
+        return self.distribution
+
+    def gain_factor(self) -> float:
+        return 1.0
