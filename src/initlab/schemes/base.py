@@ -132,7 +132,13 @@ class Scheme(ABC):
         return {"scheme": self.name, **self.params()}
 
     def __str__(self) -> str:
-        inner = ", ".join(f"{key}={value!r}" for key, value in self.params().items())
+        """``name(param=value, ...)`` with the parameters that differ from their defaults."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.init}
+        changed = {k: v for k, v in self.params().items() if defaults.get(k) != v}
+        inner = ", ".join(
+            f"{key}={value:.6g}" if isinstance(value, float) else f"{key}={value!r}"
+            for key, value in changed.items()
+        )
         return f"{self.name}({inner})"
 
 

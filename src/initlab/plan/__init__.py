@@ -1,0 +1,23 @@
+"""Whole-model initialization: rules -> a Plan -> a table of Assignments -> applied."""
+
+from __future__ import annotations
+
+from initlab.plan.activations import Activation, ActivationMap, detect_activations
+from initlab.plan.assignments import Assignment, Assignments
+from initlab.plan.plan import Plan, auto_scheme
+from initlab.plan.rules import Rule, rule
+from initlab.plan.sites import ParameterSite, parameter_sites
+
+__all__ = [
+    "Activation",
+    "ActivationMap",
+    "Assignment",
+    "Assignments",
+    "ParameterSite",
+    "Plan",
+    "Rule",
+    "auto_scheme",
+    "detect_activations",
+    "parameter_sites",
+    "rule",
+]

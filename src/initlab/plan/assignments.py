@@ -1,0 +1,175 @@
+"""`Assignments`: a resolved plan, one row per parameter, to print, save, diff and apply."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from initlab.fans import Fans, Layout
+from initlab.plan.activations import Activation
+from initlab.plan.sites import ParameterSite
+from initlab.schemes import Scheme
+
+__all__ = ["Assignment", "Assignments"]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What a plan does to one parameter.
+
+    Attributes:
+        site: the parameter (name, shape, role, module, fans layout).
+        scheme: the scheme drawn from; ``None`` when the parameter is kept as it is.
+        multiplier: factor on the drawn values.
+        source: why: ``"rule 2 ('*.c_proj.weight')"``, ``"default auto"``, ``"default keep"``.
+        rule_index: index of the winning rule, ``None`` for the default.
+        also_matched: indices of later rules that matched too (first match wins).
+        activation: the activation after the parameter's layer, when it was looked up.
+        fans: the fans the scheme read, if it reads fans.
+        std: the std of the values after the multiplier, when known.
+        bound: the largest absolute value after the multiplier, when bounded.
+        layout: the layout the fans are read in (``torch`` under a ``fans="torch"`` rule).
+        groups: the groups the fans are read with.
+    """
+
+    site: ParameterSite
+    scheme: Scheme | None
+    multiplier: float
+    source: str
+    rule_index: int | None
+    also_matched: tuple[int, ...] = ()
+    activation: Activation | None = None
+    fans: Fans | None = None
+    std: float | None = None
+    bound: float | None = None
+    layout: Layout = "torch"
+    groups: int = 1
+
+    @property
+    def name(self) -> str:
+        """The parameter's qualified name."""
+        return self.site.name
+
+    @property
+    def scheme_label(self) -> str:
+        """The scheme as shown in tables."""
+        if self.scheme is None:
+            return "keep"
+        label = str(self.scheme)
+        return label if self.multiplier == 1.0 else f"{label} x {self.multiplier:.6g}"
+
+    @property
+    def notes(self) -> str:
+        """Tied names, fan notes and the detected activation, joined."""
+        parts = []
+        if self.site.tied_to:
+            parts.append("tied: " + ", ".join(self.site.tied_to))
+        if self.activation is not None:
+            parts.append(f"then {self.activation}")
+        if self.site.fans_note and self.scheme is not None and self.scheme.uses_fans:
+            parts.append(self.site.fans_note)
+        if self.also_matched:
+            parts.append("also matched rule " + ", ".join(str(i) for i in self.also_matched))
+        return "; ".join(parts)
+
+    def to_row(self) -> dict[str, Any]:
+        """A flat, JSON-friendly record."""
+        return {
+            "parameter": self.name,
+            "shape": list(self.site.shape),
+            "role": self.site.role,
+            "module": self.site.module_type,
+            "depth": self.site.depth,
+            "scheme": None if self.scheme is None else self.scheme.to_config(),
+            "multiplier": self.multiplier,
+            "source": self.source,
+            "fan_in": None if self.fans is None else self.fans.fan_in,
+            "fan_out": None if self.fans is None else self.fans.fan_out,
+            "std": self.std,
+            "bound": self.bound,
+            "activation": None if self.activation is None else self.activation.name,
+            "tied_to": list(self.site.tied_to),
+            "notes": self.notes,
+        }
+
+
+@dataclass(frozen=True)
+class Assignments:
+    """A plan resolved against a model: the rows, plus what the resolution noticed.
+
+    Attributes:
+        rows: one :class:`Assignment` per distinct parameter, in registration order.
+        unused_rules: ``(index, description)`` of rules that matched no parameter.
+        activation_method: ``"fx"``, ``"module order"`` or ``""`` when not needed.
+        activation_fallback: why fx tracing failed, when it did.
+        seed: the seed it was applied with (``None`` for a dry run).
+    """
+
+    rows: tuple[Assignment, ...]
+    unused_rules: tuple[tuple[int, str], ...] = ()
+    activation_method: str = ""
+    activation_fallback: str = ""
+    seed: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Assignment]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, name: str) -> Assignment:
+        for row in self.rows:
+            if row.name == name or name in row.site.tied_to:
+                return row
+        raise KeyError(name)
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """Every row as a flat record."""
+        return [row.to_row() for row in self.rows]
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The table as JSON (rows plus unused rules and the activation method)."""
+        document = {
+            "seed": self.seed,
+            "activation_method": self.activation_method,
+            "activation_fallback": self.activation_fallback,
+            "unused_rules": [{"index": i, "rule": d} for i, d in self.unused_rules],
+            "parameters": self.to_rows(),
+        }
+        return json.dumps(document, indent=indent)
+
+    def to_dataframe(self) -> Any:
+        """The rows as a pandas DataFrame (needs pandas)."""
+        from initlab.optional import require
+
+        pandas = require("pandas", "to_dataframe")
+        return pandas.DataFrame(self.to_rows())
+
+    def __str__(self) -> str:
+        headers = ("parameter", "shape", "role", "scheme", "std", "source")
+        lines = [
+            (
+                row.name,
+                "x".join(str(d) for d in row.site.shape),
+                row.site.role,
+                row.scheme_label,
+                "-" if row.std is None else f"{row.std:.4g}",
+                row.source,
+            )
+            for row in self.rows
+        ]
+        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
+        render = [
+            "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
+            for line in [headers, *lines]
+        ]
+        if self.activation_method:
+            render.append(
+                f"activations: {self.activation_method} {self.activation_fallback}".rstrip()
+            )
+        for index, description in self.unused_rules:
+            render.append(f"rule {index} ({description}) matched no parameter")
+        return "\n".join(line.rstrip() for line in render)

@@ -1,0 +1,242 @@
+"""`Plan`: rules that initialize a whole model, resolved to a table, then applied.
+
+.. code-block:: python
+
+    plan = initlab.Plan([
+        initlab.rule("*.attn.c_proj.weight", "normal", std=0.02 / math.sqrt(2 * n_layer)),
+        initlab.rule(types=nn.Conv2d, role="weight", scheme="he_normal", mode="fan_out"),
+        initlab.rule(role="bias", scheme="zeros"),
+    ], default="auto")
+    table = plan.resolve(model)     # dry run: every parameter -> scheme, fans, std, why
+    plan.apply(model, seed=0)       # the same table, applied
+
+The first matching rule wins. Parameters no rule matches follow ``default``: ``"keep"`` leaves
+them, ``"auto"`` picks by role and, for weights, by the activation that follows the layer:
+
+================================  ============================================================
+role / activation after           scheme
+================================  ============================================================
+weight, ReLU family (relu,        ``he_normal(nonlinearity=..., a=slope)``; second-moment gain
+leaky_relu, gelu, silu, elu...)   for the smooth ones
+weight, SELU                      ``lecun_normal`` (self-normalizing fixed point)
+weight, tanh/sigmoid/linear       ``xavier_normal(gain=gain(activation))``
+bias / norm_bias                  ``zeros``
+norm_weight                       ``ones``
+embedding                         ``normal(0, 1)`` (PyTorch's embedding default)
+other                             kept
+================================  ============================================================
+
+Each parameter is drawn from its own stream (:mod:`initlab.rng`): its values depend only on the
+seed, its name, its scheme and its shape. Tied parameters are initialized once, under their
+first name. Buffers are never touched.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from initlab.errors import InitlabError
+from initlab.fans import Fans, Layout, compute_fans
+from initlab.gains import gain
+from initlab.plan.activations import Activation, ActivationMap, detect_activations
+from initlab.plan.assignments import Assignment, Assignments
+from initlab.plan.rules import Rule
+from initlab.plan.sites import ParameterSite, parameter_sites
+from initlab.rng import parameter_generator
+from initlab.schemes import HeNormal, LeCunNormal, Normal, Ones, Scheme, XavierNormal, Zeros, get
+from initlab.schemes.variance import _ScaledByFans
+
+__all__ = ["RELU_FAMILY", "Plan", "auto_scheme", "fill_parameter"]
+
+RELU_FAMILY = frozenset(
+    {"relu", "leaky_relu", "relu6", "elu", "celu", "gelu", "gelu_tanh", "silu", "mish",
+     "softplus", "hardswish"}
+)  # fmt: skip
+
+
+def auto_scheme(site: ParameterSite, activation: Activation | None) -> Scheme | None:
+    """The scheme ``default="auto"`` gives a parameter (see the module docstring)."""
+    if site.role in ("bias", "norm_bias"):
+        return Zeros()
+    if site.role == "norm_weight":
+        return Ones()
+    if site.role == "embedding":
+        return Normal(0.0, 1.0)
+    if site.role != "weight":
+        return None
+    name = activation.name if activation is not None else "linear"
+    if name in RELU_FAMILY:
+        slope = activation.param if activation and activation.param is not None else 0.01
+        if name == "leaky_relu":
+            return HeNormal(a=slope, nonlinearity="leaky_relu")
+        return HeNormal(nonlinearity=name)
+    if name == "selu":
+        return LeCunNormal()
+    param = activation.param if activation is not None else None
+    return XavierNormal(gain=float(gain(name, param)))
+
+
+class Plan:
+    """Rules plus a default, resolvable against any model.
+
+    Args:
+        rules: :class:`Rule` objects (see :func:`initlab.rule`); the first match wins.
+        default: ``"auto"``, ``"keep"``, or a scheme (name or Scheme) for unmatched parameters.
+        name: a label for tables and reports.
+    """
+
+    def __init__(
+        self, rules: Sequence[Rule] = (), default: str | Scheme = "auto", *, name: str = "plan"
+    ) -> None:
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        for index, item in enumerate(self.rules):
+            if not isinstance(item, Rule):
+                raise InitlabError(
+                    f"Plan rule {index} is a {type(item).__name__}, not a Rule; "
+                    "build rules with initlab.rule(...)."
+                )
+        self.default: str | Scheme = (
+            default if isinstance(default, Scheme) or default in ("auto", "keep") else get(default)
+        )
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Plan(name={self.name!r}, rules={len(self.rules)}, default={self.default!s})"
+
+    # --- resolution --------------------------------------------------------------------------
+    def _needs_activations(self) -> bool:
+        return self.default == "auto" or any(r.scheme == "auto" for r in self.rules)
+
+    def resolve(self, model: nn.Module) -> Assignments:
+        """Every parameter of ``model`` -> scheme, fans, std and why, without changing it."""
+        modules = dict(model.named_modules(remove_duplicate=False))
+        activations = detect_activations(model) if self._needs_activations() else None
+        used: set[int] = set()
+        rows = []
+        for site in parameter_sites(model):
+            matched = [
+                i for i, r in enumerate(self.rules) if r.matches(site, modules[site.module_name])
+            ]
+            used.update(matched)
+            rows.append(self._assign(site, matched, activations))
+        unused = tuple(
+            (index, item.describe()) for index, item in enumerate(self.rules) if index not in used
+        )
+        for index, description in unused:
+            warnings.warn(
+                f"Plan {self.name!r}: rule {index} ({description}) matched no parameter.",
+                stacklevel=2,
+            )
+        return Assignments(
+            rows=tuple(rows),
+            unused_rules=unused,
+            activation_method=activations.method if activations else "",
+            activation_fallback=activations.fallback_reason if activations else "",
+        )
+
+    def _assign(
+        self, site: ParameterSite, matched: list[int], activations: ActivationMap | None
+    ) -> Assignment:
+        activation = activations.get(site.module_name) if activations else None
+        if site.role != "weight":
+            activation = None
+        if matched:
+            winner = self.rules[matched[0]]
+            source = f"rule {matched[0]} ({winner.describe()})"
+            choice, multiplier, fans_from = winner.scheme, winner.multiplier, winner.fans
+        else:
+            source = f"default {self.default!s}"
+            choice, multiplier, fans_from = self.default, 1.0, "module"
+        if choice == "keep":
+            scheme = None
+        elif choice == "auto":
+            scheme = auto_scheme(site, activation)
+            source += " -> auto" if matched else ""
+        else:
+            assert isinstance(choice, Scheme)
+            scheme = choice
+        return _with_statistics(
+            Assignment(
+                site=site,
+                scheme=scheme,
+                multiplier=multiplier,
+                source=source,
+                rule_index=matched[0] if matched else None,
+                also_matched=tuple(matched[1:]),
+                activation=activation if choice == "auto" else None,
+            ),
+            fans_from,
+        )
+
+    # --- application -------------------------------------------------------------------------
+    def apply(self, model: nn.Module, seed: int = 0) -> Assignments:
+        """Initialize ``model`` in place; returns the table it applied.
+
+        Raises:
+            InitlabError: a scheme that does not fit a parameter (the message names both).
+        """
+        table = self.resolve(model)
+        parameters = dict(model.named_parameters(remove_duplicate=False))
+        with torch.no_grad():
+            for row in table:
+                if row.scheme is None:
+                    continue
+                fill_parameter(parameters[row.name], row, seed)
+        return Assignments(
+            rows=table.rows,
+            unused_rules=table.unused_rules,
+            activation_method=table.activation_method,
+            activation_fallback=table.activation_fallback,
+            seed=seed,
+        )
+
+
+def fill_parameter(tensor: torch.Tensor, row: Assignment, seed: int) -> None:
+    """Draw ``row``'s scheme into ``tensor`` from the parameter's own stream."""
+    scheme = row.scheme
+    if scheme is None or tensor.is_meta:
+        return
+    generator = parameter_generator(seed, row.name, tensor.device)
+    site = row.site
+    try:
+        if isinstance(scheme, _ScaledByFans):
+            law = scheme.resolve(site.fan_shape, layout=row.layout, groups=row.groups)
+            law.fill_(tensor, generator)
+        else:
+            scheme.fill_(tensor, generator, layout=row.layout, groups=row.groups)
+    except InitlabError as error:
+        message = f"Parameter {row.name!r} (shape {site.shape}, {row.source}): {error}"
+        raise type(error)(message) from None
+    if row.multiplier != 1.0:
+        tensor.mul_(row.multiplier)
+
+
+def _with_statistics(row: Assignment, fans_from: str) -> Assignment:
+    scheme, site = row.scheme, row.site
+    if scheme is None:
+        return row
+    layout: Layout = "torch" if fans_from == "torch" else site.layout
+    groups = 1 if fans_from == "torch" else site.groups
+    fans: Fans | None = None
+    try:
+        if scheme.uses_fans:
+            fans = compute_fans(site.fan_shape, layout=layout, groups=groups)
+            stats = scheme.stats(site.fan_shape, layout=layout, groups=groups)
+        else:
+            stats = scheme.stats(site.shape, layout=layout, groups=groups)
+    except InitlabError as error:
+        raise type(error)(
+            f"Parameter {site.name!r} (shape {site.shape}) cannot take {scheme} "
+            f"({row.source}): {error}"
+        ) from None
+    factor = abs(row.multiplier)
+    bound = None if stats.bound is None else stats.bound * factor
+    std = stats.std * factor
+    finite_std = std if math.isfinite(std) else None
+    return replace(row, fans=fans, std=finite_std, bound=bound, layout=layout, groups=groups)

@@ -1,0 +1,207 @@
+"""`Rule`: which parameters get which scheme.
+
+A rule matches a parameter by any combination of its qualified name (glob or regex), the type
+of the module that owns it (class or class name, subclasses included), its role and its block
+depth; all given conditions must hold. In a :class:`~initlab.plan.plan.Plan` the first matching
+rule wins.
+
+Besides a :class:`~initlab.schemes.Scheme`, a rule's scheme may be ``"auto"`` (pick by the
+activation that follows the layer) or ``"keep"`` (leave the parameter as it is). ``multiplier``
+scales the drawn values (Fixup's :math:`L^{-1/(2m-2)}`, GPT-2's :math:`1/\\sqrt{2 n_{layer}}`).
+``fans="torch"`` reads fans with torch's array rule instead of the module's layout, which is
+what reproducing torch's own ``reset_parameters`` needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import math
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from torch import nn
+
+from initlab.errors import ConfigError
+from initlab.plan.sites import ROLES, ParameterSite
+from initlab.schemes import Scheme, get
+from initlab.schemes.base import check_choice
+
+__all__ = ["SPECIAL_SCHEMES", "FanSource", "Rule", "rule"]
+
+FanSource = Literal["module", "torch"]
+SPECIAL_SCHEMES = ("auto", "keep")
+TypeSpec = type | str
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One rule of a plan (build it with :func:`rule`).
+
+    Attributes:
+        scheme: a Scheme, ``"auto"`` or ``"keep"``.
+        pattern: glob on the qualified parameter name (``*`` crosses dots).
+        regex: regular expression searched in the qualified name.
+        types: module classes or class names (subclasses match).
+        roles: parameter roles (see :mod:`initlab.plan.sites`).
+        depth: inclusive range of block indices.
+        multiplier: factor applied to the drawn values.
+        fans: ``"module"`` (layer-aware) or ``"torch"`` (torch's array rule).
+    """
+
+    scheme: Scheme | str
+    pattern: str | None = None
+    regex: str | None = None
+    types: tuple[TypeSpec, ...] = ()
+    roles: tuple[str, ...] = ()
+    depth: tuple[int, int] | None = None
+    multiplier: float = 1.0
+    fans: FanSource = "module"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scheme, str):
+            check_choice("rule", "scheme", self.scheme, SPECIAL_SCHEMES)
+        for role in self.roles:
+            check_choice("rule", "role", role, ROLES)
+        check_choice("rule", "fans", self.fans, ("module", "torch"))
+        if not math.isfinite(self.multiplier):
+            raise ConfigError(f"rule: multiplier must be finite, got {self.multiplier!r}.")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as error:
+                raise ConfigError(
+                    f"rule: regex {self.regex!r} does not compile: {error}."
+                ) from None
+
+    def matches(self, site: ParameterSite, module: nn.Module) -> bool:
+        """Whether this rule applies to the parameter at ``site`` owned by ``module``."""
+        names = (site.name, *site.tied_to)
+        if self.pattern is not None and not any(
+            fnmatch.fnmatchcase(name, self.pattern) for name in names
+        ):
+            return False
+        if self.regex is not None and not any(re.search(self.regex, name) for name in names):
+            return False
+        if self.types and not any(_is_type(module, spec) for spec in self.types):
+            return False
+        if self.roles and site.role not in self.roles:
+            return False
+        if self.depth is not None:
+            low, high = self.depth
+            if site.depth is None or not low <= site.depth <= high:
+                return False
+        return True
+
+    def describe(self) -> str:
+        """The rule's conditions in one line, e.g. ``types=Conv2d role=weight``."""
+        parts = []
+        if self.pattern is not None:
+            parts.append(repr(self.pattern))
+        if self.regex is not None:
+            parts.append(f"regex={self.regex!r}")
+        if self.types:
+            parts.append("types=" + ",".join(_type_name(t) for t in self.types))
+        if self.roles:
+            parts.append("role=" + ",".join(self.roles))
+        if self.depth is not None:
+            low, high = self.depth
+            parts.append(f"depth={low}" if low == high else f"depth={low}..{high}")
+        return " ".join(parts) or "every parameter"
+
+    def scheme_label(self) -> str:
+        """The scheme with its multiplier, for tables."""
+        label = str(self.scheme)
+        return label if self.multiplier == 1.0 else f"{label} x {self.multiplier:.6g}"
+
+
+def _type_name(spec: TypeSpec) -> str:
+    return spec if isinstance(spec, str) else spec.__name__
+
+
+def _is_type(module: nn.Module, spec: TypeSpec) -> bool:
+    if isinstance(spec, str):
+        return any(cls.__name__ == spec for cls in type(module).__mro__)
+    return isinstance(module, spec)
+
+
+def _depth_range(depth: int | Sequence[int] | range | None) -> tuple[int, int] | None:
+    if depth is None:
+        return None
+    if isinstance(depth, bool):
+        raise ConfigError(f"rule: depth must be an int, a range or [low, high], got {depth!r}.")
+    if isinstance(depth, int):
+        return depth, depth
+    if isinstance(depth, range):
+        if depth.step != 1 or len(depth) == 0:
+            raise ConfigError(f"rule: depth range must be non-empty with step 1, got {depth!r}.")
+        return depth.start, depth.stop - 1
+    values = list(depth)
+    if len(values) != 2 or not all(isinstance(v, int) for v in values) or values[0] > values[1]:
+        raise ConfigError(
+            f"rule: depth as a pair must be [low, high] (inclusive, low <= high), got {depth!r}."
+        )
+    return values[0], values[1]
+
+
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str | type):
+        return (value,)
+    return tuple(value)
+
+
+def rule(
+    pattern: str | None = None,
+    scheme: Scheme | str | None = None,
+    *,
+    types: TypeSpec | Sequence[TypeSpec] | None = None,
+    role: str | Sequence[str] | None = None,
+    depth: int | Sequence[int] | range | None = None,
+    regex: str | None = None,
+    multiplier: float = 1.0,
+    fans: FanSource = "module",
+    **params: Any,
+) -> Rule:
+    """Build a :class:`Rule`.
+
+    Example:
+        >>> rule("*.c_proj.weight", "normal", std=0.02 / (2 * 12) ** 0.5)
+        >>> rule(types=nn.Conv2d, role="weight", scheme="he_normal", mode="fan_out")
+        >>> rule(role="bias", scheme="zeros")
+
+    Args:
+        pattern: glob on the parameter's qualified name.
+        scheme: a scheme name (with ``params``), a Scheme, ``"auto"`` or ``"keep"``.
+        types: module class(es) or class name(s).
+        role: role(s): weight, bias, embedding, norm_weight, norm_bias, other.
+        depth: a block index, a ``range`` or an inclusive ``[low, high]``.
+        regex: a regular expression searched in the qualified name.
+        multiplier: factor on the drawn values.
+        fans: ``"module"`` (default) or ``"torch"`` (torch's array rule).
+        **params: the scheme's parameters.
+    """
+    if scheme is None:
+        raise ConfigError(
+            "rule: give a scheme, e.g. rule('*.weight', 'he_normal') or scheme='zeros'."
+        )
+    if isinstance(scheme, str) and scheme in SPECIAL_SCHEMES:
+        if params:
+            raise ConfigError(
+                f"rule: scheme {scheme!r} takes no parameters, got {sorted(params)}."
+            )
+        resolved: Scheme | str = scheme
+    else:
+        resolved = get(scheme, **params)
+    return Rule(
+        scheme=resolved,
+        pattern=pattern,
+        regex=regex,
+        types=_as_tuple(types),
+        roles=_as_tuple(role),
+        depth=_depth_range(depth),
+        multiplier=float(multiplier),
+        fans=fans,
+    )
