@@ -9,19 +9,28 @@ from initlab import init
 from initlab.errors import ConfigError, InitlabError, ShapeError, UnknownNameError
 from initlab.fans import Fans, compute_fans, fan_in, fan_out
 from initlab.gains import calculate_gain, gain, second_moment_gain
+from initlab.plan import Assignments, Plan, Rule, rule
+from initlab.plan.audit import Audit, audit, init_model
+from initlab.plan.presets import PRESET_NAMES, preset
 from initlab.schemes import Scheme, ValueStats, from_config, get, scheme_names
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PRESET_NAMES",
+    "Assignments",
+    "Audit",
     "ConfigError",
     "Fans",
     "InitlabError",
+    "Plan",
+    "Rule",
     "Scheme",
     "ShapeError",
     "UnknownNameError",
     "ValueStats",
     "__version__",
+    "audit",
     "calculate_gain",
     "compute_fans",
     "fan_in",
@@ -30,6 +39,9 @@ __all__ = [
     "gain",
     "get",
     "init",
+    "init_model",
+    "preset",
+    "rule",
     "scheme_names",
     "second_moment_gain",
 ]

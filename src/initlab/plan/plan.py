@@ -89,10 +89,17 @@ class Plan:
         rules: :class:`Rule` objects (see :func:`initlab.rule`); the first match wins.
         default: ``"auto"``, ``"keep"``, or a scheme (name or Scheme) for unmatched parameters.
         name: a label for tables and reports.
+        warn_unused: warn about rules that match no parameter (presets, whose generic rules
+            need not all apply to every model, turn it off; the table lists them either way).
     """
 
     def __init__(
-        self, rules: Sequence[Rule] = (), default: str | Scheme = "auto", *, name: str = "plan"
+        self,
+        rules: Sequence[Rule] = (),
+        default: str | Scheme = "auto",
+        *,
+        name: str = "plan",
+        warn_unused: bool = True,
     ) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
         for index, item in enumerate(self.rules):
@@ -105,6 +112,7 @@ class Plan:
             default if isinstance(default, Scheme) or default in ("auto", "keep") else get(default)
         )
         self.name = name
+        self.warn_unused = warn_unused
 
     def __repr__(self) -> str:
         return f"Plan(name={self.name!r}, rules={len(self.rules)}, default={self.default!s})"
@@ -128,7 +136,7 @@ class Plan:
         unused = tuple(
             (index, item.describe()) for index, item in enumerate(self.rules) if index not in used
         )
-        for index, description in unused:
+        for index, description in unused if self.warn_unused else ():
             warnings.warn(
                 f"Plan {self.name!r}: rule {index} ({description}) matched no parameter.",
                 stacklevel=2,

@@ -77,12 +77,10 @@ class Rule:
 
     def matches(self, site: ParameterSite, module: nn.Module) -> bool:
         """Whether this rule applies to the parameter at ``site`` owned by ``module``."""
-        names = (site.name, *site.tied_to)
-        if self.pattern is not None and not any(
-            fnmatch.fnmatchcase(name, self.pattern) for name in names
-        ):
+        # A tied tensor is matched under its first name only, so one rule decides it.
+        if self.pattern is not None and not fnmatch.fnmatchcase(site.name, self.pattern):
             return False
-        if self.regex is not None and not any(re.search(self.regex, name) for name in names):
+        if self.regex is not None and not re.search(self.regex, site.name):
             return False
         if self.types and not any(_is_type(module, spec) for spec in self.types):
             return False

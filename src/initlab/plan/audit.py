@@ -1,0 +1,94 @@
+"""`init_model` (the one-liner) and `audit` (what a plan reached, and what looks wrong)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from initlab.plan.assignments import Assignments
+from initlab.plan.plan import Plan
+from initlab.plan.presets import preset
+from initlab.plan.sites import parameter_sites
+
+__all__ = ["Audit", "audit", "init_model"]
+
+
+def init_model(
+    model: nn.Module, plan: str | Plan = "auto", seed: int = 0, **options: Any
+) -> Assignments:
+    """Initialize ``model`` with a preset name, ``"auto"``, or a :class:`Plan`; returns the table.
+
+    Example:
+        >>> initlab.init_model(model, "kaiming", seed=0)
+        >>> initlab.init_model(gpt, "gpt2")            # n_layer read from the model
+    """
+    if isinstance(plan, Plan):
+        return plan.apply(model, seed=seed)
+    chosen = (
+        Plan(default="auto", name="auto") if plan == "auto" else preset(plan, model, **options)
+    )
+    return chosen.apply(model, seed=seed)
+
+
+@dataclass(frozen=True)
+class Audit:
+    """Findings of :func:`audit`.
+
+    Attributes:
+        unreached: parameters no rule matched and the default kept as they were.
+        contested: ``(parameter, winning rule, other matching rules)``.
+        identical: groups of distinct, non-constant parameters holding identical values
+            (copies no training will tell apart, e.g. a ``deepcopy``-ed layer).
+    """
+
+    unreached: tuple[str, ...]
+    contested: tuple[tuple[str, int, tuple[int, ...]], ...]
+    identical: tuple[tuple[str, ...], ...]
+
+    @property
+    def clean(self) -> bool:
+        """Nothing to report."""
+        return not (self.unreached or self.contested or self.identical)
+
+    def __str__(self) -> str:
+        lines = [f"unreached (kept as they were): {name}" for name in self.unreached]
+        lines += [
+            f"{name}: rule {winner} wins over rule(s) {', '.join(map(str, others))}"
+            for name, winner, others in self.contested
+        ]
+        lines += ["identical values: " + ", ".join(group) for group in self.identical]
+        return "\n".join(lines) or "audit: nothing to report"
+
+
+def _fingerprint(tensor: torch.Tensor) -> str:
+    data = tensor.detach().to("cpu", copy=True).contiguous().view(torch.uint8).numpy()
+    return hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest()
+
+
+def audit(model: nn.Module, plan: Plan | None = None) -> Audit:
+    """What ``plan`` (if given) reaches in ``model``, and parameters with identical values.
+
+    Tied parameters (one tensor under two names) are not "identical": they are one parameter.
+    """
+    unreached: list[str] = []
+    contested: list[tuple[str, int, tuple[int, ...]]] = []
+    if plan is not None:
+        for row in plan.resolve(model):
+            if row.rule_index is None and row.scheme is None:
+                unreached.append(row.name)
+            if row.rule_index is not None and row.also_matched:
+                contested.append((row.name, row.rule_index, row.also_matched))
+    tensors = dict(model.named_parameters())
+    groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+    for site in parameter_sites(model):
+        tensor = tensors[site.name]
+        if tensor.is_meta or tensor.numel() < 2 or bool((tensor == tensor.flatten()[0]).all()):
+            continue
+        groups[(tuple(tensor.shape), tensor.dtype, _fingerprint(tensor))].append(site.name)
+    identical = tuple(tuple(names) for names in groups.values() if len(names) > 1)
+    return Audit(tuple(unreached), tuple(contested), identical)

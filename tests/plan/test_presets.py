@@ -1,0 +1,135 @@
+"""Presets against the formulas of the papers and the frameworks they reproduce."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import initlab
+from initlab.errors import ConfigError, UnknownNameError
+
+
+class Block(nn.Module):
+    """A GPT-2 block's parameter names (nanoGPT / Hugging Face)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = nn.ModuleDict(
+            {"c_attn": nn.Linear(width, 3 * width), "c_proj": nn.Linear(width, width)}
+        )
+        self.mlp = nn.ModuleDict(
+            {"c_fc": nn.Linear(width, 4 * width), "c_proj": nn.Linear(4 * width, width)}
+        )
+
+
+class TinyGPT(nn.Module):
+    def __init__(self, n_layer: int = 12, width: int = 32) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(100, width)
+        self.h = nn.ModuleList(Block(width) for _ in range(n_layer))
+        self.lm_head = nn.Linear(width, 100, bias=False)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, channels: int, downsample: bool = False) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.downsample = nn.Conv2d(channels, channels, 1, bias=False) if downsample else None
+
+
+class TinyResNet(nn.Module):
+    def __init__(self, blocks: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, bias=False)
+        self.layer1 = nn.Sequential(*(BasicBlock(8, downsample=i == 0) for i in range(blocks)))
+        self.fc = nn.Linear(8, 10)
+
+
+def test_gpt2_scales_residual_projections_by_one_over_sqrt_two_n_layer() -> None:
+    table = initlab.preset("gpt2", TinyGPT(n_layer=12)).resolve(TinyGPT(n_layer=12))
+    # Radford et al. (2019) / nanoGPT: std 0.02 / sqrt(2 * 12) = 0.0040825.
+    assert table["h.3.attn.c_proj.weight"].std == pytest.approx(0.0040825, abs=1e-7)
+    assert table["h.3.mlp.c_proj.weight"].std == pytest.approx(0.0040825, abs=1e-7)
+    assert table["h.3.attn.c_attn.weight"].std == pytest.approx(0.02)
+    assert table["wte.weight"].std == pytest.approx(0.02)
+    assert table["h.3.mlp.c_fc.bias"].scheme == initlab.get("zeros")
+    assert table["h.0.ln_1.weight"].scheme == initlab.get("ones")
+
+
+def test_gpt2_n_layer_explicit_and_missing() -> None:
+    table = initlab.preset("gpt2", n_layer=48).resolve(TinyGPT(n_layer=2))
+    assert table["h.0.mlp.c_proj.weight"].std == pytest.approx(0.02 / math.sqrt(96))
+    with pytest.raises(ConfigError, match="n_layer"):
+        initlab.preset("gpt2")
+
+
+def test_torch_default_reproduces_reset_parameters_bounds() -> None:
+    model = nn.Sequential(nn.Linear(1000, 50), nn.ConvTranspose2d(16, 32, 3, groups=4))
+    table = initlab.init_model(model, "torch-default", seed=0)
+    # nn.Linear: kaiming_uniform_(a=sqrt 5) -> bound 1/sqrt(fan_in), std 1/sqrt(3 fan_in).
+    assert table["0.weight"].bound == pytest.approx(1 / math.sqrt(1000))
+    assert table["0.weight"].std == pytest.approx(1 / math.sqrt(3000))
+    assert table["0.bias"].bound == pytest.approx(1 / math.sqrt(1000))
+    assert float(model[0].weight.detach().abs().max()) <= 1 / math.sqrt(1000)
+    # ConvTranspose2d keeps torch's array fans: fan_in = weight.shape[1] * 9 = 8 * 9.
+    assert table["1.weight"].bound == pytest.approx(1 / math.sqrt(72))
+    assert table["1.bias"].bound == pytest.approx(1 / math.sqrt(72))
+
+
+def test_torch_default_rnn_parameters_use_one_over_sqrt_hidden() -> None:
+    model = nn.LSTM(4, 25)
+    table = initlab.preset("torch-default", model).resolve(model)
+    for row in table:
+        assert row.bound == pytest.approx(0.2), row.name
+
+
+@pytest.mark.parametrize(
+    ("name", "expected_std"),
+    [
+        ("xavier", math.sqrt(2.0 / (64 + 32))),
+        ("kaiming", math.sqrt(2.0 / 64)),
+        ("lecun", math.sqrt(1.0 / 64)),
+        ("orthogonal", 1.0 / math.sqrt(64)),
+    ],
+)
+def test_simple_presets_match_their_formulas(name: str, expected_std: float) -> None:
+    model = nn.Sequential(nn.Linear(64, 32))
+    table = initlab.init_model(model, name, seed=0)
+    assert table["0.weight"].std == pytest.approx(expected_std)
+    assert torch.equal(model[0].bias, torch.zeros(32))
+
+
+def test_zero_init_residual_zeroes_the_last_norm_of_every_branch() -> None:
+    model = TinyResNet(blocks=3)
+    initlab.init_model(model, "zero-init-residual", seed=0)
+    for block in model.layer1:
+        assert torch.equal(block.bn2.weight, torch.zeros(8))
+        assert torch.equal(block.bn1.weight, torch.ones(8))
+    table = initlab.preset("zero-init-residual", model).resolve(model)
+    # torchvision ResNet: kaiming_normal_(mode="fan_out", nonlinearity="relu").
+    assert table["layer1.0.conv1.weight"].std == pytest.approx(math.sqrt(2.0 / (8 * 9)))
+
+
+def test_fixup_scales_branches_by_depth_and_zeroes_their_last_layer() -> None:
+    model = TinyResNet(blocks=4)
+    table = initlab.init_model(model, "fixup", seed=0)
+    # Zhang et al. (2019): L = 4 branches of m = 2 layers -> scale L^(-1/(2m-2)) = 4^-0.5.
+    he_fan_out = math.sqrt(2.0 / (8 * 9))
+    assert table["layer1.2.conv1.weight"].std == pytest.approx(he_fan_out * 0.5)
+    assert torch.equal(
+        model.layer1[2].conv2.weight, torch.zeros_like(model.layer1[2].conv2.weight)
+    )
+    assert torch.equal(model.fc.weight, torch.zeros_like(model.fc.weight))
+    assert table["layer1.0.downsample.weight"].std == pytest.approx(math.sqrt(2.0 / 8))
+
+
+def test_unknown_preset_suggests_the_closest() -> None:
+    with pytest.raises(UnknownNameError, match="Did you mean 'kaiming'"):
+        initlab.preset("kaiming2")
