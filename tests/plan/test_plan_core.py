@@ -193,10 +193,12 @@ def test_module_aware_fans_for_transposed_and_grouped_convolutions() -> None:
     table = Plan([rule(role="weight", scheme="he_normal", mode="fan_out")]).resolve(model)
     transposed, grouped = table["0.weight"], table["1.weight"]
     # ConvTranspose2d(16, 32, 3, groups=4): weight (16, 8, 3, 3); each output sees 16/4 * 9.
-    assert transposed.fans is not None and transposed.fans.fan_in == 36
+    assert transposed.fans is not None
+    assert transposed.fans.fan_in == 36
     assert transposed.fans.fan_out == 72
     assert "torch's array rule" in transposed.notes
-    assert grouped.fans is not None and grouped.fans.fan_out == 16 * 9
+    assert grouped.fans is not None
+    assert grouped.fans.fan_out == 16 * 9
     assert grouped.std == pytest.approx(math.sqrt(2.0 / (16 * 9)))
 
 
