@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from initlab.plan.activations import Activation, ActivationMap, detect_activations
 from initlab.plan.assignments import Assignment, Assignments
+from initlab.plan.checkpoint import Checkpoint
+from initlab.plan.factory import load_factory
 from initlab.plan.plan import Plan, auto_scheme
 from initlab.plan.rules import Rule, rule
 from initlab.plan.sites import ParameterSite, parameter_sites
@@ -13,11 +15,13 @@ __all__ = [
     "ActivationMap",
     "Assignment",
     "Assignments",
+    "Checkpoint",
     "ParameterSite",
     "Plan",
     "Rule",
     "auto_scheme",
     "detect_activations",
+    "load_factory",
     "parameter_sites",
     "rule",
 ]

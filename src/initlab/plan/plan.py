@@ -34,9 +34,12 @@ first name. Buffers are never touched.
 from __future__ import annotations
 
 import math
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,6 +49,7 @@ from initlab.fans import Fans, Layout, compute_fans
 from initlab.gains import gain
 from initlab.plan.activations import Activation, ActivationMap, detect_activations
 from initlab.plan.assignments import Assignment, Assignments
+from initlab.plan.checkpoint import Checkpoint, CheckpointFiles
 from initlab.plan.rules import Rule
 from initlab.plan.sites import ParameterSite, parameter_sites
 from initlab.rng import parameter_generator
@@ -117,6 +121,33 @@ class Plan:
     def __repr__(self) -> str:
         return f"Plan(name={self.name!r}, rules={len(self.rules)}, default={self.default!s})"
 
+    # --- as data and files (pydantic and yaml load only when used) ----------------------------
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, source: str = "plan config") -> Plan:
+        """A plan from its dict form; errors name ``source`` and the field: ``rules[2].scheme``."""
+        from initlab.plan.config import plan_from_config
+
+        return plan_from_config(config, source=source)
+
+    def to_config(self) -> dict[str, Any]:
+        """The plan as plain data; :meth:`from_config` reads it back with equal rules."""
+        from initlab.plan.config import plan_to_config
+
+        return plan_to_config(self)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Plan:
+        """A plan from a ``.yaml``/``.yml``, ``.toml`` or ``.json`` file (nothing is executed)."""
+        from initlab.plan.plan_files import read_plan_file
+
+        return read_plan_file(path)
+
+    def to_file(self, path: str | os.PathLike[str]) -> Path:
+        """Write the plan to ``path`` in the format its suffix names; returns the path."""
+        from initlab.plan.plan_files import write_plan_file
+
+        return write_plan_file(self, path)
+
     # --- resolution --------------------------------------------------------------------------
     def _needs_activations(self) -> bool:
         return self.default == "auto" or any(r.scheme == "auto" for r in self.rules)
@@ -127,12 +158,16 @@ class Plan:
         activations = detect_activations(model) if self._needs_activations() else None
         used: set[int] = set()
         rows = []
+        files = CheckpointFiles()  # a checkpoint rule matches only the parameters its file holds
         for site in parameter_sites(model):
+            module = modules[site.module_name]
             matched = [
-                i for i, r in enumerate(self.rules) if r.matches(site, modules[site.module_name])
+                i
+                for i, r in enumerate(self.rules)
+                if r.matches(site, module) and files.provides(r.scheme, site)
             ]
             used.update(matched)
-            rows.append(self._assign(site, matched, activations))
+            rows.append(self._assign(site, matched, activations, files))
         unused = tuple(
             (index, item.describe()) for index, item in enumerate(self.rules) if index not in used
         )
@@ -149,7 +184,11 @@ class Plan:
         )
 
     def _assign(
-        self, site: ParameterSite, matched: list[int], activations: ActivationMap | None
+        self,
+        site: ParameterSite,
+        matched: list[int],
+        activations: ActivationMap | None,
+        files: CheckpointFiles,
     ) -> Assignment:
         activation = activations.get(site.module_name) if activations else None
         if site.role != "weight":
@@ -169,6 +208,8 @@ class Plan:
         else:
             assert isinstance(choice, Scheme)
             scheme = choice
+            if isinstance(choice, Checkpoint):
+                scheme, source = files.resolve(choice, site, source)
         return _with_statistics(
             Assignment(
                 site=site,
@@ -206,14 +247,16 @@ class Plan:
 
 
 def fill_parameter(tensor: torch.Tensor, row: Assignment, seed: int) -> None:
-    """Draw ``row``'s scheme into ``tensor`` from the parameter's own stream."""
+    """Fill ``tensor`` as ``row`` says: from the parameter's own stream, or from its file."""
     scheme = row.scheme
     if scheme is None or tensor.is_meta:
         return
     generator = parameter_generator(seed, row.name, tensor.device)
     site = row.site
     try:
-        if isinstance(scheme, _ScaledByFans):
+        if isinstance(scheme, Checkpoint):
+            scheme.copy_(tensor, site)
+        elif isinstance(scheme, _ScaledByFans):
             law = scheme.resolve(site.fan_shape, layout=row.layout, groups=row.groups)
             law.fill_(tensor, generator)
         else:

@@ -1,0 +1,98 @@
+"""Terminal views of a plan: its rules, and the table of what it does to each parameter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from initlab.plan.assignments import Assignment, Assignments
+from initlab.plan.checkpoint import Checkpoint
+from initlab.plan.plan import Plan
+
+__all__ = ["assignments_view", "rules_view"]
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "x".join(str(d) for d in shape) if shape else "scalar"
+
+
+def _fans(row: Assignment) -> str:
+    return "-" if row.fans is None else f"{row.fans.fan_in}/{row.fans.fan_out}"
+
+
+def _source(row: Assignment) -> Text:
+    if isinstance(row.scheme, Checkpoint):
+        return Text(row.source, "green")
+    return Text(row.source, "dim" if row.rule_index is None else "")
+
+
+def _summary(table: Assignments) -> Text:
+    from_files = [row for row in table if isinstance(row.scheme, Checkpoint)]
+    kept = sum(row.scheme is None for row in table)
+    counts = [f"{len(table) - len(from_files) - kept} drawn"]
+    if from_files:
+        paths = sorted(
+            {row.scheme.path for row in from_files if isinstance(row.scheme, Checkpoint)}
+        )
+        counts.append(f"{len(from_files)} from {', '.join(paths)}")
+    counts.append(f"{kept} kept")
+    done = "dry run" if table.seed is None else f"applied with seed {table.seed}"
+    return Text(f"{len(table)} parameters: {', '.join(counts)}; {done}", "bold")
+
+
+def assignments_view(
+    table: Assignments, *, title: str = "", show_unused: bool = True
+) -> RenderableType:
+    """The resolved plan: one row per parameter, then unused rules and the activation method.
+
+    Columns: parameter, shape, role, scheme, fan_in/fan_out, std (after the multiplier),
+    source (the rule or default that chose the scheme; rows read from a checkpoint in green)
+    and notes (tied names, the activation that follows, fan notes, later matching rules).
+    ``show_unused=False`` leaves out the rules that matched nothing (a preset's generic rules).
+    """
+    grid = Table(title=Text(title) if title else None, title_justify="left")
+    grid.add_column("parameter", style="bold", overflow="fold")
+    grid.add_column("shape", no_wrap=True)
+    grid.add_column("role")
+    grid.add_column("scheme", style="cyan", overflow="fold")
+    grid.add_column("fan_in/fan_out", justify="right", no_wrap=True)
+    grid.add_column("std", justify="right", no_wrap=True)
+    grid.add_column("source", overflow="fold")
+    grid.add_column("notes", style="dim", overflow="fold")
+    for row in table:
+        # Names, regexes and keys can hold brackets: Text keeps Rich from reading them as markup.
+        grid.add_row(
+            Text(row.name),
+            _shape(row.site.shape),
+            row.site.role,
+            Text(row.scheme_label, "dim" if row.scheme is None else ""),
+            _fans(row),
+            "-" if row.std is None else f"{row.std:.4g}",
+            _source(row),
+            Text(row.notes),
+        )
+    lines: list[RenderableType] = [grid, _summary(table)]
+    if table.activation_method:
+        method = Text.assemble(("activations: ", "dim"), table.activation_method)
+        if table.activation_fallback:
+            method.append(f" (fx tracing failed: {table.activation_fallback})", "yellow")
+        lines.append(method)
+    for index, description in table.unused_rules if show_unused else ():
+        lines.append(Text(f"rule {index} ({description}) matched no parameter", "yellow"))
+    return Group(*lines)
+
+
+def rules_view(plan: Plan) -> RenderableType:
+    """A plan's rules in order (the first match wins), then its default."""
+    grid = Table(title=Text(f"plan {plan.name!r}"), title_justify="left")
+    grid.add_column("#", justify="right")
+    grid.add_column("matches", overflow="fold")
+    grid.add_column("scheme", style="cyan", overflow="fold")
+    grid.add_column("fans")
+    for index, item in enumerate(plan.rules):
+        grid.add_row(str(index), Text(item.describe()), Text(item.scheme_label()), item.fans)
+    default = Text.assemble(("default: ", "dim"), (str(plan.default), "cyan"))
+    return Group(grid, default)
