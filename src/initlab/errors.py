@@ -43,7 +43,7 @@ def did_you_mean(kind: str, received: str, known: Iterable[str]) -> str:
         >>> did_you_mean("scheme", "he_normall", ["he_normal", "zeros"])
         "Unknown scheme 'he_normall'. Did you mean 'he_normal'? Known: he_normal, zeros."
     """
-    names = sorted(known)
+    names = sorted(set(known))
     close = difflib.get_close_matches(received, names, n=1, cutoff=0.6)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return f"Unknown {kind} {received!r}.{hint} Known: {', '.join(names)}."

@@ -16,7 +16,7 @@ Two kinds of gain, both available for every activation they are defined for:
 
     computed by adaptive quadrature (``scipy.integrate.quad``). It equals torch's gain for
     linear (1), relu (:math:`\sqrt 2`) and leaky_relu, and gives 1 for SELU (the
-    self-normalizing fixed point); for tanh it is 1.5927 (torch's 5/3 is a heuristic), for
+    self-normalizing fixed point); for tanh it is 1.5925 (torch's 5/3 is a heuristic), for
     sigmoid 1.8463 (torch says 1, questioned in pytorch/pytorch#24991).
 ``"auto"`` (default)
     torch's value where torch defines one, else the second-moment gain.
@@ -90,7 +90,7 @@ ACTIVATIONS: dict[str, tuple[Activation, float]] = {
     "leaky_relu": (lambda z, s: z if z > 0 else s * z, 0.01),
     "relu6": (lambda z, _: _relu6(z), 0.0),
     "elu": (_elu, 1.0),
-    "celu": (lambda z, a: max(z, 0.0) + min(0.0, a * math.expm1(z / a)), 1.0),
+    "celu": (lambda z, a: max(z, 0.0) + min(0.0, a * math.expm1(min(z, 0.0) / a)), 1.0),
     "selu": (lambda z, _: _SELU_SCALE * _elu(z, _SELU_ALPHA), 0.0),
     "gelu": (lambda z, _: 0.5 * z * (1.0 + math.erf(z / math.sqrt(2.0))), 0.0),
     "gelu_tanh": (

@@ -57,7 +57,12 @@ def _value_stats(total: float, square_sum: float, numel: int, bound: float) -> V
 
 def _need_rank(scheme: str, shape: tuple[int, ...], ranks: Sequence[int], hint: str) -> None:
     if len(shape) not in ranks:
-        allowed = " or ".join(str(r) for r in ranks)
+        listed = list(ranks)
+        allowed = (
+            " or ".join(str(r) for r in listed)
+            if len(listed) <= 3
+            else f"{listed[0]} to {listed[-1]}"
+        )
         raise ShapeError(
             f"{scheme} needs a tensor of {allowed} dimensions, got shape {shape}. {hint}"
         )

@@ -152,9 +152,9 @@ def truncated_normal_array(
     # Rounding to a narrower dtype may step past a bound: clip onto the nearest representable
     # value inside [low, high].
     low_in, high_in = np.asarray(low, dtype=dtype), np.asarray(high, dtype=dtype)
-    if low_in < low:
+    if float(low_in) < low:
         low_in = np.nextafter(low_in, np.asarray(np.inf, dtype=dtype))
-    if high_in > high:
+    if float(high_in) > high:
         high_in = np.nextafter(high_in, np.asarray(-np.inf, dtype=dtype))
     clipped: np.ndarray[Any, Any] = np.clip(out, low_in, high_in)
     return clipped

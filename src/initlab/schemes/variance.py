@@ -42,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from initlab.errors import ShapeError
+from initlab.errors import ShapeError, UnknownNameError
 from initlab.fans import FAN_MODES, FanMode, Layout, compute_fans
 from initlab.gains import canonical_activation, gain
 from initlab.schemes.base import (
@@ -255,7 +255,10 @@ class _He(_ScaledByFans):
     def __post_init__(self) -> None:
         check_finite(self.name, "a", self.a)
         check_choice(self.name, "mode", self.mode, FAN_MODES)
-        canonical_activation(self.nonlinearity)
+        try:
+            canonical_activation(self.nonlinearity)
+        except UnknownNameError as error:
+            raise UnknownNameError(f"{self.name}: nonlinearity: {error}") from None
 
     @property
     def fan_mode(self) -> FanMode:
