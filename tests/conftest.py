@@ -1,10 +1,17 @@
-"""Shared test configuration: a derandomized hypothesis profile so CI runs are reproducible."""
+"""Shared test configuration: a derandomized hypothesis profile so CI runs are reproducible.
+
+Tests run in parallel workers (``pytest -n 2``) on a 2-core machine: one torch thread per
+worker avoids oversubscribing the cores (two threads per worker made small ops ~40x slower).
+"""
 
 from __future__ import annotations
 
 import os
 
+import torch
 from hypothesis import HealthCheck, settings
+
+torch.set_num_threads(1)
 
 settings.register_profile(
     "ci",

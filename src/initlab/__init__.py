@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from initlab import init
+from initlab.doctor import DoctorReport, Thresholds, doctor
 from initlab.errors import ConfigError, InitlabError, ShapeError, UnknownNameError
 from initlab.fans import Fans, compute_fans, fan_in, fan_out
 from initlab.gains import calculate_gain, gain, second_moment_gain
@@ -21,18 +22,21 @@ __all__ = [
     "Assignments",
     "Audit",
     "ConfigError",
+    "DoctorReport",
     "Fans",
     "InitlabError",
     "Plan",
     "Rule",
     "Scheme",
     "ShapeError",
+    "Thresholds",
     "UnknownNameError",
     "ValueStats",
     "__version__",
     "audit",
     "calculate_gain",
     "compute_fans",
+    "doctor",
     "fan_in",
     "fan_out",
     "from_config",

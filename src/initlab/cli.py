@@ -305,8 +305,7 @@ def doctor_command(
 ) -> None:
     """Signal propagation at init: findings in plain words, the fix, a per-layer table.
 
-    Exits 0 when healthy and 1 when problems were found (so it can gate CI); with --fix the
-    code still describes the model as built, since the fix is applied in memory only.
+    Exit code 0 when healthy, 1 when problems were found (a CI gate), for the model as built.
     """
     import torch
 

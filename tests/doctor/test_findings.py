@@ -172,7 +172,7 @@ def test_bad_batches_get_clear_errors() -> None:
         doctor(model, torch.full((4, 64), math.nan))
     with pytest.raises(InitlabError, match="failed on a batch of shape"):
         doctor(model, torch.randn(4, 3))
-    with pytest.raises(InitlabError, match="torch.Tensor"):
+    with pytest.raises(InitlabError, match=r"torch\.Tensor"):
         doctor(model, [[0.0] * 64])  # type: ignore[arg-type]
 
 

@@ -256,7 +256,7 @@ def _dead_and_collapse(records: Sequence[LayerRecord], limits: Thresholds) -> li
                 "Re-initialize with He (zero biases); negative-biased or badly scaled layers "
                 "kill ReLUs. LeakyReLU/GELU avoid hard zeros.",
                 "Roughly half of each unit's outputs positive, no unit off for the whole batch.",
-                fix_plan(dead),
+                fix_plan(_layers_before(records, [r for r in records if r.name in dead])),
             )
         )
     if collapsed:

@@ -1,0 +1,267 @@
+"""Terminal views of a doctor report: the findings, the per-layer table, before/after a fix.
+
+The cell formatting here (:func:`layer_cells`, :func:`verdict`, :func:`jacobian_summary`,
+:func:`plan_lines`) is shared with the HTML report, so the terminal and the file say the same.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.padding import Padding
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from initlab.doctor.diagnose import DoctorReport
+from initlab.doctor.findings import Finding
+from initlab.plan.plan import Plan
+
+__all__ = [
+    "LAYER_COLUMNS",
+    "before_after_table",
+    "findings_panel",
+    "jacobian_summary",
+    "layer_cells",
+    "layers_table",
+    "network_input_std",
+    "plan_lines",
+    "problem_count",
+    "short_layers",
+    "verdict",
+]
+
+SEVERITY_STYLE = {"critical": "bold white on red", "warning": "bold black on yellow",
+                  "info": "bold white on blue"}  # fmt: skip
+
+LAYER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("layer", "the module's qualified name"),
+    ("kind", "its class"),
+    ("output std", "std of its output over the batch"),
+    ("x input", "output std / the network input's std"),
+    ("dead", "rectifier units that are 0 on every example"),
+    ("tanh sat.", "saturated tanh/sigmoid outputs: |tanh| > 0.99, sigmoid outside [.01, .99]"),
+    ("cosine", "mean cosine similarity between examples' outputs"),
+    ("dL/dh std", "std of the gradient w.r.t. the output"),
+    ("gain^2", "weight's Var(W) * fan_in: He 2, LeCun 1, PyTorch default 1/3"),
+)
+
+
+def _number(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value:.3g}"
+
+
+def _percent(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value:.0%}"
+
+
+def problem_count(report: DoctorReport) -> int:
+    """Warning and critical findings (info findings are notes, not problems)."""
+    return sum(f.severity in ("warning", "critical") for f in report.findings)
+
+
+def verdict(report: DoctorReport) -> str:
+    """One line: ``healthy`` or ``3 problems (2 critical, 1 warning)``, plus any notes."""
+    counts = {s: sum(f.severity == s for f in report.findings) for s in ("critical", "warning")}
+    notes = sum(f.severity == "info" for f in report.findings)
+    note_text = f"; {notes} note{'s' if notes != 1 else ''}" if notes else ""
+    problems = problem_count(report)
+    if not problems:
+        return f"healthy: no problem found{note_text}"
+    parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    return f"{problems} problem{'s' if problems != 1 else ''} ({parts}){note_text}"
+
+
+def short_layers(layers: Sequence[str], limit: int = 6) -> str:
+    """``0, 2, 4, ... and 5 more`` (a finding can name every layer of a deep net)."""
+    shown = ", ".join(layers[:limit]) if layers else "(the whole model)"
+    return shown if len(layers) <= limit else f"{shown} and {len(layers) - limit} more"
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """A plan's rules as lines of text, ``'0.*' -> auto``, then its default."""
+    lines = [f"{item.describe()} -> {item.scheme_label()}" for item in plan.rules]
+    lines.append(f"everything else -> {plan.default!s}")
+    return lines
+
+
+def jacobian_summary(report: DoctorReport) -> str:
+    """The input-output Jacobian's singular values in one line ("" when not computed)."""
+    spectrum = report.jacobian
+    if spectrum is None:
+        return ""
+    if spectrum.skipped:
+        return f"input-output Jacobian: not computed ({spectrum.skipped})"
+    parts = []
+    if spectrum.smallest is not None:
+        parts.append(f"smallest {_number(spectrum.smallest)}")
+    parts.append(f"largest {_number(spectrum.largest)}")
+    parts.append(f"mean square {_number(spectrum.mean_square)}")
+    if spectrum.spread is not None:
+        parts.append(f"largest/smallest {_number(spectrum.spread)}")
+    return (
+        f"input-output Jacobian singular values ({spectrum.method}, one example): "
+        + ", ".join(parts)
+        + "; dynamical isometry wants them all near 1"
+    )
+
+
+def network_input_std(report: DoctorReport) -> float | None:
+    """The std of the batch the model was fed (the first layer's input), if recorded."""
+    for record in report.records:
+        value = record.forward["input_std"]
+        if not math.isnan(value):
+            return value
+    return None
+
+
+def layer_cells(report: DoctorReport) -> list[list[str]]:
+    """One row of formatted cells per probed module, in :data:`LAYER_COLUMNS` order."""
+    reference = network_input_std(report)
+    gains = {w.layer: w.gain_sq for w in report.weights}
+    rows = []
+    for record in report.records:
+        forward = record.forward
+        std = forward["std"]
+        ratio = std / reference if reference else math.nan
+        rows.append(
+            [
+                record.name,
+                record.kind,
+                _number(std),
+                _number(ratio),
+                _percent(forward["dead_fraction"]),
+                _percent(forward["saturated_fraction"]),
+                _number(forward["cosine"]),
+                _number(record.grad_std),
+                _number(gains.get(record.name)),
+            ]
+        )
+    return rows
+
+
+def _finding_view(finding: Finding) -> RenderableType:
+    badge = Text(f" {finding.severity.upper()} ", SEVERITY_STYLE[finding.severity])
+    header = Text.assemble(badge, " ", (finding.title, "bold"), (f"  [{finding.code}]", "dim"))
+    # A grid keeps wrapped evidence and fixes aligned under their own column.
+    details = Table.grid(padding=(0, 2))
+    details.add_column(style="dim", no_wrap=True)
+    details.add_column(overflow="fold")
+    details.add_row("layers", Text(short_layers(finding.layers)))
+    details.add_row("evidence", Text(finding.evidence))
+    details.add_row("fix", Text(finding.fix))
+    details.add_row("expected", Text(finding.expected))
+    if finding.plan is not None:
+        rules = finding.plan.rules
+        schemes = ", ".join(sorted({item.scheme_label() for item in rules}))
+        details.add_row(
+            "fix plan",
+            Text(
+                f"re-initialize {len(rules)} layer(s) with {schemes} (auto: He/Xavier/LeCun "
+                "by the activation that follows), the rest kept"
+            ),
+        )
+    return Group(header, Padding(details, (0, 0, 0, 2)))
+
+
+def findings_panel(report: DoctorReport, *, title: str = "initlab doctor") -> Panel:
+    """The verdict, every finding (severity, title, layers, evidence, fix) and the Jacobian."""
+    healthy = report.healthy
+    lines: list[RenderableType] = [
+        Text(verdict(report), "bold green" if healthy else "bold red"),
+    ]
+    for finding in report.findings:
+        lines.append(Text(""))
+        lines.append(_finding_view(finding))
+    summary = jacobian_summary(report)
+    if summary:
+        lines.extend([Text(""), Text(summary, "dim")])
+    return Panel(
+        Group(*lines),
+        title=Text(title),
+        title_align="left",
+        border_style="green" if healthy else "red",
+    )
+
+
+def layers_table(report: DoctorReport, *, title: str = "per-layer statistics") -> Table:
+    """The per-layer table: scales, dead/saturated units, similarity, gradients, weight gain."""
+    table = Table(title=Text(title), title_justify="left")
+    longest = max((len(record.name) for record in report.records), default=5)
+    table.add_column(
+        LAYER_COLUMNS[0][0], style="bold", overflow="fold", min_width=min(longest, 32)
+    )
+    table.add_column(LAYER_COLUMNS[1][0], style="dim", overflow="fold", min_width=6)
+    for name, _ in LAYER_COLUMNS[2:]:
+        table.add_column(name, justify="right", overflow="fold")
+    for cells in layer_cells(report):
+        table.add_row(*(Text(cell) for cell in cells))
+    reference = network_input_std(report)
+    notes = [f"network input std {reference:.3g}"] if reference is not None else []
+    notes.append("gain^2 = Var(W) * fan_in: He 2, LeCun 1, PyTorch default 1/3")
+    table.caption = Text("; ".join(notes), "dim")
+    table.caption_justify = "left"
+    return table
+
+
+def _arrow(before: float | None, after: float | None, style: str = "") -> Text:
+    return Text.assemble((_number(before), "dim"), " -> ", (_number(after), style))
+
+
+def before_after_table(before: DoctorReport, after: DoctorReport) -> RenderableType:
+    """The fix side by side: per-layer scales and gradients before -> after, then both verdicts.
+
+    Rows are matched by module name (both reports describe the same model).
+    """
+    table = Table(title=Text("before -> after the fix"), title_justify="left")
+    longest = max((len(record.name) for record in before.records), default=5)
+    table.add_column("layer", style="bold", overflow="fold", min_width=min(longest, 32))
+    table.add_column("kind", style="dim", overflow="fold", min_width=6)
+    for name in ("output std", "dL/dh std", "dead/saturated", "gain^2"):
+        table.add_column(name, justify="right")
+    later = {record.name: record for record in after.records}
+    gains_before = {w.layer: w.gain_sq for w in before.weights}
+    gains_after = {w.layer: w.gain_sq for w in after.weights}
+    for record in before.records:
+        match = later.get(record.name)
+        if match is None:
+            continue
+        table.add_row(
+            Text(record.name),
+            Text(record.kind),
+            _arrow(record.forward["std"], match.forward["std"]),
+            _arrow(record.grad_std, match.grad_std),
+            Text.assemble(
+                (_dead_or_saturated(record.forward), "dim"),
+                " -> ",
+                _dead_or_saturated(match.forward),
+            ),
+            _arrow(gains_before.get(record.name), gains_after.get(record.name)),
+        )
+    verdicts = Text.assemble(
+        ("before: ", "dim"),
+        (verdict(before), "green" if before.healthy else "red"),
+        ("\nafter:  ", "dim"),
+        (verdict(after), "bold green" if after.healthy else "bold red"),
+    )
+    return Group(table, verdicts, *_remaining(after))
+
+
+def _dead_or_saturated(forward: dict[str, Any]) -> str:
+    dead = forward["dead_fraction"]
+    return _percent(dead if not math.isnan(dead) else forward["saturated_fraction"])
+
+
+def _remaining(after: DoctorReport) -> list[RenderableType]:
+    return [
+        Text(f"  still: [{f.severity}] {f.title}", "yellow")
+        for f in after.findings
+        if f.severity != "info"
+    ]
