@@ -1,0 +1,19 @@
+"""``import initlab`` stays light: the heavy extras load only inside the features that use them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("optuna", "matplotlib", "pandas", "sklearn", "kornia", "sqlalchemy", "safetensors")
+
+
+def test_import_initlab_loads_no_optional_dependency() -> None:
+    code = (
+        "import sys, initlab\n"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "", f"import initlab loaded: {loaded}"
