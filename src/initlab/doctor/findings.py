@@ -333,8 +333,20 @@ def _expected_gain_sq(activation: str, param: float | None) -> float:
     return float(gain(activation, param)) ** 2
 
 
+def _normalized_layers(records: Sequence[LayerRecord]) -> set[str]:
+    """Layers whose output goes straight into a normalization layer (which rescales it)."""
+    return {
+        record.name
+        for record, following in zip(records, records[1:], strict=False)
+        if "norm" in following.kind.lower()
+    }
+
+
 def _mismatch(
-    weights: Sequence[WeightRecord], activations: ActivationMap | None, limits: Thresholds
+    weights: Sequence[WeightRecord],
+    activations: ActivationMap | None,
+    limits: Thresholds,
+    normalized: set[str],
 ) -> list[Finding]:
     if activations is None or len(weights) < limits.mismatch_depth:
         return []
@@ -343,9 +355,11 @@ def _mismatch(
         return abs(value - target) <= limits.gain_tolerance * target
 
     xavier_relu, default_relu, he_tanh = [], [], []
-    for w in weights:
+    # The first layer reads the raw input, not a previous activation's output: the
+    # variance-preserving gain argument (He et al., 2015, eq. 7) does not constrain it.
+    for w in weights[1:]:
         found = activations.get(w.layer)
-        if found is None:
+        if found is None or w.layer in normalized:  # a norm layer resets the scale anyway
             continue
         xavier = 2.0 * w.fan_in / (w.fan_in + w.fan_out)
         if found.name in RELU_FAMILY:
@@ -420,7 +434,7 @@ def find(
         *_gradient_trend(layers, limits),
         *_saturation(records, limits),
         *_dead_and_collapse(records, limits),
-        *_mismatch(weights, activations, limits),
+        *_mismatch(weights, activations, limits, _normalized_layers(records)),
     ]
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(findings, key=lambda f: order[f.severity])

@@ -1,0 +1,91 @@
+"""A study's trials as tidy tables: one row per trial, a summary per configuration, curves.
+
+Columns of :func:`trials_table`: ``trial``, ``state``, every searched option (``init``, ``lr``,
+..., ``seed``), the doctor's verdict at init (``doctor_healthy``, ``doctor_findings``,
+``doctor_forward_trend``, ``doctor_gradient_trend``, ``doctor_jacobian_mean_square``), the
+outcome (``best_val_accuracy``, ``final_val_accuracy``, ``test_accuracy``, ``final_train_loss``,
+``diverged``, ``epochs_run``, ``seconds``). :func:`summary` groups trials by configuration (all
+options but the seed) and gives mean, std and count over seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from initlab.errors import ConfigError
+from initlab.experiments.space import SEARCHED
+from initlab.optional import require
+
+__all__ = ["CONFIG_COLUMNS", "curves_table", "export", "summary", "trials_table"]
+
+CONFIG_COLUMNS = SEARCHED
+OUTCOMES = ("best_val_accuracy", "final_val_accuracy", "test_accuracy", "final_train_loss",
+            "diverged", "epochs_run", "seconds")  # fmt: skip
+DOCTOR = ("doctor_healthy", "doctor_findings", "doctor_forward_trend", "doctor_gradient_trend",
+          "doctor_jacobian_mean_square")  # fmt: skip
+
+
+def trials_table(study: Any) -> Any:
+    """One row per finished (complete, pruned or failed) trial of an Optuna study."""
+    pandas = require("pandas", "initlab report")
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state.name in ("RUNNING", "WAITING") or trial.user_attrs.get("surplus"):
+            continue
+        row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name.lower()}
+        for name in (*CONFIG_COLUMNS, "seed"):
+            row[name] = trial.params.get(name, trial.user_attrs.get(f"fixed_{name}"))
+        for name in (*DOCTOR, *OUTCOMES):
+            row[name] = trial.user_attrs.get(name)
+        rows.append(row)
+    columns = ["trial", "state", *CONFIG_COLUMNS, "seed", *DOCTOR, *OUTCOMES]
+    return pandas.DataFrame(rows, columns=columns)
+
+
+def varied_columns(table: Any) -> list[str]:
+    """The configuration columns that take more than one value in ``table``."""
+    return [c for c in CONFIG_COLUMNS if table[c].astype(str).nunique() > 1]
+
+
+def summary(table: Any) -> Any:
+    """Mean, std and count over seeds of the outcomes, per configuration (complete trials)."""
+    done = table[table["state"] == "complete"]
+    keys = varied_columns(done) or ["init"]
+    grouped = done.assign(**{k: done[k].astype(str) for k in keys}).groupby(keys, dropna=False)
+    result = grouped.agg(
+        best_val_accuracy_mean=("best_val_accuracy", "mean"),
+        best_val_accuracy_std=("best_val_accuracy", "std"),
+        test_accuracy_mean=("test_accuracy", "mean"),
+        diverged_rate=("diverged", "mean"),
+        doctor_healthy_rate=("doctor_healthy", "mean"),
+        seeds=("seed", "count"),
+    )
+    return result.reset_index().sort_values("best_val_accuracy_mean", ascending=False)
+
+
+def curves_table(study: Any) -> Any:
+    """Long table of per-epoch metrics: one row per (trial, epoch), with the configuration."""
+    pandas = require("pandas", "initlab report")
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state.name != "COMPLETE":
+            continue
+        config = {name: trial.params.get(name) for name in (*CONFIG_COLUMNS, "seed")}
+        for epoch in trial.user_attrs.get("history", []):
+            rows.append({"trial": trial.number, **config, **epoch})
+    return pandas.DataFrame(rows)
+
+
+def export(table: Any, path: str | Path) -> Path:
+    """Write ``table`` as CSV or Parquet (by suffix); Parquet needs pyarrow."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix == ".csv":
+        table.to_csv(target, index=False)
+    elif suffix in (".parquet", ".pq"):
+        require("pyarrow", "Parquet export")
+        table.to_parquet(target, index=False)
+    else:
+        raise ConfigError(f"Cannot export to {target}: use a .csv or .parquet path.")
+    return target

@@ -1,0 +1,79 @@
+"""Terminal views of sweeps and of the demo (Rich)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["demo_table", "summary_table", "trial_progress"]
+
+
+@contextlib.contextmanager
+def trial_progress(console: Console, title: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar of finished trials; yields the ``on_progress(done, total)`` callback."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(title, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _verdict(findings: Any, healthy: Any) -> Text:
+    if healthy is True or healthy == 1:
+        return Text("healthy", "green")
+    codes = [c for c in str(findings or "").split(",") if c]
+    return Text(", ".join(codes) or "problems", "red")
+
+
+def _mean_std(values: Any) -> str:
+    clean = values.dropna()
+    if clean.empty:
+        return "-"
+    if len(clean) == 1:
+        return f"{clean.iloc[0]:.3f}"
+    return f"{clean.mean():.3f} +- {clean.std():.3f}"
+
+
+def demo_table(table: Any) -> Table:
+    """One row per demo configuration: doctor verdict at init beside the training outcome."""
+    view = Table(title="Doctor at init vs training outcome (digits, mean +- std over seeds)",
+                 title_justify="left")  # fmt: skip
+    for name, justify in (("act", "left"), ("configuration", "left"), ("doctor at init", "left"),
+                          ("best val acc", "right"), ("test acc", "right"),
+                          ("diverged", "right")):  # fmt: skip
+        view.add_column(name, justify=justify)  # type: ignore[arg-type]
+    done = table[table["state"] == "complete"]
+    for (act, label), group in done.groupby(["act", "label"], sort=False):
+        first = group.iloc[0]
+        diverged = int(group["diverged"].fillna(False).astype(bool).sum())
+        view.add_row(
+            str(act),
+            Text(str(label)),
+            _verdict(first["doctor_findings"], first["doctor_healthy"]),
+            _mean_std(group["best_val_accuracy"]),
+            _mean_std(group["test_accuracy"]),
+            f"{diverged}/{len(group)}",
+        )
+    return view
+
+
+def summary_table(summary: Any, title: str) -> Table:
+    """The per-configuration summary of a sweep."""
+    view = Table(title=title, title_justify="left")
+    for column in summary.columns:
+        view.add_column(
+            str(column), justify="right" if summary[column].dtype.kind in "fi" else "left"
+        )
+    for _, row in summary.iterrows():
+        view.add_row(*(f"{v:.4g}" if isinstance(v, float) else Text(str(v)) for v in row))
+    return view
