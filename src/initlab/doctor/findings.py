@@ -12,6 +12,7 @@ backward signal dies (Glorot & Bengio, 2010, eq. 14).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -337,7 +338,7 @@ def _normalized_layers(records: Sequence[LayerRecord]) -> set[str]:
     """Layers whose output goes straight into a normalization layer (which rescales it)."""
     return {
         record.name
-        for record, following in zip(records, records[1:], strict=False)
+        for record, following in itertools.pairwise(records)
         if "norm" in following.kind.lower()
     }
 
