@@ -34,8 +34,9 @@ def trials_table(study: Any) -> Any:
         if trial.state.name in ("RUNNING", "WAITING") or trial.user_attrs.get("surplus"):
             continue
         row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name.lower()}
-        for name in (*CONFIG_COLUMNS, "seed"):
-            row[name] = trial.params.get(name, trial.user_attrs.get(f"fixed_{name}"))
+        for name in CONFIG_COLUMNS:
+            row[name] = trial.params.get(name)
+        row["seed"] = trial.user_attrs.get("seed", trial.params.get("seed"))
         for name in (*DOCTOR, *OUTCOMES):
             row[name] = trial.user_attrs.get(name)
         rows.append(row)
@@ -71,7 +72,8 @@ def curves_table(study: Any) -> Any:
     for trial in study.get_trials(deepcopy=False):
         if trial.state.name != "COMPLETE":
             continue
-        config = {name: trial.params.get(name) for name in (*CONFIG_COLUMNS, "seed")}
+        config = {name: trial.params.get(name) for name in CONFIG_COLUMNS}
+        config["seed"] = trial.user_attrs.get("seed", trial.params.get("seed"))
         for epoch in trial.user_attrs.get("history", []):
             rows.append({"trial": trial.number, **config, **epoch})
     return pandas.DataFrame(rows)

@@ -27,7 +27,7 @@ from typing import Any
 
 from initlab.errors import ConfigError
 from initlab.experiments.space import SEARCHED, Range, SearchSpace
-from initlab.experiments.storage import open_storage
+from initlab.experiments.storage import HEARTBEAT_SECONDS, open_storage
 from initlab.experiments.trial import get_task, run_configuration
 from initlab.optional import require
 
@@ -52,6 +52,7 @@ class SweepSettings:
     study: str
     trials: int
     sampler_seed: int = 0
+    heartbeat: int = HEARTBEAT_SECONDS
 
 
 def _suggest(trial: Any, name: str, option: Any) -> Any:
@@ -60,18 +61,26 @@ def _suggest(trial: Any, name: str, option: Any) -> Any:
     return trial.suggest_categorical(name, list(option))
 
 
-def make_objective(space: SearchSpace, task_name: str) -> Callable[[Any], float]:
+def make_objective(
+    space: SearchSpace, task_name: str, *, poll_seconds: float = 1.0
+) -> Callable[[Any], float]:
     """The Optuna objective of ``space`` on the task called ``task_name``."""
     optuna = require("optuna", "initlab sweep")
+    states = optuna.trial.TrialState
     task = get_task(task_name)
     data = task.load()
 
     def objective(trial: Any) -> float:
         if space.sampler == "grid" and not trial.user_attrs.get("enqueued"):
-            # The queue emptied between this worker's check and its ask: nothing left to run.
+            # The queue is empty. While other workers still run trials, one of them may die
+            # and its trial come back to the queue (heartbeat retry): wait and ask again.
             trial.set_user_attr("surplus", True)
-            trial.study.stop()
-            raise optuna.TrialPruned("grid exhausted")
+            running = trial.study.get_trials(deepcopy=False, states=(states.RUNNING,))
+            if any(other.number != trial.number for other in running):
+                time.sleep(poll_seconds)
+            else:
+                trial.study.stop()
+            raise optuna.TrialPruned("queue empty")
         config = {name: _suggest(trial, name, getattr(space, name)) for name in SEARCHED}
         if space.sampler == "grid":
             seed = int(trial.suggest_categorical("seed", list(range(space.seeds))))
@@ -137,6 +146,16 @@ def finished_trials(study: Any) -> int:
     return sum(1 for trial in ended if not trial.user_attrs.get("surplus"))
 
 
+def _stop_at(total: int) -> Callable[[Any, Any], None]:
+    """Callback stopping a worker once the study holds ``total`` finished (non-surplus) trials."""
+
+    def stop(study: Any, _: Any) -> None:
+        if finished_trials(study) >= total:
+            study.stop()
+
+    return stop
+
+
 def run_worker(settings: SweepSettings) -> None:
     """One worker: join the study and run trials until it holds ``settings.trials`` finished."""
     import torch
@@ -147,15 +166,14 @@ def run_worker(settings: SweepSettings) -> None:
     space = SearchSpace.from_dict(settings.space)
     study = optuna.load_study(
         study_name=settings.study,
-        storage=open_storage(settings.storage),
+        storage=open_storage(settings.storage, heartbeat=settings.heartbeat),
         sampler=_sampler(space, settings.sampler_seed),
         pruner=_pruner(space),
     )
-    states = optuna.trial.TrialState
-    stop = optuna.study.MaxTrialsCallback(settings.trials, states=(states.COMPLETE, states.PRUNED))
     if finished_trials(study) >= settings.trials:
         return
-    study.optimize(make_objective(space, settings.task), callbacks=[stop], catch=(ConfigError,))
+    objective = make_objective(space, settings.task, poll_seconds=settings.heartbeat)
+    study.optimize(objective, callbacks=[_stop_at(settings.trials)], catch=(ConfigError,))
 
 
 def create_study(space: SearchSpace, storage_url: str, study_name: str) -> Any:
@@ -241,14 +259,13 @@ def _run_here(
     space = SearchSpace.from_dict(settings.space)
     study = optuna.load_study(study_name=settings.study, storage=handle._storage,
                               sampler=_sampler(space, 0), pruner=_pruner(space))  # fmt: skip
-    states = optuna.trial.TrialState
 
     def progress(current: Any, _: Any) -> None:
         if on_progress is not None:
             on_progress(finished_trials(current), settings.trials)
 
-    stop = optuna.study.MaxTrialsCallback(settings.trials, states=(states.COMPLETE, states.PRUNED))
     if finished_trials(study) < settings.trials:
-        study.optimize(make_objective(space, settings.task), callbacks=[stop, progress],
+        study.optimize(make_objective(space, settings.task),
+                       callbacks=[_stop_at(settings.trials), progress],
                        catch=(ConfigError,))  # fmt: skip
     return study
