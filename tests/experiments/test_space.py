@@ -55,5 +55,5 @@ def test_missing_file_and_bad_yaml_are_named(tmp_path: Path) -> None:
         SearchSpace.from_file(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("init: [kaiming\n")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
         SearchSpace.from_file(bad)
