@@ -1,9 +1,10 @@
 r"""Per-layer statistics of one forward (and backward) pass, collected on the device.
 
-:class:`Probe` registers hooks on the layers of a model. Each hook reduces the tensor it sees to
-a handful of numbers *on the device* and keeps them as a small tensor; :meth:`Probe.collect`
-stacks everything and copies it to the host once, so a probe costs one host sync whatever the
-depth.
+:class:`Probe` registers hooks on the layers of a model. Each hook reduces the tensor it sees
+*on the device* to per-unit sums (a few kernels, no copy of the activation); :meth:`Probe.collect`
+concatenates everything, copies it to the host once, and derives the statistics there in
+float64, so a probe costs one host sync whatever the depth, and a handful of kernel launches
+per module.
 
 Forward statistics of a layer's output :math:`h \in \mathbb R^{B \times C \times \dots}`:
 mean, std, RMS, the std of its input, the fraction of exactly-zero values, the fraction of
@@ -16,11 +17,14 @@ direction), and the count of NaN/inf values. Backward: the std of :math:`\partia
 
 from __future__ import annotations
 
+import math
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -105,65 +109,154 @@ def _first_tensor(value: Any) -> torch.Tensor | None:
 
 
 _COSINE_EXAMPLES = 64
+_EXACT = (torch.float32, torch.float64)
+_NAN = float("nan")
 
 
-def _forward_stats(
-    kind: str, inputs: Any, output: torch.Tensor, cosine: bool, is_layer: bool
-) -> torch.Tensor:
-    """The :data:`FORWARD_FIELDS` of one output, as a float32 vector on its device.
+def _widened(tensor: torch.Tensor) -> torch.Tensor:
+    """float32 for half precision (squares of fp16 overflow past 256), the tensor otherwise."""
+    return tensor if tensor.dtype in _EXACT else tensor.float()
 
-    Everything is derived from per-unit (per-channel) reductions, so an output is read a few
-    times at most; the cosine similarity uses the first 64 examples (its standard error is
-    then about 1/64 of its spread, plenty for a collapse diagnosis).
+
+@dataclass(frozen=True)
+class _Reduced:
+    """What a forward hook leaves on the device for :meth:`Probe.collect` to finish.
+
+    ``pieces`` are, in order: the per-unit mean and mean square (``units`` each), the count of
+    nonzeros (rectifiers), the count in saturation (saturating activations), the input's sum
+    and 2-norm (a layer whose input no probed module produced), and for the cosine similarity
+    the norms of the first ``cosine_rows`` examples and the norm of their normalized sum.
     """
-    h = output.detach()
-    if not h.is_floating_point():
-        h = h.float()
-    batch = h.shape[0] if h.dim() > 1 else 1
+
+    pieces: tuple[torch.Tensor, ...]
+    units: int
+    numel: int
+    zeros: bool
+    saturated: bool
+    input_numel: int
+    input_from: str | None
+    cosine_rows: int
+
+    @property
+    def size(self) -> int:
+        inputs = 2 if self.input_numel else 0
+        cosine = self.cosine_rows + 1 if self.cosine_rows else 0
+        return 2 * self.units + self.zeros + self.saturated + inputs + cosine
+
+
+def _reduce_output(kind: str, output: torch.Tensor) -> list[torch.Tensor]:
+    """The device-side reductions of one output (see :class:`_Reduced`).
+
+    Two per-unit means (of :math:`h` and :math:`h^2`) carry every moment; rectifiers add one
+    count of the nonzeros, saturating activations one comparison. Every full-size pass is a
+    kernel launch (a parallel region on CPU) and every full-size temporary an allocation, so
+    their number, not the arithmetic, is what a probe costs: the mean square of a contiguous
+    map is read through per-row 2-norms (no squared copy) and the zeros are counted through
+    ``sign`` (a comparison to 0 makes a bool tensor whose sum is several times slower).
+    """
+    h = _widened(output.detach())
     dims = (0, *range(2, h.dim())) if h.dim() > 1 else (0,)
-    unit_mean = h.mean(dim=dims, dtype=torch.float32)
-    unit_sq = h.square().mean(dim=dims, dtype=torch.float32)
-    nan = torch.full((), float("nan"), device=h.device)
-    nonfinite = (~torch.isfinite(unit_sq)).sum().float()
-    mean = unit_mean.mean()
-    mean_sq = unit_sq.mean()
-    std = (mean_sq - mean.square()).clamp_min(0).sqrt()
-    channel_var = (unit_sq - unit_mean.square()).clamp_min(0).mean()
-    source = _first_tensor(inputs)
-    if is_layer and source is not None and source.is_floating_point() and source.numel() > 1:
-        input_std = source.detach().float().std(unbiased=False)
+    if h.dim() > 2 and h.is_contiguous():
+        rows = h.reshape(h.shape[0], h.shape[1], -1)
+        unit_sq = torch.linalg.vector_norm(rows, dim=2).square().mean(dim=0) / rows.shape[2]
     else:
-        input_std = nan
-    if kind in _RECTIFIERS:
-        zero_fraction = (h == 0).float().mean()
-        dead_fraction = (h.abs().amax(dim=dims) == 0).float().mean()
-    else:
-        zero_fraction = dead_fraction = nan
+        unit_sq = h.square().mean(dim=dims)
+    pieces = [h.mean(dim=dims).reshape(-1), unit_sq.reshape(-1)]
+    if kind in _RECTIFIERS:  # NaN counts as nonzero, as it is not == 0
+        pieces.append(torch.sign(h).nan_to_num_(nan=1.0).abs_().sum())
     saturating = _SATURATING.get(kind)
     if saturating == "tanh":
-        saturated = (h.abs() > 0.99).float().mean()
+        pieces.append((h.abs() > 0.99).sum())
     elif saturating == "sigmoid":
-        saturated = ((h < 0.01) | (h > 0.99)).float().mean()
-    else:
-        saturated = nan
-    if cosine and batch > 1:
-        rows = h[:_COSINE_EXAMPLES].reshape(min(batch, _COSINE_EXAMPLES), -1).float()
-        rows = torch.nn.functional.normalize(rows, dim=1)
-        gram = rows @ rows.T
-        n = rows.shape[0]
-        similarity = (gram.sum() - gram.diagonal().sum()) / (n * (n - 1))
-    else:
-        similarity = nan
-    values = (mean, std, mean_sq.sqrt(), input_std, zero_fraction, dead_fraction, saturated,
-              unit_mean.square().mean(), channel_var, similarity, nonfinite)  # fmt: skip
-    return torch.stack([v.reshape(()).float() for v in values])
+        pieces.append(((h < 0.01) | (h > 0.99)).sum())
+    return pieces
 
 
-def _grad_stats(grad: torch.Tensor) -> torch.Tensor:
-    g = grad.detach().float()
-    g = torch.where(torch.isfinite(g), g, torch.zeros((), device=g.device))
-    std = g.std(unbiased=False) if g.numel() > 1 else g.abs().reshape(-1)[0]
-    return torch.stack([std, g.square().mean().sqrt()])
+def _cosine_pieces(output: torch.Tensor) -> list[torch.Tensor]:
+    r"""What the mean between-example cosine similarity needs, for the first 64 examples.
+
+    With :math:`u_i = x_i/\lVert x_i\rVert` the mean over pairs :math:`i \ne j` of
+    :math:`u_i\cdot u_j` is :math:`(\lVert\sum_i u_i\rVert^2 - \sum_i \lVert u_i\rVert^2) /
+    (n(n-1))`: the row norms and one matrix-vector product, not an :math:`n \times n` Gram
+    matrix. 64 examples put its standard error at about 1/64 of its spread, plenty for a
+    collapse diagnosis. Empty for a single example.
+    """
+    if output.dim() < 2 or output.shape[0] < 2:
+        return []
+    h = _widened(output.detach())
+    rows = h[:_COSINE_EXAMPLES].reshape(min(h.shape[0], _COSINE_EXAMPLES), -1)
+    norms = torch.linalg.vector_norm(rows, dim=1)
+    total = norms.clamp_min(1e-12).reciprocal() @ rows
+    return [norms, torch.linalg.vector_norm(total)]
+
+
+def _moments(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum and 2-norm of all of ``tensor``: two read-only, vectorized passes."""
+    x = _widened(tensor.detach())
+    return torch.stack([x.sum(), torch.linalg.vector_norm(x)])
+
+
+def _std_rms(total: float, norm: float, count: int) -> tuple[float, float]:
+    r"""Population std and RMS from a sum and a 2-norm.
+
+    .. math:: \sigma^2 = \lVert x\rVert_2^2/n - \bar x^2,
+        \quad \text{rms} = \lVert x\rVert_2/\sqrt n
+    """
+    count = max(count, 1)
+    mean = total / count
+    mean_sq = norm * norm / count
+    variance = mean_sq - mean * mean
+    return math.sqrt(max(variance, 0.0)), math.sqrt(mean_sq)  # max keeps NaN: NaN stays NaN
+
+
+def _forward_fields(
+    reduced: _Reduced, values: np.ndarray[Any, Any], input_std: float
+) -> dict[str, float]:
+    """The :data:`FORWARD_FIELDS` from one module's reduced values (host, float64)."""
+    units = reduced.units
+    unit_mean, unit_sq = values[:units], values[units : 2 * units]
+    at = 2 * units
+    zero_fraction = dead_fraction = saturated = cosine = _NAN
+    with np.errstate(all="ignore"):  # NaN/inf outputs give NaN/inf statistics, quietly
+        mean = float(unit_mean.mean())
+        mean_sq = float(unit_sq.mean())
+        variance = mean_sq - mean * mean
+        channel_var = float(np.maximum(unit_sq - unit_mean**2, 0.0).mean())
+        channel_mean_sq = float((unit_mean**2).mean())
+        if reduced.zeros:
+            zero_fraction = 1.0 - float(values[at]) / max(reduced.numel, 1)
+            dead_fraction = float((unit_sq == 0).mean())
+            at += 1
+        if reduced.saturated:
+            saturated = float(values[at]) / max(reduced.numel, 1)
+            at += 1
+        if reduced.input_numel:
+            total, norm = float(values[at]), float(values[at + 1])
+            input_std = _std_rms(total, norm, reduced.input_numel)[0]
+            at += 2
+        if reduced.cosine_rows:
+            n = reduced.cosine_rows
+            norms = values[at : at + n]
+            diagonal = float(((norms / np.maximum(norms, 1e-12)) ** 2).sum())
+            cosine = (float(values[at + n]) ** 2 - diagonal) / (n * (n - 1))
+    return {
+        "mean": mean,
+        "std": math.sqrt(max(variance, 0.0)),
+        "rms": math.sqrt(mean_sq),
+        "input_std": input_std,
+        "zero_fraction": zero_fraction,
+        "dead_fraction": dead_fraction,
+        "saturated_fraction": saturated,
+        "channel_mean_sq": channel_mean_sq,
+        "channel_var": channel_var,
+        "cosine": cosine,
+        "nonfinite": float(np.count_nonzero(~np.isfinite(unit_sq))),
+    }
+
+
+def _grad_moments(grad: torch.Tensor) -> torch.Tensor:
+    """Sum and 2-norm of a gradient, NaN/inf entries counted as 0."""
+    return _moments(torch.nan_to_num(grad.detach(), nan=0.0, posinf=0.0, neginf=0.0))
 
 
 class Probe:
@@ -208,8 +301,11 @@ class Probe:
         self.cosine = cosine
         self.stop_early = stop_early
         self._order: list[str] = []
-        self._forward: dict[str, torch.Tensor] = {}
-        self._backward: dict[str, torch.Tensor] = {}
+        self._forward: dict[str, _Reduced] = {}
+        self._backward: dict[str, tuple[torch.Tensor, int]] = {}
+        # id(output) -> (the output, its version, the module): a layer fed by a probed module's
+        # output, unchanged since (no in-place op bumped its version), reuses that output's std.
+        self._outputs: dict[int, tuple[weakref.ref[torch.Tensor], int, str]] = {}
         self._handles: list[Any] = []
 
     def __enter__(self) -> Probe:
@@ -239,9 +335,29 @@ class Probe:
             if tensor is None or name in self._forward:
                 return
             self._order.append(name)
-            self._forward[name] = _forward_stats(
-                kind, inputs, tensor, self.cosine and name in self._layers, name in self._layers
+            is_layer = name in self._layers
+            pieces = _reduce_output(kind, tensor)
+            source = _first_tensor(inputs) if is_layer else None
+            input_from, input_numel = None, 0
+            if source is not None and source.is_floating_point() and source.numel() > 1:
+                input_from = self._producer(source)
+                if input_from is None:
+                    pieces.append(_moments(source))
+                    input_numel = source.numel()
+            cosine = _cosine_pieces(tensor) if self.cosine and is_layer else []
+            pieces.extend(cosine)
+            self._forward[name] = _Reduced(
+                pieces=tuple(pieces),
+                units=pieces[0].numel(),
+                numel=tensor.numel(),
+                zeros=kind in _RECTIFIERS,
+                saturated=kind in _SATURATING,
+                input_numel=input_numel,
+                input_from=input_from,
+                cosine_rows=cosine[0].numel() if cosine else 0,
             )
+            if not tensor.is_inference():  # inference tensors keep no version counter
+                self._outputs[id(tensor)] = (weakref.ref(tensor), tensor._version, name)
             if self.gradients and tensor.requires_grad:
                 tensor.register_hook(  # type: ignore[no-untyped-call]
                     lambda grad: self._record_grad(name, grad)
@@ -251,38 +367,64 @@ class Probe:
 
         return hook
 
+    def _producer(self, source: torch.Tensor) -> str | None:
+        """The probed module whose (unchanged) output ``source`` is, if any."""
+        if source.is_inference():
+            return None
+        known = self._outputs.get(id(source))
+        if known is not None and known[0]() is source and known[1] == source._version:
+            return known[2]
+        return None
+
     def _record_grad(self, name: str, grad: torch.Tensor) -> None:
-        self._backward[name] = _grad_stats(grad)
+        self._backward[name] = (_grad_moments(grad), grad.numel())
 
     def reset(self) -> None:
         """Forget what was recorded (hooks stay), for another pass."""
         self._order.clear()
         self._forward.clear()
         self._backward.clear()
+        self._outputs.clear()
 
     def collect(self) -> list[LayerRecord]:
         """The records of every module that ran, in call order (one device-to-host copy)."""
         if not self._order:
             return []
-        nan = torch.full((2,), float("nan"))
-        rows = []
+        pieces: list[torch.Tensor] = []
         for name in self._order:
-            statistics = self._forward[name]
-            backward = self._backward.get(name, nan.to(statistics.device))
-            rows.append(torch.cat([statistics, backward]))
-        table = torch.stack(rows).cpu().tolist()
-        records = []
-        for index, (name, values) in enumerate(zip(self._order, table, strict=True)):
-            forward = dict(zip(FORWARD_FIELDS, values[: len(FORWARD_FIELDS)], strict=True))
-            grad_std, grad_rms = values[len(FORWARD_FIELDS) :]
+            pieces.extend(self._forward[name].pieces)
+            if name in self._backward:
+                pieces.append(self._backward[name][0])
+        device = pieces[0].device
+        flat = torch.cat([piece.reshape(-1).float().to(device) for piece in pieces])
+        values = flat.cpu().double().numpy()
+        records: list[LayerRecord] = []
+        stds: dict[str, float] = {}
+        at = 0
+        for index, name in enumerate(self._order):
+            reduced = self._forward[name]
+            chunk = values[at : at + reduced.size]
+            at += reduced.size
+            input_std = stds.get(reduced.input_from, _NAN) if reduced.input_from else _NAN
+            forward = _forward_fields(reduced, chunk, input_std)
+            stds[name] = forward["std"]
+            grad_std = grad_rms = None
+            if name in self._backward:
+                total, norm = values[at], values[at + 1]
+                at += 2
+                count = self._backward[name][1]
+                if count == 1:
+                    grad_std = grad_rms = abs(float(total))
+                else:
+                    grad_std, grad_rms = _std_rms(float(total), float(norm), count)
             records.append(
                 LayerRecord(
                     name=name,
                     kind=type(self._modules[name]).__name__,
                     index=index,
                     forward=forward,
-                    grad_std=None if grad_std != grad_std else grad_std,
-                    grad_rms=None if grad_rms != grad_rms else grad_rms,
+                    grad_std=grad_std,
+                    grad_rms=grad_rms,
                 )
             )
         return records

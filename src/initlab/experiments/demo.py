@@ -139,6 +139,8 @@ def run_demo(
     table.insert(1, "act", table["trial"].map(lambda n: labels.get(n, ("", ""))[0]))
     table.insert(2, "label", table["trial"].map(lambda n: labels.get(n, ("", ""))[1]))
     note = "Deep MLPs (16 x 128) on scikit-learn's digits, doctor at init, then SGD."
-    document = sweep_html("demo", table, summary(table), curves_table(study), note=note)
+    document = sweep_html(
+        "demo", table, summary(table), curves_table(study), note=note, png_folder=folder
+    )
     report = write_report(folder / "report.html", document)
     return DemoResult(table, report, study)

@@ -52,7 +52,7 @@ def varied_columns(table: Any) -> list[str]:
 def summary(table: Any) -> Any:
     """Mean, std and count over seeds of the outcomes, per configuration (complete trials)."""
     done = table[table["state"] == "complete"]
-    keys = varied_columns(done) or ["init"]
+    keys = ["label"] if "label" in done.columns else varied_columns(done) or ["init"]
     grouped = done.assign(**{k: done[k].astype(str) for k in keys}).groupby(keys, dropna=False)
     result = grouped.agg(
         best_val_accuracy_mean=("best_val_accuracy", "mean"),

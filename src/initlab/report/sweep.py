@@ -26,7 +26,7 @@ def _pyplot() -> Any:
 
 
 def _label(row: Any, keys: list[str]) -> str:
-    return ", ".join(f"{row[k]}" if k == "init" else f"{k}={row[k]}" for k in keys)
+    return ", ".join(f"{row[k]}" if k in ("init", "label") else f"{k}={row[k]}" for k in keys)
 
 
 def curves_figure(curves: Any, keys: list[str]) -> Any:
@@ -85,12 +85,15 @@ def doctor_vs_outcome_figure(table: Any) -> Any:
     return figure
 
 
-def png_data_uri(figure: Any) -> str:
-    """A figure as a ``data:image/png;base64,...`` URI (and closes it)."""
+def png_data_uri(figure: Any, save_as: Path | None = None) -> str:
+    """A figure as a ``data:image/png;base64,...`` URI (also written to ``save_as``); closes it."""
     plt = _pyplot()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
+    if save_as is not None:
+        save_as.parent.mkdir(parents=True, exist_ok=True)
+        save_as.write_bytes(buffer.getvalue())
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -116,13 +119,29 @@ def _table_html(frame: Any, limit: int = 200) -> str:
     return f"<table><tr>{header}</tr>{''.join(body)}</table>"
 
 
-def sweep_html(study_name: str, table: Any, summary: Any, curves: Any, *, note: str = "") -> str:
-    """The whole report as one HTML document."""
+def sweep_html(
+    study_name: str,
+    table: Any,
+    summary: Any,
+    curves: Any,
+    *,
+    note: str = "",
+    png_folder: Path | None = None,
+) -> str:
+    """The whole report as one HTML document (plots also saved as PNGs in ``png_folder``)."""
     keys = varied_columns(table)
+    if "label" in table.columns:  # runs named by the caller (the demo) are shown by name
+        keys = ["label"]
+        if not curves.empty:
+            curves = curves.merge(table[["trial", "label"]], on="trial")
+    figures = {
+        "curves": curves_figure(curves, keys),
+        "outcome": outcome_figure(summary, keys),
+        "doctor_vs_outcome": doctor_vs_outcome_figure(table),
+    }
     images = [
-        png_data_uri(curves_figure(curves, keys)),
-        png_data_uri(outcome_figure(summary, keys)),
-        png_data_uri(doctor_vs_outcome_figure(table)),
+        png_data_uri(figure, None if png_folder is None else png_folder / f"{name}.png")
+        for name, figure in figures.items()
     ]
     complete = int((table["state"] == "complete").sum())
     parts = [

@@ -1,0 +1,82 @@
+"""Sweep throughput, in one run: 2 workers vs 1, and a sweep's overhead over bare ``fit``.
+
+1. A fixed 16-trial grid sweep on digits with 1 worker, then with 2 worker processes (one
+   torch thread each): the ratio of wall times (target: 2 workers >= 1.7x faster on 2 cores).
+2. The same 16 configurations trained with ``fit`` alone in a loop (same model, init, data and
+   settings) vs the 1-worker sweep: the sweep's per-trial overhead (storage, doctor at init,
+   bookkeeping; target < 5%).
+
+    python benchmarks/bench_sweep.py [--epochs 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from initlab.experiments.inits import initialize
+from initlab.experiments.space import SearchSpace
+from initlab.experiments.sweep import grid_configurations, run_sweep
+from initlab.experiments.trial import TASKS, train_config
+from initlab.train import fit
+
+
+def _space(epochs: int) -> SearchSpace:
+    return SearchSpace.from_dict(
+        {
+            "init": ["kaiming", "xavier", "lecun", "orthogonal"],
+            "activation": ["relu", "tanh"],
+            "dropout": [0.0, 0.1],
+            "depth": [6],
+            "width": [128],
+            "lr": [0.02],
+            "epochs": epochs,
+            "sampler": "grid",
+        }
+    )
+
+
+def _sweep_seconds(space: SearchSpace, workers: int, folder: Path) -> float:
+    start = time.perf_counter()
+    run_sweep(space, "digits-mlp", trials=16, storage=f"sqlite:///{folder / f'w{workers}.db'}",
+              study=f"bench-{workers}", workers=workers)  # fmt: skip
+    return time.perf_counter() - start
+
+
+def _bare_fit_seconds(space: SearchSpace) -> float:
+    task = TASKS["digits-mlp"]
+    data = task.load()
+    start = time.perf_counter()
+    for config in grid_configurations(space):
+        torch.manual_seed(0)
+        model = task.build(config, data)
+        initialize(model, str(config["init"]), seed=0)
+        settings = train_config(config, epochs=space.epochs, batch_size=space.batch_size, seed=0)
+        fit(model, data, settings)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--epochs", type=int, default=8)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    space = _space(args.epochs)
+    assert space.grid_size() == 16
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        bare = _bare_fit_seconds(space)
+        one = _sweep_seconds(space, 1, folder)
+        two = _sweep_seconds(space, 2, folder)
+    print(f"16 trials, {args.epochs} epochs each, digits MLP 6x128, 1 torch thread per worker")
+    print(f"bare fit loop      {bare:7.1f} s")
+    print(f"sweep, 1 worker    {one:7.1f} s   overhead over fit {100 * (one - bare) / bare:5.1f}%")
+    print(f"sweep, 2 workers   {two:7.1f} s   speed-up over 1 worker {one / two:4.2f}x")
+
+
+if __name__ == "__main__":
+    main()
