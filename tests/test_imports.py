@@ -9,10 +9,7 @@ HEAVY = ("optuna", "matplotlib", "pandas", "sklearn", "kornia", "sqlalchemy", "s
 
 
 def test_import_initlab_loads_no_optional_dependency() -> None:
-    code = (
-        "import sys, initlab\n"
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
-    )
+    code = f"import sys, initlab\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from initlab.counter import counter_fill_, elementwise_law
 from initlab.errors import InitlabError
 from initlab.fans import Fans, Layout, compute_fans
 from initlab.gains import gain
@@ -52,7 +53,7 @@ from initlab.plan.assignments import Assignment, Assignments
 from initlab.plan.checkpoint import Checkpoint, CheckpointFiles
 from initlab.plan.rules import Rule
 from initlab.plan.sites import ParameterSite, parameter_sites
-from initlab.rng import parameter_generator
+from initlab.rng import Stream, check_stream, counter_stream, parameter_generator
 from initlab.schemes import HeNormal, LeCunNormal, Normal, Ones, Scheme, XavierNormal, Zeros, get
 from initlab.schemes.variance import _ScaledByFans
 
@@ -224,19 +225,23 @@ class Plan:
         )
 
     # --- application -------------------------------------------------------------------------
-    def apply(self, model: nn.Module, seed: int = 0) -> Assignments:
+    def apply(self, model: nn.Module, seed: int = 0, *, stream: Stream = "counter") -> Assignments:
         """Initialize ``model`` in place; returns the table it applied.
+
+        ``stream`` is how values are drawn (see :func:`fill_parameter`): ``"counter"`` (any
+        shard alone, parallel on the CPU) or ``"generator"`` (a ``torch.Generator`` each).
 
         Raises:
             InitlabError: a scheme that does not fit a parameter (the message names both).
         """
+        check_stream(stream)
         table = self.resolve(model)
         parameters = dict(model.named_parameters(remove_duplicate=False))
         with torch.no_grad():
             for row in table:
                 if row.scheme is None:
                     continue
-                fill_parameter(parameters[row.name], row, seed)
+                fill_parameter(parameters[row.name], row, seed, stream=stream)
         return Assignments(
             rows=table.rows,
             unused_rules=table.unused_rules,
@@ -246,16 +251,31 @@ class Plan:
         )
 
 
-def fill_parameter(tensor: torch.Tensor, row: Assignment, seed: int) -> None:
-    """Fill ``tensor`` as ``row`` says: from the parameter's own stream, or from its file."""
+def fill_parameter(
+    tensor: torch.Tensor, row: Assignment, seed: int, *, stream: Stream = "counter"
+) -> None:
+    """Fill ``tensor`` as ``row`` says: from the parameter's own stream, or from its file.
+
+    With ``stream="counter"`` elementwise schemes (constants, uniform, normal, truncated
+    normal, the variance-scaling family) on floating tensors come from the counter stream
+    (:func:`initlab.counter.counter_fill_`: element ``i`` depends only on seed, name, scheme,
+    shape and ``i``); whole-matrix schemes (orthogonal, identity, dirac, sparse), and every
+    scheme under ``stream="generator"``, draw from a ``torch.Generator`` seeded by
+    :func:`initlab.rng.parameter_seed`.
+    """
     scheme = row.scheme
     if scheme is None or tensor.is_meta:
         return
+    check_stream(stream)
     generator = parameter_generator(seed, row.name, tensor.device)
     site = row.site
     try:
+        counter = stream == "counter" and tensor.is_floating_point()
+        law = elementwise_law(scheme, site.fan_shape, layout=row.layout, groups=row.groups)
         if isinstance(scheme, Checkpoint):
             scheme.copy_(tensor, site)
+        elif counter and law is not None:
+            counter_fill_(tensor, law, counter_stream(seed, row.name))
         elif isinstance(scheme, _ScaledByFans):
             law = scheme.resolve(site.fan_shape, layout=row.layout, groups=row.groups)
             law.fill_(tensor, generator)

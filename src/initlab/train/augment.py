@@ -155,11 +155,12 @@ class Augment:
         shear_low, shear_high = self.shear_range
         shear = torch.deg2rad(shear_low + (shear_high - shear_low) * u[:, 1])
         tx, ty = self.translation
-        shift = spread[:, 2:4] * torch.tensor([tx * width, ty * height], device=device)
+        shift = torch.stack([spread[:, 2] * (tx * width), spread[:, 3] * (ty * height)], dim=1)
         low, high = self.scale
         zoom = (low + (high - low) * u[:, 4]).unsqueeze(1).expand(batch, 2)
         flip = u[:, 5] < self.hflip
-        center = torch.tensor([(width - 1) / 2, (height - 1) / 2], device=device).expand(batch, 2)
+        center = u.new_empty(batch, 2)  # filled from Python scalars: no host-to-device copy
+        center[:, 0], center[:, 1] = (width - 1) / 2, (height - 1) / 2
         affine: torch.Tensor = transform.get_affine_matrix2d(shift, center, zoom, angle, sx=shear)
         mirror = torch.eye(3, device=device).repeat(batch, 1, 1)
         sign = 1 - 2 * flip.to(affine.dtype)

@@ -125,8 +125,8 @@ def from_csv(
     Args:
         path: the ``.csv`` file.
         target: the target column, by index (default: the last) or by header name.
-        header: whether the first row names the columns; ``None`` guesses (a first row with
-            any non-numeric cell is a header).
+        header: whether the first row names the columns; ``None`` guesses (the first row is a
+            header if it has text where the second row has a number).
         delimiter: the field separator.
         task, **options: see :func:`~initlab.train.data.from_arrays`.
 
@@ -146,8 +146,12 @@ def from_csv(
     if not rows:
         raise DataError(f"{file}: the file is empty.")
     first = rows[0][1]
-    if header is None:
-        header = not all(_is_number(cell) for cell in first)
+    if header is None:  # a header has a name where the next row has a number
+        second = rows[1][1] if len(rows) > 1 else []
+        header = any(
+            not _is_number(cell) and _is_number(below)
+            for cell, below in zip(first, second, strict=False)
+        )
     names = [cell.strip() for cell in first] if header else None
     body = rows[1:] if header else rows
     if not body:

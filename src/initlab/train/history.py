@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+from initlab.errors import UnknownNameError, did_you_mean
 from initlab.optional import require
 
 __all__ = ["EpochRecord", "History", "Status"]
@@ -94,8 +95,6 @@ class History:
         """One field over all epochs, e.g. ``history.column("val_loss")``."""
         known = [f.name for f in fields(EpochRecord)]
         if name not in known:
-            from initlab.errors import UnknownNameError, did_you_mean
-
             raise UnknownNameError(did_you_mean("history column", name, known))
         return [getattr(record, name) for record in self.epochs]
 

@@ -1,0 +1,247 @@
+"""initlab.scale side by side with what large-model users run today, ratios from one run.
+
+1. Filling 64M and 256M float32 elements, reproducibly: initlab's counter stream
+   (``initlab.counter.counter_fill_``) vs ``Tensor.normal_`` / ``uniform_`` /
+   ``torch.nn.init.trunc_normal_`` with a seeded ``torch.Generator``, and vs the memory-write
+   bound (``fill_(0)`` of the same pre-faulted tensor). Runs are interleaved (torch, initlab,
+   fill, torch, ...) so a busy neighbour slows every side alike; medians are reported.
+2. A GPT-2-XL-shaped stack (48 blocks, d_model 1600, MLP 4x, vocab 50257, context 1024, tied
+   head: 1.56B parameters): ``initlab.scale.materialize`` with the ``gpt2`` preset vs
+   ``Model()`` followed by the same init with ``torch.nn.init``. Each variant runs in a fresh
+   process; time covers build + init (imports excluded), memory is the process's peak RSS
+   (``VmHWM``), also shown above the peak the process had after its imports.
+
+    python benchmarks/bench_scale.py [--threads 2] [--sizes 64 256] [--repeats 5]
+        [--layers 48] [--dtype float32] [--device cpu] [--skip-fill] [--skip-model]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+Fill = Callable[[torch.Tensor], object]
+
+
+# --- 1. fill throughput -------------------------------------------------------------------------
+def _fills() -> dict[str, tuple[Fill, Fill]]:
+    from initlab.counter import counter_fill_
+    from initlab.rng import CounterStream
+    from initlab.schemes import Normal, TruncatedNormal, Uniform
+
+    generator = torch.Generator().manual_seed(0)
+    stream = CounterStream(0)
+    return {
+        "normal": (
+            lambda t: t.normal_(0.0, 1.0, generator=generator),
+            lambda t: counter_fill_(t, Normal(0.0, 1.0), stream),
+        ),
+        "uniform": (
+            lambda t: t.uniform_(-1.0, 1.0, generator=generator),
+            lambda t: counter_fill_(t, Uniform(-1.0, 1.0), stream),
+        ),
+        "truncated normal": (
+            lambda t: nn.init.trunc_normal_(t, 0.0, 1.0, -2.0, 2.0, generator=generator),
+            lambda t: counter_fill_(t, TruncatedNormal(0.0, 1.0, -2.0, 2.0), stream),
+        ),
+    }
+
+
+def _seconds(fill: Fill, tensor: torch.Tensor) -> float:
+    start = time.perf_counter()
+    fill(tensor)
+    return time.perf_counter() - start
+
+
+def bench_fills(sizes: list[int], repeats: int) -> None:
+    print(f"\n## Fill throughput, float32, {torch.get_num_threads()} threads, median of {repeats}")
+    print(
+        f"{'law':<17} {'elements':>9} {'torch G/s':>10} {'initlab G/s':>12} {'ratio':>6} "
+        f"{'fill_(0) G/s':>13} {'initlab/write bound':>20}"
+    )
+    for millions in sizes:
+        tensor = torch.empty(millions * 2**20)
+        tensor.fill_(0)  # fault the pages in before timing
+        for law, (theirs, ours) in _fills().items():
+            times: dict[str, list[float]] = {"torch": [], "initlab": [], "fill": []}
+            for _ in range(repeats):
+                times["torch"].append(_seconds(theirs, tensor))
+                times["initlab"].append(_seconds(ours, tensor))
+                times["fill"].append(_seconds(lambda t: t.fill_(0), tensor))
+            rate = {k: tensor.numel() / statistics.median(v) / 1e9 for k, v in times.items()}
+            print(
+                f"{law:<17} {millions:>8}M {rate['torch']:>10.3f} {rate['initlab']:>12.3f} "
+                f"{rate['initlab'] / rate['torch']:>5.2f}x {rate['fill']:>13.3f} "
+                f"{rate['initlab'] / rate['fill']:>19.3f}x"
+            )
+        del tensor
+
+
+# --- 2. GPT-2-XL-shaped stack -------------------------------------------------------------------
+class Block(nn.Module):
+    """A GPT-2 block with nanoGPT's parameter names."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = nn.Module()
+        self.attn.c_attn = nn.Linear(width, 3 * width)
+        self.attn.c_proj = nn.Linear(width, width)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = nn.Module()
+        self.mlp.c_fc = nn.Linear(width, 4 * width)
+        self.mlp.c_proj = nn.Linear(4 * width, width)
+
+
+class GPT(nn.Module):
+    """GPT-2 XL's shapes by default: 48 blocks, width 1600, vocab 50257, context 1024."""
+
+    def __init__(
+        self, n_layer: int = 48, width: int = 1600, vocab: int = 50257, context: int = 1024
+    ) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(vocab, width)
+        self.wpe = nn.Embedding(context, width)
+        self.h = nn.ModuleList(Block(width) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(width)
+        self.lm_head = nn.Linear(width, vocab, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+
+def torch_gpt2_init(model: nn.Module, n_layer: int) -> None:
+    """GPT-2's init (Radford et al., 2019; nanoGPT) written with torch.nn.init."""
+    for name, param in model.named_parameters():
+        if name.endswith("c_proj.weight"):
+            nn.init.normal_(param, 0.0, 0.02 / math.sqrt(2 * n_layer))
+        elif param.dim() == 2:
+            nn.init.normal_(param, 0.0, 0.02)
+        elif ".ln_" in f".{name}" and name.endswith("weight"):
+            nn.init.ones_(param)
+        else:
+            nn.init.zeros_(param)
+
+
+def _peak_rss_bytes() -> float:
+    """This process's peak resident set size: ``VmHWM`` (reset by exec, unlike ``ru_maxrss``,
+    which a child inherits from its parent on Linux), else ``getrusage``."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) * 1024.0
+    except OSError:
+        pass
+    scale = 1.0 if sys.platform == "darwin" else 1024.0  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def _variant(kind: str, layers: int, dtype_name: str, device: str) -> dict[str, float]:
+    """Runs in a fresh process: build + init one model, report time and memory."""
+    import initlab
+    from initlab.scale import materialize
+
+    dtype = getattr(torch, dtype_name)
+    plan = initlab.preset("gpt2", n_layer=layers)
+    baseline = _peak_rss_bytes()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    if kind == "materialize":
+        model = materialize(lambda: GPT(layers), plan, device=device, dtype=dtype, seed=0)
+    else:
+        model = GPT(layers).to(device=device, dtype=dtype)
+        torch_gpt2_init(model, layers)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    peak = _peak_rss_bytes()
+    parameters = sum(p.numel() for p in model.parameters())
+    return {
+        "seconds": seconds,
+        "parameters": parameters,
+        "parameter_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "peak_bytes": peak,
+        "baseline_bytes": baseline,
+        "device_peak_bytes": float(torch.cuda.max_memory_allocated()) if device == "cuda" else 0,
+    }
+
+
+def bench_model(layers: int, dtype: str, device: str, repeats: int, threads: int) -> None:
+    results: dict[str, list[dict[str, float]]] = {"eager": [], "materialize": []}
+    for _ in range(repeats):
+        for kind in ("eager", "materialize"):
+            command = [sys.executable, __file__, "--variant", kind, "--layers", str(layers),
+                       "--dtype", dtype, "--device", device,
+                       "--threads", str(threads)]  # fmt: skip
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            results[kind].append(json.loads(output.strip().splitlines()[-1]))
+    first = results["eager"][0]
+    print(
+        f"\n## GPT-2-XL-shaped stack: {layers} blocks, {first['parameters'] / 1e9:.3f}B "
+        f"parameters, {dtype} ({first['parameter_bytes'] / 2**30:.2f} GiB), {device}, "
+        f"{threads} threads, median of {repeats} fresh processes each"
+    )
+    print(
+        f"{'variant':<34} {'seconds':>8} {'peak RSS GiB':>13} {'peak / params':>14} "
+        f"{'(peak - imports) / params':>26}"
+    )
+    seconds = {}
+    for kind, label in (
+        ("eager", "Model() + torch.nn.init"),
+        ("materialize", "initlab.scale.materialize"),
+    ):
+        runs = results[kind]
+        seconds[kind] = statistics.median(r["seconds"] for r in runs)
+        peak = statistics.median(r["peak_bytes"] for r in runs)
+        above = statistics.median(r["peak_bytes"] - r["baseline_bytes"] for r in runs)
+        params = runs[0]["parameter_bytes"]
+        print(
+            f"{label:<34} {seconds[kind]:>8.2f} {peak / 2**30:>13.2f} {peak / params:>13.3f}x "
+            f"{above / params:>25.3f}x"
+        )
+        if device == "cuda":
+            device_peak = statistics.median(r["device_peak_bytes"] for r in runs)
+            print(f"{'':<34} CUDA peak allocated {device_peak / params:.3f}x params")
+    print(f"materialize speed-up: {seconds['eager'] / seconds['materialize']:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="millions")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model-repeats", type=int, default=2)
+    parser.add_argument("--layers", type=int, default=48)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-fill", action="store_true")
+    parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.variant:
+        print(json.dumps(_variant(args.variant, args.layers, args.dtype, args.device)))
+        return
+    gpu = torch.cuda.is_available()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{'CUDA ' + torch.cuda.get_device_name() if gpu else 'no GPU in this run'}"
+    )
+    if not args.skip_fill:
+        bench_fills(args.sizes, args.repeats)
+    if not args.skip_model:
+        bench_model(args.layers, args.dtype, args.device, args.model_repeats, args.threads)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+r"""`materialize`: build a model without its default init, allocate it once, apply a plan once.
+
+``Model()`` runs every layer's ``reset_parameters`` on the CPU, and then a custom init writes
+every parameter again. :func:`materialize` runs the factory with parameters on the meta device
+(no storage, so the default init costs nothing), allocates the parameters on the target device
+(``to_empty``) and fills each one once from the plan:
+
+.. code-block:: python
+
+    plan = initlab.preset("gpt2", n_layer=48)
+    model = initlab.scale.materialize(GPT, plan, dtype=torch.bfloat16)
+
+Buffers come out as an eager build makes them. During the build only *parameters* go to the
+meta device (a parameter-registration hook moves each one there as the module registers it);
+buffers and every other tensor are computed for real on the CPU, where they are small:
+BatchNorm's running statistics, a rotary embedding's ``inv_freq`` and cos/sin tables, causal
+masks. They are then cast like the parameters (``dtype``) and copied to ``device``: the same
+values as ``Model().to(device, dtype)``. A buffer that a module computes *from* a parameter
+would be meta too: it is recomputed by the module's ``reset_running_stats()`` or
+``reset_parameters()``, or :class:`MaterializeError` names it.
+
+A factory whose ``__init__`` reads parameter data (``float(self.weight.norm())``) cannot run on
+the meta device: :class:`MaterializeError` names the module and the way out,
+``materialize(..., meta=False)``, which builds normally (every default init runs once on the
+CPU, nothing is skipped) and then applies the plan.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from initlab.errors import InitlabError
+from initlab.plan.assignments import Assignments
+from initlab.plan.plan import Plan
+from initlab.rng import Stream, check_stream
+from initlab.scale.shards import initialize, is_dtensor
+
+__all__ = ["MaterializeError", "materialize", "parameters_on_meta"]
+
+Factory = Callable[[], nn.Module]
+_TORCH_DIR = os.path.dirname(torch.__file__)
+
+
+class MaterializeError(InitlabError, RuntimeError):
+    """A model cannot be built on the meta device, or a value it needs would be lost there."""
+
+
+@contextmanager
+def parameters_on_meta() -> Iterator[None]:
+    """Within the block, every ``nn.Parameter`` a module registers moves to the meta device.
+
+    Tensors that are not parameters (buffers, tables, masks) are created as usual, and the
+    ``torch.nn.init`` functions return meta tensors untouched. Both are process-wide while the
+    block runs (``register_module_parameter_registration_hook``, ``torch.nn.init`` attributes):
+    build other models in other threads outside it.
+    """
+
+    def to_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> nn.Parameter | None:
+        if param is None or param.is_meta or type(param) is not nn.Parameter:
+            return None
+        return nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
+
+    # torch types the hook as returning None; it may return the parameter to register instead.
+    hook: Callable[..., None] = to_meta  # type: ignore[assignment]
+    handle = nn.modules.module.register_module_parameter_registration_hook(hook)
+    originals = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
+    for name, function in originals.items():
+        setattr(nn.init, name, _skipping_meta(function))
+    try:
+        yield
+    finally:
+        handle.remove()
+        for name, function in originals.items():
+            setattr(nn.init, name, function)
+
+
+# The default inits of torch's layers; on a meta tensor they are skipped outright (a random op
+# on a meta tensor still costs a dispatch, and its first call imports torch._dynamo: ~1-2 s).
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
+                   "eye_", "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
+                   "kaiming_normal_", "orthogonal_", "sparse_")  # fmt: skip
+
+
+def _skipping_meta(function: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    @functools.wraps(function)
+    def init(tensor: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        return tensor if tensor.is_meta else function(tensor, *args, **kwargs)
+
+    return init
+
+
+def materialize(
+    factory_or_model: Factory | nn.Module,
+    plan: Plan,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
+    *,
+    meta: bool = True,
+    stream: Stream = "counter",
+) -> nn.Module:
+    """Build a model with no default init, allocate it on ``device`` and apply ``plan`` once.
+
+    Args:
+        factory_or_model: a zero-argument callable returning the model (``GPT`` or
+            ``lambda: GPT(config)``), or a model whose parameters are on the meta device (for
+            instance built under ``torch.device("meta")`` and sharded with ``fully_shard``).
+        plan: the plan to apply (:func:`initlab.preset`, :class:`initlab.Plan`).
+        device: where the parameters live.
+        dtype: floating dtype for parameters and floating buffers (as ``Module.to(dtype)``).
+        seed: the run's seed; with ``stream="counter"`` the values equal ``plan.apply(Model(),
+            seed)`` on an eagerly built model, on any device count.
+        meta: ``False`` builds eagerly instead (the fallback for factories that read parameter
+            data in ``__init__``): every default init runs once, then the plan.
+        stream: ``"counter"`` or ``"generator"`` (see :meth:`initlab.Plan.apply`).
+
+    Returns:
+        The model, on ``device``, initialized.
+
+    Raises:
+        MaterializeError: the factory failed on the meta device (the message names the module
+            and suggests ``meta=False``), or a kept parameter or a buffer has no way to get a
+            value.
+
+    Example:
+        >>> model = materialize(lambda: nn.Linear(4, 2), initlab.preset("kaiming"), seed=0)
+    """
+    check_stream(stream)
+    target = torch.device(device)
+    if isinstance(factory_or_model, nn.Module):
+        model = factory_or_model
+    elif meta:
+        model = _build_on_meta(factory_or_model)
+    else:
+        model = factory_or_model()
+    if dtype is not None:
+        model.to(dtype=dtype)
+    table = plan.resolve(model)
+    if any(p.is_meta for p in model.parameters()) or any(b.is_meta for b in model.buffers()):
+        _allocate(model, target, table)
+    else:
+        model.to(device=target)
+    initialize(model, plan, seed, stream=stream, table=table)
+    return model
+
+
+def _build_on_meta(factory: Factory) -> nn.Module:
+    try:
+        with parameters_on_meta():
+            model = factory()
+    except Exception as error:
+        raise MaterializeError(
+            f"Building the model on the meta device failed in {_failing_module(error)}: "
+            f"{type(error).__name__}: {error}. The module reads parameter data while it is "
+            "built, which the meta device does not hold. Build it normally with "
+            "materialize(..., meta=False): every default init then runs once, then the plan."
+        ) from error
+    if not isinstance(model, nn.Module):
+        raise MaterializeError(
+            f"The factory returned a {type(model).__name__}, not an nn.Module. Pass the model "
+            "class or a function that builds the model, e.g. lambda: GPT(config)."
+        )
+    return model
+
+
+def _failing_module(error: BaseException) -> str:
+    """The innermost module method outside torch on the traceback: ``Class.method (file:line)``."""
+    where = "the factory"
+    trace = error.__traceback__
+    while trace is not None:
+        frame = trace.tb_frame
+        owner = frame.f_locals.get("self")
+        code = frame.f_code
+        if isinstance(owner, nn.Module) and not code.co_filename.startswith(_TORCH_DIR):
+            file = os.path.basename(code.co_filename)
+            where = f"{type(owner).__name__}.{code.co_name} ({file}:{trace.tb_lineno})"
+        trace = trace.tb_next
+    return where
+
+
+def _allocate(model: nn.Module, device: torch.device, table: Assignments) -> None:
+    """Parameters get storage on ``device``; buffers keep the values the build computed."""
+    modules = dict(model.named_modules(remove_duplicate=False))
+    kept = [row.name for row in table if row.scheme is None and _is_meta(model, row.name)]
+    if any(is_dtensor(p) for p in model.parameters()):
+        lost = _to_empty(model, modules, device)  # FSDP2 allocates its shards in to_empty
+    else:
+        lost = _move(modules, device)
+    with torch.no_grad():
+        _reset(modules, lost, ("reset_running_stats", "reset_parameters"), "buffer")
+        _reset(modules, kept, ("reset_parameters",), "parameter")
+    if kept:
+        warnings.warn(
+            f"materialize: the plan keeps {', '.join(kept)}, which have no value after a "
+            "meta-device build; they got their module's reset_parameters(). Add a rule for "
+            "them to choose their values.",
+            stacklevel=3,
+        )
+
+
+def _move(modules: dict[str, nn.Module], device: torch.device) -> list[str]:
+    """Empty storage for meta parameters (ties kept), buffers copied; returns lost buffers."""
+    moved: dict[int, torch.Tensor] = {}
+    lost: list[str] = []
+    for owner, module in modules.items():
+        for name, param in module._parameters.items():
+            if param is not None and id(param) not in moved:
+                data = _empty_like(param, device) if param.is_meta else param.detach().to(device)
+                moved[id(param)] = nn.Parameter(data, requires_grad=param.requires_grad)
+            if param is not None:
+                module._parameters[name] = moved[id(param)]  # type: ignore[assignment]
+        for name, buffer in module._buffers.items():
+            if buffer is not None and id(buffer) not in moved:
+                if buffer.is_meta:
+                    lost.append(f"{owner}.{name}" if owner else name)
+                moved[id(buffer)] = (
+                    _empty_like(buffer, device) if buffer.is_meta else buffer.to(device)
+                )
+            if buffer is not None:
+                module._buffers[name] = moved[id(buffer)]
+    return lost
+
+
+def _empty_like(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # torch.empty_like on a meta tensor runs a Python reference that imports sympy (~1 s).
+    return torch.empty(tuple(tensor.shape), dtype=tensor.dtype, device=device)
+
+
+def _to_empty(model: nn.Module, modules: dict[str, nn.Module], device: torch.device) -> list[str]:
+    """``model.to_empty`` (which FSDP2 hooks), then ties and buffer values restored."""
+    buffers = {
+        (owner, name): tensor
+        for owner, module in modules.items()
+        for name, tensor in module._buffers.items()
+        if tensor is not None
+    }
+    shared: dict[int, list[tuple[nn.Module, str]]] = {}
+    for module in modules.values():
+        for name, param in module._parameters.items():
+            if param is not None:
+                shared.setdefault(id(param), []).append((module, name))
+    model.to_empty(device=device)
+    for places in shared.values():  # to_empty gives each place its own tensor: tie them again
+        first, name = places[0]
+        for module, other in places[1:]:
+            module._parameters[other] = first._parameters[name]
+    lost: list[str] = []
+    for (owner, name), saved in buffers.items():
+        current = modules[owner]._buffers[name]
+        if saved.is_meta:
+            lost.append(f"{owner}.{name}" if owner else name)
+        elif current is not None:
+            current.copy_(saved)
+    return lost
+
+
+def _is_meta(model: nn.Module, name: str) -> bool:
+    return bool(model.get_parameter(name).is_meta)
+
+
+def _reset(
+    modules: dict[str, nn.Module], names: list[str], hooks: tuple[str, ...], kind: str
+) -> None:
+    """Run each owning module's first available ``hooks`` method; none at all is an error."""
+    owners = {name.rpartition(".")[0] for name in names}
+    for owner in sorted(owners):
+        module = modules[owner]
+        reset = next((getattr(module, h) for h in hooks if hasattr(module, h)), None)
+        if reset is None:
+            inside = [name for name in names if name.rpartition(".")[0] == owner]
+            raise MaterializeError(
+                f"{kind.capitalize()} {', '.join(inside)} has no value after a meta-device "
+                f"build and module {owner or 'the model'} ({type(module).__name__}) has no "
+                f"{' or '.join(h + '()' for h in hooks)} to compute it. Add a rule for it, or "
+                "build normally with materialize(..., meta=False)."
+            )
+        reset()

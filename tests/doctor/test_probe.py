@@ -1,0 +1,167 @@
+"""Probe statistics against a direct computation from the tensors themselves (an oracle
+written the plain way: full-size temporaries, one statistic at a time)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from initlab.doctor.probe import FORWARD_FIELDS, ForwardStopped, Probe, probed_modules
+from initlab.plan.activations import layer_names
+
+RECTIFIERS = (nn.ReLU, nn.LeakyReLU)
+
+
+class Scaled(nn.Module):
+    """A layer whose input is changed in place after the module that produced it ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Linear(12, 12)
+        self.act = nn.GELU()
+        self.second = nn.Linear(12, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.act(self.first(x))
+        hidden.mul_(3.0)
+        out: torch.Tensor = self.second(hidden)
+        return out
+
+
+def models() -> list[tuple[str, nn.Module, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    mlp = nn.Sequential(
+        nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 32),
+        nn.Sigmoid(), nn.Linear(32, 32), nn.LeakyReLU(0.1), nn.Linear(32, 4),
+    )  # fmt: skip
+    with torch.no_grad():  # five dead units after the first ReLU
+        mlp[0].weight[:5] = 0.0
+        mlp[0].bias[:5] = -1.0
+    cnn = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 3 * 3, 5),
+    )  # fmt: skip
+    return [
+        ("mlp", mlp, torch.randn(40, 16, generator=generator)),
+        ("cnn", cnn, torch.randn(12, 3, 8, 8, generator=generator)),
+        ("in-place", Scaled(), torch.randn(20, 12, generator=generator)),
+    ]
+
+
+def oracle(
+    model: nn.Module, batch: torch.Tensor
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Every forward field and the gradient std, computed directly with plain hooks."""
+    names = probed_modules(model)
+    modules = dict(model.named_modules())
+    # Saturating activations are measured like layers (input std, cosine) by the probe.
+    layers = set(layer_names(model)) | {
+        name for name in names if isinstance(modules[name], nn.Tanh | nn.Sigmoid)
+    }
+    forward: dict[str, dict[str, float]] = {}
+    grads: dict[str, float] = {}
+
+    def record(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]:
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            h = out.detach().double()
+            dims = (0, *range(2, h.dim()))
+            unit_mean, unit_sq = h.mean(dim=dims), h.square().mean(dim=dims)
+            rows = torch.nn.functional.normalize(h.reshape(h.shape[0], -1), dim=1)
+            gram = rows @ rows.T
+            n = rows.shape[0]
+            rectifier = isinstance(module, RECTIFIERS)
+            forward[name] = {
+                "mean": h.mean().item(),
+                "std": h.std(unbiased=False).item(),
+                "rms": h.square().mean().sqrt().item(),
+                "input_std": inputs[0].detach().double().std(unbiased=False).item()
+                if name in layers
+                else math.nan,
+                "zero_fraction": (h == 0).double().mean().item() if rectifier else math.nan,
+                "dead_fraction": (h.abs().amax(dim=dims) == 0).double().mean().item()
+                if rectifier
+                else math.nan,
+                "saturated_fraction": (h.abs() > 0.99).double().mean().item()
+                if isinstance(module, nn.Tanh)
+                else ((h < 0.01) | (h > 0.99)).double().mean().item()
+                if isinstance(module, nn.Sigmoid)
+                else math.nan,
+                "channel_mean_sq": unit_mean.square().mean().item(),
+                "channel_var": (unit_sq - unit_mean.square()).mean().item(),
+                "cosine": ((gram.sum() - gram.trace()) / (n * (n - 1))).item()
+                if name in layers
+                else math.nan,
+                "nonfinite": 0.0,
+            }
+            if out.requires_grad:
+                out.register_hook(
+                    lambda g: grads.__setitem__(name, g.double().std(unbiased=False).item())
+                )
+
+        return hook
+
+    handles = [modules[name].register_forward_hook(record(name)) for name in names]
+    output = model(batch)
+    cotangent = torch.randn(output.shape, generator=torch.Generator().manual_seed(1))
+    (output * cotangent).sum().backward()
+    for handle in handles:
+        handle.remove()
+    return forward, grads
+
+
+@pytest.mark.parametrize(("label", "model", "batch"), models(), ids=[m[0] for m in models()])
+def test_every_statistic_matches_the_direct_computation(
+    label: str, model: nn.Module, batch: torch.Tensor
+) -> None:
+    expected, expected_grads = oracle(model, batch)
+    model.zero_grad()
+    with Probe(model) as probe:
+        output = model(batch)
+        cotangent = torch.randn(output.shape, generator=torch.Generator().manual_seed(1))
+        (output * cotangent).sum().backward()
+        records = probe.collect()
+    assert [r.name for r in records] == list(expected)
+    for record in records:
+        for field in FORWARD_FIELDS:
+            want, got = expected[record.name][field], record.forward[field]
+            if math.isnan(want):
+                assert math.isnan(got), (label, record.name, field, got)
+            else:
+                assert got == pytest.approx(want, rel=1e-4, abs=1e-6), (record.name, field)
+        assert record.grad_std == pytest.approx(expected_grads[record.name], rel=1e-4)
+
+
+def test_dead_units_are_counted() -> None:
+    _, model, batch = models()[0]
+    with Probe(model, gradients=False) as probe:
+        model(batch)
+        first_relu = probe.collect()[1]
+    assert first_relu.forward["dead_fraction"] == pytest.approx(5 / 32)
+
+
+def test_nan_outputs_are_counted_not_raised() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[0].weight[1, 0] = math.nan
+    with Probe(model) as probe:
+        model(torch.randn(8, 4)).sum().backward()
+        records = probe.collect()
+    assert records[0].forward["nonfinite"] == 1
+    assert records[0].grad_std is not None
+    assert math.isfinite(records[0].grad_std)
+
+
+def test_stop_early_ends_the_pass_after_the_last_probed_module() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU())
+    later: list[int] = []
+    model[2].register_forward_hook(lambda *_: later.append(1))
+    with Probe(model, ["0", "1"], gradients=False, stop_early=True) as probe:
+        with pytest.raises(ForwardStopped):
+            model(torch.randn(3, 4))
+        assert [r.name for r in probe.collect()] == ["0", "1"]
+    assert later == []
