@@ -5,7 +5,19 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("optuna", "matplotlib", "pandas", "sklearn", "kornia", "sqlalchemy", "safetensors")
+HEAVY = (
+    "optuna",
+    "matplotlib",
+    "pandas",
+    "sklearn",
+    "kornia",
+    "sqlalchemy",
+    "safetensors",
+    "keras",
+    "lightning",
+    "transformers",
+    "tensorboard",
+)
 
 
 def test_import_initlab_loads_no_optional_dependency() -> None:

@@ -16,6 +16,10 @@ _EXTRAS = {
     "kornia": "train",
     "safetensors": "checkpoint",
     "sklearn": "train",
+    "keras": "keras",
+    "lightning": "lightning",
+    "transformers": "hf",
+    "tensorboard": "tensorboard",
 }
 
 
