@@ -10,6 +10,7 @@ from initlab.doctor import DoctorReport, Thresholds, doctor
 from initlab.errors import ConfigError, InitlabError, ShapeError, UnknownNameError
 from initlab.fans import Fans, compute_fans, fan_in, fan_out
 from initlab.gains import calculate_gain, gain, second_moment_gain
+from initlab.lsuv import LsuvLog, lsuv
 from initlab.plan import Assignments, Plan, Rule, rule
 from initlab.plan.audit import Audit, audit, init_model
 from initlab.plan.presets import PRESET_NAMES, preset
@@ -25,6 +26,7 @@ __all__ = [
     "DoctorReport",
     "Fans",
     "InitlabError",
+    "LsuvLog",
     "Plan",
     "Rule",
     "Scheme",
@@ -44,6 +46,7 @@ __all__ = [
     "get",
     "init",
     "init_model",
+    "lsuv",
     "preset",
     "rule",
     "scheme_names",

@@ -13,7 +13,8 @@ import pytest
 import typer.testing
 from rich.console import Console
 
-from initlab import cli, preset
+from initlab import preset
+from initlab.cli import application as cli
 
 MODULE = "initlab_doctor_cli_models"
 FACTORIES = """

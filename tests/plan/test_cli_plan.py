@@ -15,7 +15,7 @@ from rich.console import Console
 from safetensors.torch import load_file
 from torch import nn
 
-from initlab import cli
+from initlab.cli import application as cli
 from initlab.errors import ConfigError
 from initlab.plan import Plan, load_factory, rule
 from initlab.plan.presets import preset

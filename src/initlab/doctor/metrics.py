@@ -63,6 +63,7 @@ def weight_records(model: nn.Module) -> list[WeightRecord]:
     if not sites:
         return []
     rows = []
+    probes: dict[tuple[int, torch.device], torch.Tensor] = {}
     for site in sites:
         weight = parameters[site.name].detach().float()
         matrix = weight.reshape(weight.shape[0], -1)
@@ -70,10 +71,14 @@ def weight_records(model: nn.Module) -> list[WeightRecord]:
             matrix = weight.reshape(-1, weight.shape[-1]).T
         elif site.layout == "torch_transposed":
             matrix = weight.transpose(0, 1).reshape(weight.shape[1], -1)
-        duplicate = _duplicate_row_fraction(matrix)
-        zero = (matrix.abs().amax(dim=1) == 0).float().mean()
-        # Sums and 2-norms are single vectorized passes (``std`` is several times slower on
-        # CPU); the weight's std is centered first so a constant weight reads exactly 0.
+        key = (matrix.shape[1], matrix.device)
+        if key not in probes:
+            probes[key] = _row_probe(*key)
+        duplicate = _duplicate_row_fraction(matrix, probes[key])
+        # Each line is one vectorized read of the weight (``std`` and ``abs().amax`` are
+        # several times slower on CPU, and every temporary costs a write); the weight's std is
+        # centered first so a constant weight reads exactly 0.
+        zero = (torch.linalg.vector_norm(matrix, dim=1) == 0).float().mean()
         count = weight.numel()
         weight_mean = weight.sum() / count
         weight_norm = torch.linalg.vector_norm(weight)
@@ -111,18 +116,23 @@ def weight_records(model: nn.Module) -> list[WeightRecord]:
     return records
 
 
-def _duplicate_row_fraction(matrix: torch.Tensor) -> torch.Tensor:
+def _row_probe(columns: int, device: torch.device) -> torch.Tensor:
+    """Two fixed random directions of ``columns`` values (their own generator, seed 0)."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    return torch.randn(columns, 2, generator=generator, device=device)
+
+
+def _duplicate_row_fraction(matrix: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
     """Fraction of rows equal to an earlier row, on the device.
 
-    Rows are compared through two fixed random projections (sorting scalars, not rows); equal
-    rows always project equally, and distinct real-valued rows collide with probability ~0.
+    Rows are compared through two fixed random projections ``probe`` (sorting scalars, not
+    rows); equal rows always project equally, and distinct real-valued rows collide with
+    probability ~0.
     """
     rows = matrix.shape[0]
     if rows < 2:
         return torch.zeros((), device=matrix.device)
-    generator = torch.Generator(device=matrix.device).manual_seed(0)
-    probe = torch.randn(matrix.shape[1], 2, generator=generator, device=matrix.device)
-    keys = (matrix.double() @ probe.double()).T
+    keys = (matrix @ probe).T
     order = torch.argsort(keys[0])
     sorted_keys = keys[:, order]
     repeats = (sorted_keys[:, 1:] == sorted_keys[:, :-1]).all(dim=0)

@@ -29,22 +29,37 @@ def _label(row: Any, keys: list[str]) -> str:
     return ", ".join(f"{row[k]}" if k in ("init", "label") else f"{k}={row[k]}" for k in keys)
 
 
-def curves_figure(curves: Any, keys: list[str]) -> Any:
-    """Validation accuracy per epoch, mean over seeds, one line per configuration."""
+def curves_figure(curves: Any, keys: list[str], panel: str | None = None) -> Any:
+    """Validation accuracy per epoch, mean over seeds, one line per configuration.
+
+    With ``panel`` (a column of ``curves``, such as the demo's act), one plot per value of it,
+    side by side on a shared y axis, so no plot holds more lines than colours can tell apart.
+    """
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(8, 4.5), layout="constrained")
-    if not curves.empty and "val_accuracy" in curves:
-        group_keys = keys or ["init"]
-        frame = curves.assign(**{k: curves[k].astype(str) for k in group_keys})
-        for label, group in frame.groupby(group_keys):
-            mean = group.groupby("epoch")["val_accuracy"].mean()
-            name = label if isinstance(label, str) else ", ".join(map(str, label))
-            axis.plot(mean.index, mean.values, marker=".", label=name)
-        axis.legend(fontsize=7, ncol=2)
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("validation accuracy (mean over seeds)")
-    axis.set_title("Learning curves")
-    axis.grid(alpha=0.3)
+    has_curves = not curves.empty and "val_accuracy" in curves
+    groups = [("", curves)]
+    if has_curves and panel is not None and panel in curves:
+        groups = list(curves.groupby(panel, sort=True))
+    figure, axes = plt.subplots(
+        1, len(groups), figsize=(max(8.0, 5.0 * len(groups)), 4.5), sharey=True,
+        layout="constrained", squeeze=False,
+    )  # fmt: skip
+    for axis, (title, frame) in zip(axes[0], groups, strict=True):
+        if has_curves:
+            group_keys = keys or ["init"]
+            frame = frame.assign(**{k: frame[k].astype(str) for k in group_keys})
+            lines = list(frame.groupby(group_keys))
+            colours = plt.get_cmap("tab10" if len(lines) <= 10 else "tab20").colors
+            for index, (label, group) in enumerate(lines):
+                mean = group.groupby("epoch")["val_accuracy"].mean()
+                name = label if isinstance(label, str) else ", ".join(map(str, label))
+                axis.plot(mean.index, mean.values, marker=".", label=name,
+                          color=colours[index % len(colours)])  # fmt: skip
+            axis.legend(fontsize=7, ncol=1 if len(groups) > 1 else 2)
+        axis.set_xlabel("epoch")
+        axis.set_title(f"Learning curves: {title}" if title else "Learning curves")
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation accuracy (mean over seeds)")
     return figure
 
 
@@ -130,12 +145,14 @@ def sweep_html(
 ) -> str:
     """The whole report as one HTML document (plots also saved as PNGs in ``png_folder``)."""
     keys = varied_columns(table)
+    panel = "act" if "act" in table.columns else None  # the demo's acts, one plot each
     if "label" in table.columns:  # runs named by the caller (the demo) are shown by name
         keys = ["label"]
         if not curves.empty:
-            curves = curves.merge(table[["trial", "label"]], on="trial")
+            named = ["trial", "label"] + ([panel] if panel else [])
+            curves = curves.merge(table[named], on="trial")
     figures = {
-        "curves": curves_figure(curves, keys),
+        "curves": curves_figure(curves, keys, panel if "label" in table.columns else None),
         "outcome": outcome_figure(summary, keys),
         "doctor_vs_outcome": doctor_vs_outcome_figure(table),
     }

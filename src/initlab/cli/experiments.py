@@ -1,0 +1,109 @@
+"""``initlab demo``, ``initlab sweep`` and ``initlab report``: experiments and their reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from initlab.cli import application as cli
+from initlab.errors import ConfigError
+
+
+@cli.app.command("demo")
+@cli.user_errors
+def demo_command(
+    out: Annotated[Path, typer.Option(help="Folder of the demo's study and report.")] = Path(
+        "runs/demo"
+    ),
+    seeds: Annotated[int, typer.Option(help="Seeds per configuration.")] = 2,
+    epochs: Annotated[int, typer.Option(help="Training epochs per run.")] = 12,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+) -> None:
+    """The main job: the folklore of initialization, measured on scikit-learn's digits."""
+    from initlab.experiments.demo import demo_configurations, run_demo
+    from initlab.report.experiments import demo_table, trial_progress
+    from initlab.report.schemes import propagation_table
+
+    cli.console.print(propagation_table(depth=30, width=256, seed=0))
+    runs = len(demo_configurations(seeds))
+    cli.console.print(
+        f"Training {runs} runs (deep 16x128 MLPs on digits, doctor at init, then SGD) "
+        f"with {workers} workers..."
+    )
+    with trial_progress(cli.console, "demo runs") as update:
+        result = run_demo(out, seeds=seeds, epochs=epochs, workers=workers, on_progress=update)
+    cli.console.print(demo_table(result.table))
+    cli.console.print(f"Report: {result.report}")
+
+
+@cli.app.command("sweep")
+@cli.user_errors
+def sweep_command(
+    space: Annotated[Path, typer.Argument(help="Search space YAML file.")],
+    task: Annotated[str, typer.Option(help="digits-mlp, digits-cnn, wine-mlp, ...")] = (
+        "digits-mlp"
+    ),
+    trials: Annotated[int, typer.Option(help="Finished trials the study should hold.")] = 20,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
+    storage: Annotated[
+        str | None, typer.Option(help="Storage URL (default: sqlite file under runs/).")
+    ] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: the file's stem).")] = (
+        None
+    ),
+) -> None:
+    """Run (or resume) a sweep over init x regularization x schedule x clipping x augmentation."""
+    from initlab.experiments.results import summary, trials_table
+    from initlab.experiments.space import SearchSpace
+    from initlab.experiments.storage import default_url, redact
+    from initlab.experiments.sweep import run_sweep
+    from initlab.report.experiments import summary_table, trial_progress
+
+    search = SearchSpace.from_file(space)
+    name = study or space.stem
+    url = storage or default_url(name)
+    cli.console.print(f"study {name!r} in {redact(url)}: {trials} trials, {workers} worker(s)")
+    with trial_progress(cli.console, "trials") as update:
+        handle = run_sweep(search, task, trials=trials, storage=url, study=name,
+                           workers=workers, on_progress=update)  # fmt: skip
+    cli.console.print(summary_table(summary(trials_table(handle)), f"study {name}"))
+    cli.console.print(
+        f"Report: initlab report {name}" + (f" --storage {redact(url)}" if storage else "")
+    )
+
+
+@cli.app.command("report")
+@cli.user_errors
+def report_command(
+    study: Annotated[str, typer.Argument(help="The study's name.")],
+    storage: Annotated[str | None, typer.Option(help="Storage URL (default: runs/NAME.db).")] = (
+        None
+    ),
+    out: Annotated[Path | None, typer.Option(help="HTML file (default runs/NAME.html).")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Also export the trials table as CSV.")] = None,
+    parquet: Annotated[Path | None, typer.Option(help="Also export as Parquet.")] = None,
+) -> None:
+    """Tidy table, per-configuration summary and a self-contained HTML report of a study."""
+    from initlab.experiments.results import curves_table, export, summary, trials_table
+    from initlab.experiments.storage import default_url, open_storage
+    from initlab.optional import require
+    from initlab.report.experiments import summary_table
+    from initlab.report.sweep import sweep_html, write_report
+
+    optuna = require("optuna", "initlab report")
+    url = storage or default_url(study)
+    try:
+        handle = optuna.load_study(study_name=study, storage=open_storage(url))
+    except KeyError:
+        raise ConfigError(f"No study named {study!r} in that storage; check --storage.") from None
+    table = trials_table(handle)
+    summarized = summary(table)
+    cli.console.print(summary_table(summarized, f"study {study}"))
+    target = out or Path("runs") / f"{study}.html"
+    write_report(target, sweep_html(study, table, summarized, curves_table(handle)))
+    for path in (csv, parquet):
+        if path is not None:
+            cli.console.print(f"exported {export(table, path)}")
+    cli.console.print(f"Report: {target}")

@@ -1,0 +1,65 @@
+"""``initlab lsuv``: data-driven init of the user's model on a real batch, and its log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from initlab.cli import application as cli
+from initlab.errors import ConfigError
+
+
+@cli.app.command("lsuv")
+@cli.user_errors
+def lsuv_command(
+    factory: cli.FactoryArgument,
+    input_shape: cli.InputShapeOption = None,
+    data: cli.DataOption = None,
+    kwargs: cli.KwargsOption = None,
+    tol: Annotated[float, typer.Option(help="Tolerance on each layer's output variance.")] = 0.1,
+    max_iter: Annotated[int, typer.Option(help="The most rescalings per layer.")] = 10,
+    center_bias: Annotated[
+        bool, typer.Option("--center-bias", help="Also shift biases so outputs have mean 0.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the model's build, batch and pre-init.")] = 0,
+    save: Annotated[
+        Path | None,
+        typer.Option(help="Write the initialized model's state dict to this .safetensors file."),
+    ] = None,
+) -> None:
+    """LSUV (Mishkin & Matas, 2016): orthonormal pre-init, then unit output variance per layer.
+
+    Exit code 0 when every layer converged, 1 when one did not (each is named).
+    """
+    from initlab.lsuv import lsuv
+
+    if save is not None and save.suffix != ".safetensors":
+        raise ConfigError(f"--save writes a .safetensors file, got {str(save)!r}.")
+    model, batch = cli.model_and_batch(factory, kwargs, data, input_shape, seed)
+    log = lsuv(model, batch, tol=tol, max_iter=max_iter, center_bias=center_bias, seed=seed)
+    table = Table(title=f"LSUV on {type(model).__name__} ({factory}): target variance "
+                  f"{log.target_var:g} ± {log.tol:g}")  # fmt: skip
+    for column in ("layer", "kind", "iterations", "initial var", "final var", "converged"):
+        table.add_column(column, justify="left" if column in ("layer", "kind") else "right")
+    for row in log.rows:
+        table.add_row(
+            row.layer,
+            row.kind,
+            str(row.iterations),
+            f"{row.initial_var:.4g}",
+            f"{row.final_var:.4g}",
+            "yes" if row.converged else Text("NO", "bold red"),
+        )
+    cli.console.print(table)
+    done = sum(row.converged for row in log.rows)
+    cli.console.print(f"{done}/{len(log.rows)} layers converged (max_iter {log.max_iter})")
+    if save is not None:
+        from initlab.optional import require
+
+        require("safetensors.torch", "--save").save_model(model, str(save))
+        cli.console.print(Text(f"weights written to {save}", "dim"))
+    raise typer.Exit(code=0 if log.converged else 1)

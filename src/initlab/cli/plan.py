@@ -1,0 +1,119 @@
+"""``initlab plan``: what a plan does to every parameter of a model; apply and save it."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.text import Text
+
+from initlab.cli import application as cli
+from initlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from initlab.plan import Plan
+
+
+def _choose_plan(
+    preset: str | None, options: list[str], config: Path | None, model: nn.Module | None
+) -> Plan:
+    from initlab.plan import Plan
+
+    if preset is not None and config is not None:
+        raise ConfigError("--preset and --config are alternatives: give one of them.")
+    if options and preset is None:
+        raise ConfigError("--option sets a preset's option: add --preset NAME.")
+    if preset is not None:
+        from initlab.plan.presets import preset as build_preset
+        from initlab.report.values import parse_key_values
+
+        return build_preset(preset, model, **parse_key_values(options, option="--option"))
+    if config is not None:
+        return Plan.from_file(config)
+    return Plan(default="auto", name="auto")
+
+
+@cli.app.command("plan")
+@cli.user_errors
+def plan_command(
+    factory: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="MODULE:FACTORY",
+            help=cli.FACTORY_HELP,
+            show_default=False,
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="A named plan: torch-default, xavier, kaiming, lecun, orthogonal, "
+            "gpt2, zero-init-residual, fixup."
+        ),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="A preset option KEY=VALUE (gpt2: n_layer, std)."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="A plan file: .yaml, .yml, .toml or .json.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the initialization (with --apply).")] = 0,
+    kwargs: Annotated[
+        str | None,
+        typer.Option("--kwargs", help="Keyword arguments of the factory, as a JSON object."),
+    ] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Initialize the model (without it: a dry run).")
+    ] = False,
+    save: Annotated[
+        Path | None,
+        typer.Option(help="With --apply: write the model's state dict to this .safetensors file."),
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the table to this JSON file.")
+    ] = None,
+    show: Annotated[
+        bool, typer.Option("--show", help="Print the plan's rules; no model needed.")
+    ] = False,
+) -> None:
+    """What a plan does to every parameter of a model (the default plan is "auto")."""
+    from initlab.plan.factory import load_factory
+    from initlab.report.plan import assignments_view, rules_view
+
+    if save is not None and not apply:
+        raise ConfigError("--save writes the initialized weights: add --apply.")
+    model = None
+    if factory is not None:
+        with cli.current_directory_importable():
+            model = load_factory(factory, cli.parse_kwargs(kwargs))
+    plan = _choose_plan(preset, option or [], config, model)
+    if show:
+        cli.console.print(rules_view(plan))
+        return
+    if model is None:
+        raise ConfigError(
+            "Give MODULE:FACTORY, the model to plan for (e.g. mypackage.models:make_model), "
+            "or --show to print a plan's rules without a model."
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = plan.apply(model, seed=seed) if apply else plan.resolve(model)
+    title = f"plan {plan.name!r} on {type(model).__name__} ({factory})"
+    cli.console.print(assignments_view(table, title=title, show_unused=plan.warn_unused))
+    for warning in caught:
+        if "matched no parameter" not in str(warning.message):  # the table lists those
+            cli.console.print(Text(f"warning: {warning.message}", "yellow"))
+    if json_path is not None:
+        json_path.write_text(table.to_json() + "\n", encoding="utf-8")
+        cli.console.print(Text(f"table written to {json_path}", "dim"))
+    if save is not None:
+        from initlab.optional import require
+
+        safetensors_torch = require("safetensors.torch", "--save")
+        safetensors_torch.save_model(model, str(save))
+        cli.console.print(Text(f"weights written to {save}", "dim"))

@@ -1,0 +1,41 @@
+"""``initlab schemes``: the catalogue, or one scheme described for a shape."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from initlab.cli import application as cli
+from initlab.report import schemes as render_schemes
+
+
+def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    from initlab.report.values import parse_key_values
+
+    return parse_key_values(pairs, option="--param")
+
+
+@cli.app.command("schemes")
+@cli.user_errors
+def schemes_command(
+    name: Annotated[
+        str | None, typer.Argument(help="A scheme to describe (e.g. he_normal).")
+    ] = None,
+    shape: Annotated[
+        str | None, typer.Option(help="Weight shape, e.g. 256,128,3,3: prints fans, std, bound.")
+    ] = None,
+    layout: Annotated[
+        str, typer.Option(help="torch, torch_transposed, keras, keras_depthwise or jax.")
+    ] = "torch",
+    groups: Annotated[int, typer.Option(help="The layer's groups (grouped convolutions).")] = 1,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Scheme parameter KEY=VALUE.")
+    ] = None,
+) -> None:
+    """List every scheme with its formula, or describe one for a given shape."""
+    if name is None:
+        cli.console.print(render_schemes.catalogue_table())
+        return
+    params = _parse_params(param or [])
+    cli.console.print(render_schemes.describe(name, params, shape, layout, groups))
