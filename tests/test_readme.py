@@ -23,13 +23,13 @@ def readme_snippets() -> dict[str, str]:
 
 
 def test_readme_has_the_promised_snippets() -> None:
-    assert {"lsuv", "train"} <= set(readme_snippets())
+    assert {"lsuv", "train", "keras", "tensorboard", "lightning", "hf"} <= set(readme_snippets())
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(readme_snippets()))
 def test_readme_snippet_runs(name: str, tmp_path: Path) -> None:
-    script = tmp_path / f"{name}.py"
+    script = tmp_path / f"readme_snippet_{name}.py"  # not keras.py: it would shadow keras
     script.write_text(readme_snippets()[name] + "\n", encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "KERAS_BACKEND": "torch"}
     done = subprocess.run(

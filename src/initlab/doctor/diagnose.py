@@ -134,6 +134,23 @@ class DoctorReport:
 
         return doctor_figure(self)
 
+    def to_tensorboard(
+        self,
+        writer: Any,
+        step: int = 0,
+        prefix: str = "doctor",
+        *,
+        model: nn.Module | None = None,
+    ) -> dict[str, float]:
+        """Write the per-layer statistics to TensorBoard (needs tensorboard).
+
+        ``writer`` is a ``torch.utils.tensorboard.SummaryWriter`` or a log directory; scalars go
+        to ``{prefix}/{layer}/{statistic}``. See :func:`initlab.report.tensorboard.write_doctor`.
+        """
+        from initlab.report.tensorboard import write_doctor
+
+        return write_doctor(self, writer, step, prefix, model=model)
+
     def save(self, path: str | Path) -> Path:
         """Write ``.html`` (self-contained, plots embedded) or ``.json``, by suffix."""
         target = Path(path)

@@ -19,6 +19,12 @@ preset                what it does
                       branch has no norm
 ``fixup``             Zhang et al. (2019): branch layers He (fan_out) times
                       :math:`L^{-1/(2m-2)}`, the last layer of each branch 0, the classifier 0
+``hf-gpt2``           Hugging Face's ``GPT2PreTrainedModel._init_weights`` (transformers 5.x),
+                      law for law: Conv1D and ``nn.Linear``/Conv weights
+                      N(0, initializer_range^2), the ``c_proj`` weights of ``GPT2Attention`` /
+                      ``GPT2MLP`` N(0, (initializer_range / sqrt(2 n_layer))^2), embeddings
+                      N(0, initializer_range^2), biases 0, LayerNorm 1/0; ``n_layer`` and
+                      ``initializer_range`` read from ``model.config``
 ===================== =========================================================================
 
 Every preset also sets norm scales to 1 and norm shifts to 0. Residual blocks are found by
@@ -138,6 +144,76 @@ def _count_layers(model: nn.Module | None) -> int:
     return len(depths)
 
 
+# The module classes HF's base ``PreTrainedModel._init_weights`` draws N(0, std) for.
+_HF_LAYER_TYPES = ("Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d")
+_HF_GPT2_RESIDUAL_OWNERS = ("GPT2Attention", "GPT2MLP")
+
+
+def _hf_config_value(model: nn.Module | None, attribute: str, given: Any) -> Any:
+    if given is not None:
+        return given
+    value = getattr(getattr(model, "config", None), attribute, None)
+    if value is None:
+        raise ConfigError(
+            f"hf-gpt2 preset: no {attribute} (model.config.{attribute} is missing); pass a "
+            f"Hugging Face GPT-2 model or {attribute}=... explicitly."
+        )
+    return value
+
+
+def _hf_gpt2(
+    model: nn.Module | None, n_layer: int | None = None, initializer_range: float | None = None
+) -> Plan:
+    r"""``GPT2PreTrainedModel._init_weights`` of transformers 5.x as rules, in the same law.
+
+    HF runs ``_init_weights`` on every module, children before parents; the last write wins:
+
+    * ``PreTrainedModel._init_weights`` (base): ``nn.Linear``/Conv weights and ``nn.Embedding``
+      N(0, s^2) with :math:`s` = ``initializer_range or 0.02``, their biases 0; modules whose
+      class name holds ``LayerNorm``/``RMSNorm`` and Group/BatchNorm: weight 1, bias 0 (the
+      preset sets every norm layer's scale 1 and shift 0: torch's own default for the rest);
+    * GPT-2's override: ``Conv1D`` weight N(0, r^2) (:math:`r` = ``initializer_range``), bias 0;
+      then on each ``GPT2Attention``/``GPT2MLP``, its ``c_proj.weight``
+      :math:`\mathcal N(0, (r/\sqrt{2 n_{layer}})^2)` (the parent runs after its Conv1D child).
+
+    An embedding's ``padding_idx`` row (HF zeros it) is a row, not a parameter, so a Plan
+    cannot say it; GPT-2's embeddings have none. ``initlab.integrations.hf.init_pretrained``
+    zeros padding rows after drawing, as HF and torch do.
+    """
+    layers = int(_hf_config_value(model, "n_layer", n_layer))
+    std = float(_hf_config_value(model, "initializer_range", initializer_range))
+    if layers < 1:
+        raise ConfigError(f"hf-gpt2 preset: n_layer must be >= 1, got {layers}.")
+    base_std = std or 0.02  # the base class's `initializer_range or 0.02`
+    # The attribute names GPT2Attention/GPT2MLP live under (attn, crossattention, mlp).
+    owners = sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in (model.named_modules() if model is not None else ())
+            if type(module).__name__ in _HF_GPT2_RESIDUAL_OWNERS
+        }
+    ) or ["attn", "crossattention", "mlp"]
+    residual = rule(
+        regex=rf"(^|\.)({'|'.join(map(re.escape, owners))})\.c_proj\.weight$",
+        scheme="normal",
+        std=std / math.sqrt(2 * layers),
+    )
+    return Plan(
+        [
+            residual,
+            rule(types="Conv1D", role="weight", scheme="normal", std=std),
+            rule(types="Conv1D", role="bias", scheme="zeros"),
+            rule(types=_HF_LAYER_TYPES, role="weight", scheme="normal", std=base_std),
+            rule(types=_HF_LAYER_TYPES, role="bias", scheme="zeros"),
+            rule(types="Embedding", role="embedding", scheme="normal", std=base_std),
+            *_norm_rules(),
+        ],
+        default="keep",
+        name="hf-gpt2",
+        warn_unused=False,
+    )
+
+
 def residual_blocks(model: nn.Module) -> dict[str, list[str]]:
     """Residual blocks by name -> the qualified names of their branch's weight layers, in order."""
     layers = [
@@ -222,6 +298,7 @@ _PRESETS: dict[str, Callable[..., Plan]] = {
     "gpt2": _gpt2,
     "zero-init-residual": _zero_init_residual,
     "fixup": _fixup,
+    "hf-gpt2": _hf_gpt2,
 }
 PRESET_NAMES: tuple[str, ...] = tuple(_PRESETS)
 
