@@ -52,7 +52,7 @@ def plan_command(
         str | None,
         typer.Option(
             help="A named plan: torch-default, xavier, kaiming, lecun, orthogonal, "
-            "gpt2, zero-init-residual, fixup."
+            "gpt2, zero-init-residual, fixup, hf-gpt2."
         ),
     ] = None,
     option: Annotated[

@@ -74,14 +74,17 @@ def weight_records(model: nn.Module) -> list[WeightRecord]:
         key = (matrix.shape[1], matrix.device)
         if key not in probes:
             probes[key] = _row_probe(*key)
-        duplicate = _duplicate_row_fraction(matrix, probes[key])
-        # Each line is one vectorized read of the weight (``std`` and ``abs().amax`` are
-        # several times slower on CPU, and every temporary costs a write); the weight's std is
-        # centered first so a constant weight reads exactly 0.
-        zero = (torch.linalg.vector_norm(matrix, dim=1) == 0).float().mean()
+        # The weight is read as few times as possible (these are memory-bound: ``std`` and
+        # ``abs().amax`` are several times slower on CPU, and every temporary costs a write):
+        # one product gives the row keys and the row sums, one pass the row norms, and the std
+        # is centered (a third pass) so that a constant weight reads exactly 0.
+        keys = matrix @ probes[key]
+        duplicate = _duplicate_row_fraction(keys[:, :2])
+        row_norms = torch.linalg.vector_norm(matrix, dim=1)
+        zero = (row_norms == 0).float().mean()
         count = weight.numel()
-        weight_mean = weight.sum() / count
-        weight_norm = torch.linalg.vector_norm(weight)
+        weight_mean = keys[:, 2].sum() / count
+        weight_norm = torch.linalg.vector_norm(row_norms)
         weight_std = torch.linalg.vector_norm(weight - weight_mean) / count**0.5
         grad = parameters[site.name].grad
         if grad is not None:
@@ -117,22 +120,24 @@ def weight_records(model: nn.Module) -> list[WeightRecord]:
 
 
 def _row_probe(columns: int, device: torch.device) -> torch.Tensor:
-    """Two fixed random directions of ``columns`` values (their own generator, seed 0)."""
+    """Two fixed random directions of ``columns`` values (their own generator, seed 0), and
+    a column of ones (the row sums)."""
     generator = torch.Generator(device=device).manual_seed(0)
-    return torch.randn(columns, 2, generator=generator, device=device)
+    directions = torch.randn(columns, 2, generator=generator, device=device)
+    return torch.cat([directions, torch.ones(columns, 1, device=device)], dim=1)
 
 
-def _duplicate_row_fraction(matrix: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
-    """Fraction of rows equal to an earlier row, on the device.
+def _duplicate_row_fraction(keys: torch.Tensor) -> torch.Tensor:
+    """Fraction of rows equal to an earlier row, on the device, from the rows' ``keys``.
 
-    Rows are compared through two fixed random projections ``probe`` (sorting scalars, not
+    The keys are the rows' projections on two fixed random directions (sorting scalars, not
     rows); equal rows always project equally, and distinct real-valued rows collide with
     probability ~0.
     """
-    rows = matrix.shape[0]
+    rows = keys.shape[0]
     if rows < 2:
-        return torch.zeros((), device=matrix.device)
-    keys = (matrix @ probe).T
+        return torch.zeros((), device=keys.device)
+    keys = keys.T
     order = torch.argsort(keys[0])
     sorted_keys = keys[:, order]
     repeats = (sorted_keys[:, 1:] == sorted_keys[:, :-1]).all(dim=0)

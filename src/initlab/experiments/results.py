@@ -15,6 +15,7 @@ from typing import Any
 
 from initlab.errors import ConfigError
 from initlab.experiments.space import SEARCHED
+from initlab.experiments.trial import OUTCOME_ATTRIBUTE
 from initlab.optional import require
 
 __all__ = ["CONFIG_COLUMNS", "curves_table", "export", "summary", "trials_table"]
@@ -37,8 +38,9 @@ def trials_table(study: Any) -> Any:
         for name in CONFIG_COLUMNS:
             row[name] = trial.params.get(name)
         row["seed"] = trial.user_attrs.get("seed", trial.params.get("seed"))
+        outcome = trial.user_attrs.get(OUTCOME_ATTRIBUTE, {})
         for name in (*DOCTOR, *OUTCOMES):
-            row[name] = trial.user_attrs.get(name)
+            row[name] = outcome.get(name)
         rows.append(row)
     columns = ["trial", "state", *CONFIG_COLUMNS, "seed", *DOCTOR, *OUTCOMES]
     return pandas.DataFrame(rows, columns=columns)
@@ -74,7 +76,7 @@ def curves_table(study: Any) -> Any:
             continue
         config = {name: trial.params.get(name) for name in CONFIG_COLUMNS}
         config["seed"] = trial.user_attrs.get("seed", trial.params.get("seed"))
-        for epoch in trial.user_attrs.get("history", []):
+        for epoch in trial.user_attrs.get(OUTCOME_ATTRIBUTE, {}).get("history", []):
             rows.append({"trial": trial.number, **config, **epoch})
     return pandas.DataFrame(rows)
 

@@ -10,7 +10,9 @@ resumed by running the same command again.
 
 from __future__ import annotations
 
+import functools
 import re
+import sqlite3
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,29 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
+def _sqlite_path(url: str) -> str:
+    """The file of a ``sqlite:///path`` URL (``:memory:`` for ``sqlite://``)."""
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    return path.split("?", 1)[0] or ":memory:"
+
+
+def _sqlite_connection(path: str) -> sqlite3.Connection:
+    """A connection to the study file, set up for several local worker processes.
+
+    * ``timeout=60``: a writer waits for another's lock instead of failing;
+    * write-ahead log: readers never block the writer (and the file stays consistent if a
+      worker is killed mid-write);
+    * ``synchronous=NORMAL``: a commit is durable against a killed process, not against power
+      loss; it spares the two fsyncs per commit that otherwise cost ~5 ms each, of which a
+      trial makes a dozen (its parameters, attributes, states);
+    * ``check_same_thread=False``: Optuna's heartbeat thread shares the connection pool.
+    """
+    connection = sqlite3.connect(path, timeout=60, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
 def open_storage(url: str, *, retries: int = 2, heartbeat: int = HEARTBEAT_SECONDS) -> Any:
     """An Optuna RDBStorage for ``url`` with heartbeats and failed-trial retries.
 
@@ -54,8 +79,7 @@ def open_storage(url: str, *, retries: int = 2, heartbeat: int = HEARTBEAT_SECON
     storages = optuna.storages
     options: dict[str, Any] = {"pool_pre_ping": True}
     if scheme == "sqlite":
-        # Several local worker processes share the file: wait for the lock instead of failing.
-        options = {"connect_args": {"timeout": 60}}
+        options = {"creator": functools.partial(_sqlite_connection, _sqlite_path(url))}
     try:
         with warnings.catch_warnings():
             # Heartbeats are marked experimental in Optuna; they are what crash safety rests on.

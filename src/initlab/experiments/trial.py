@@ -27,13 +27,14 @@ from initlab.train import (
     Penalty,
     SmallCNN,
     TrainConfig,
-    evaluate,
     fit,
     load_dataset,
     schedule,
 )
 
-__all__ = ["TASKS", "Task", "TrialOutcome", "run_configuration"]
+__all__ = ["OUTCOME_ATTRIBUTE", "TASKS", "Task", "TrialOutcome", "run_configuration"]
+
+OUTCOME_ATTRIBUTE = "outcome"  # the Optuna user attribute holding a trial's TrialOutcome
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ def get_task(name: str) -> Task:
 
 @dataclass(frozen=True)
 class TrialOutcome:
-    """What one run produced, as plain values (stored as the trial's user attributes)."""
+    """What one run produced, as plain values (stored as one user attribute of the trial,
+    :data:`OUTCOME_ATTRIBUTE`)."""
 
     doctor_healthy: bool
     doctor_findings: str
@@ -199,16 +201,11 @@ def run_configuration(
     settings = train_config(config, epochs=epochs, batch_size=batch_size, seed=seed)
     history = fit(model, data, settings, on_epoch=on_epoch)
     accuracies = [r.val_accuracy for r in history.epochs if r.val_accuracy is not None]
-    test_accuracy = None
-    if not history.diverged and data.task == "classification" and len(data.test):
-        test = data.test.to(next(model.parameters()).device)
-        _, correct = evaluate(model, data, test)
-        test_accuracy = float(correct) / len(test)
     return TrialOutcome(
         **summary,
         best_val_accuracy=max(accuracies, default=0.0),
         final_val_accuracy=accuracies[-1] if accuracies else 0.0,
-        test_accuracy=test_accuracy,
+        test_accuracy=history.test_accuracy,  # fit evaluates the test split once, at the end
         final_train_loss=_finite_or_none(history.final.train_loss) if history.epochs else None,
         diverged=history.diverged,
         epochs_run=len(history.epochs),

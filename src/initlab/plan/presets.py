@@ -308,9 +308,10 @@ def preset(name: str, model: nn.Module | None = None, **options: Any) -> Plan:
 
     Args:
         name: a preset name (``_`` and ``-`` are interchangeable).
-        model: the model, for presets that read its structure (gpt2, zero-init-residual, fixup,
-            torch-default's RNN/attention rules).
-        **options: preset options (gpt2: ``n_layer``, ``std``).
+        model: the model, for presets that read its structure (gpt2, hf-gpt2,
+            zero-init-residual, fixup, torch-default's RNN/attention rules).
+        **options: preset options (gpt2: ``n_layer``, ``std``; hf-gpt2: ``n_layer``,
+            ``initializer_range``).
 
     Raises:
         UnknownNameError: an unknown preset.
@@ -323,5 +324,6 @@ def preset(name: str, model: nn.Module | None = None, **options: Any) -> Plan:
         return _PRESETS[key](model, **options)
     except TypeError as error:
         raise ConfigError(
-            f"preset {key!r}: {error}. Options: gpt2 takes n_layer and std."
+            f"preset {key!r}: {error}. Options: gpt2 takes n_layer and std; hf-gpt2 takes "
+            "n_layer and initializer_range; the others take none."
         ) from None
