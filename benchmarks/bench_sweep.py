@@ -52,8 +52,9 @@ def _space(epochs: int) -> SearchSpace:
 def _sweep_seconds(space: SearchSpace, workers: int, folder: Path) -> tuple[float, float]:
     """Wall time of the sweep, and the summed wall time of its trials' own work."""
     start = time.perf_counter()
-    study = run_sweep(space, "digits-mlp", trials=16, study=f"bench-{workers}",
-                      storage=f"sqlite:///{folder / f'w{workers}.db'}", workers=workers)  # fmt: skip
+    url = f"sqlite:///{folder / f'w{workers}.db'}"
+    study = run_sweep(space, "digits-mlp", trials=16, storage=url, study=f"bench-{workers}",
+                      workers=workers)  # fmt: skip
     wall = time.perf_counter() - start
     trials = trials_table(study)
     return wall, float(trials["seconds"].sum())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -118,6 +119,34 @@ def test_nonfinite_values_name_the_first_layer() -> None:
     first = report.findings[0]
     assert first.code == "nonfinite"
     assert first.layers == ("2",)
+
+
+class _InfiniteGradient(torch.autograd.Function):
+    """Identity forward; an infinite gradient backward (a finite forward, a broken backward)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad * float("inf")
+
+
+class _BreaksBackward(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _InfiniteGradient.apply(x)
+
+
+def test_nonfinite_gradients_name_the_deepest_layer_they_reach() -> None:
+    model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 16), _BreaksBackward(),
+                          nn.ReLU(), nn.Linear(16, 4))  # fmt: skip
+    initlab.init_model(model, "kaiming")
+    report = doctor(model, BATCH[:, :16], jacobian=False)
+    first = report.findings[0]
+    assert first.code == "nonfinite"
+    assert first.layers == ("2",)  # the gradient at layer 2's output is the first to be inf
+    assert "gradients" in first.title
 
 
 def test_applying_the_fix_makes_an_unhealthy_model_healthy() -> None:

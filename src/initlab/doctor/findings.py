@@ -132,6 +132,23 @@ def _nonfinite(records: Sequence[LayerRecord]) -> list[Finding]:
                     "Finite activations everywhere.",
                 )
             ]
+    # Finite forward, non-finite backward: the first module the gradient reaches going wrong
+    # is the deepest one (the backward pass runs from the output).
+    for record in reversed(records):
+        if record.grad_std is not None and not math.isfinite(record.grad_std):
+            return [
+                Finding(
+                    "nonfinite",
+                    "critical",
+                    f"NaN or inf gradients appear first at layer {record.name!r} (going back "
+                    "from the output).",
+                    (record.name,),
+                    f"dL/dh std at its output is {record.grad_std}.",
+                    "Check the loss and the target for NaN/inf, then the scale of the weights "
+                    "after this layer (an exploding backward pass overflows).",
+                    "Finite gradients everywhere.",
+                )
+            ]
     return []
 
 

@@ -12,7 +12,8 @@ mean, std, RMS, the std of its input, the fraction of exactly-zero values, the f
 (:math:`|\tanh| > 0.99`, sigmoid :math:`< 0.01` or :math:`> 0.99`), the mean over channels of the
 squared channel mean and of the channel variance (Brock et al., 2021, signal propagation plots),
 the mean cosine similarity between the batch's examples (how far the inputs have collapsed to one
-direction), and the count of NaN/inf values. Backward: the std of :math:`\partial L/\partial h`.
+direction), and the count of NaN/inf values. Backward: the std of :math:`\partial L/\partial h`
+(NaN/inf when the gradient holds NaN/inf).
 """
 
 from __future__ import annotations
@@ -254,9 +255,6 @@ def _forward_fields(
     }
 
 
-def _grad_moments(grad: torch.Tensor) -> torch.Tensor:
-    """Sum and 2-norm of a gradient, NaN/inf entries counted as 0."""
-    return _moments(torch.nan_to_num(grad.detach(), nan=0.0, posinf=0.0, neginf=0.0))
 
 
 class Probe:
@@ -377,7 +375,9 @@ class Probe:
         return None
 
     def _record_grad(self, name: str, grad: torch.Tensor) -> None:
-        self._backward[name] = (_grad_moments(grad), grad.numel())
+        # NaN/inf entries make the statistics NaN/inf, as in the forward pass: the doctor
+        # reports where the backward pass first goes non-finite.
+        self._backward[name] = (_moments(grad), grad.numel())
 
     def reset(self) -> None:
         """Forget what was recorded (hooks stay), for another pass."""
