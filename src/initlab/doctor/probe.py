@@ -255,8 +255,6 @@ def _forward_fields(
     }
 
 
-
-
 class Probe:
     """Hooks that record per-layer statistics; use as a context manager.
 
