@@ -33,6 +33,7 @@ first name. Buffers are never touched.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -242,13 +243,7 @@ class Plan:
                 if row.scheme is None:
                     continue
                 fill_parameter(parameters[row.name], row, seed, stream=stream)
-        return Assignments(
-            rows=table.rows,
-            unused_rules=table.unused_rules,
-            activation_method=table.activation_method,
-            activation_fallback=table.activation_fallback,
-            seed=seed,
-        )
+        return dataclasses.replace(table, seed=seed)
 
 
 def fill_parameter(

@@ -20,6 +20,7 @@ the same number of threads. Placements that are not boxes (FSDP2 + tensor parall
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -147,10 +148,4 @@ def initialize(
                 fill_shard_(tensor, row, seed, stream=stream)
             else:
                 fill_parameter(tensor, row, seed, stream=stream)
-    return Assignments(
-        rows=table.rows,
-        unused_rules=table.unused_rules,
-        activation_method=table.activation_method,
-        activation_fallback=table.activation_fallback,
-        seed=seed,
-    )
+    return dataclasses.replace(table, seed=seed)
