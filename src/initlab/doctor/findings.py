@@ -409,8 +409,8 @@ def _mismatch(
             Finding(
                 "xavier_before_relu",
                 "warning",
-                "Xavier/LeCun-scaled weights before ReLU: half the variance is lost per layer "
-                "(ReLU zeroes half its input; He et al., 2015).",
+                "Gain-1 weights (Xavier, LeCun, plain orthogonal) before ReLU: half the "
+                "variance is lost per layer (ReLU zeroes half its input; He et al., 2015).",
                 tuple(w.layer for w in xavier_relu),
                 relu_evidence.format(sum(w.gain_sq for w in xavier_relu) / len(xavier_relu)),
                 "Use He (gain sqrt 2) for layers followed by ReLU.",
