@@ -36,7 +36,6 @@ Needs ``pip install 'initlab[lightning]'``.
 
 from __future__ import annotations
 
-import math
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
@@ -51,6 +50,7 @@ from initlab.optional import require
 from initlab.plan.assignments import Assignments
 from initlab.plan.audit import init_model
 from initlab.plan.plan import Plan
+from initlab.report.tensorboard import doctor_scalars
 
 require("lightning", "initlab.integrations.lightning")
 
@@ -160,23 +160,13 @@ def default_input(batch: Any) -> torch.Tensor:
 def doctor_metrics(report: DoctorReport, prefix: str = "doctor") -> dict[str, float]:
     """A report's numeric per-layer statistics as flat ``{prefix}/{layer}/{statistic}`` floats.
 
-    Non-finite values (statistics that do not apply to a layer) are left out; three summary
-    values are added: ``{prefix}/healthy`` (1 or 0), ``{prefix}/findings/critical`` and
-    ``{prefix}/findings/warning`` (counts).
+    The same tags as ``DoctorReport.to_tensorboard``
+    (:func:`initlab.report.tensorboard.doctor_scalars`): non-finite values (statistics that do
+    not apply to a layer) are left out; summary values are added: ``{prefix}/healthy`` (1 or
+    0), ``{prefix}/findings/critical`` and ``{prefix}/findings/warning`` (counts), and the
+    Jacobian's spectrum when the report has one.
     """
-    metrics: dict[str, float] = {}
-    for row in report.rows():
-        layer = row["layer"]
-        for key, value in row.items():
-            if key == "index" or isinstance(value, bool) or not isinstance(value, int | float):
-                continue
-            if math.isfinite(value):
-                metrics[f"{prefix}/{layer}/{key}"] = float(value)
-    metrics[f"{prefix}/healthy"] = float(report.healthy)
-    for severity in ("critical", "warning"):
-        count = sum(1 for finding in report.findings if finding.severity == severity)
-        metrics[f"{prefix}/findings/{severity}"] = float(count)
-    return metrics
+    return doctor_scalars(report, prefix)
 
 
 class DoctorCallback(pl.Callback):
