@@ -118,6 +118,17 @@ _ALIASES = {
     "hard_tanh": "hardtanh",
     "gelu_new": "gelu_tanh",
     "gelu_pytorch_tanh": "gelu_tanh",
+    # Hugging Face transformers' activation modules (transformers.activations), by class name:
+    # the exact ones only (QuickGELU's x*sigmoid(1.702x) is another function, so not here).
+    "geluactivation": "gelu",
+    "newgeluactivation": "gelu_tanh",
+    "gelutanh": "gelu_tanh",
+    "pytorchgelutanh": "gelu_tanh",
+    "fastgeluactivation": "gelu_tanh",
+    "accurategeluactivation": "gelu_tanh",
+    "siluactivation": "silu",
+    "mishactivation": "mish",
+    "linearactivation": "linear",
     **{name: "linear" for name in _LINEAR_LIKE if name != "linear"},
 }
 

@@ -218,3 +218,16 @@ def test_token_batch_errors_name_the_way_out() -> None:
         hf.token_batch(torch.nn.Linear(2, 2))
     with pytest.raises(initlab.ConfigError, match="Plan takes none"):
         hf.init_pretrained(model, initlab.Plan(), n_layer=2)
+
+
+def test_auto_finds_gpt2_and_bert_activations_although_the_models_do_not_trace() -> None:
+    from initlab.plan.activations import detect_activations
+
+    gpt2 = detect_activations(GPT2LMHeadModel(gpt2_config()))
+    assert gpt2.method == "fx per submodule, else module order"
+    assert gpt2.by_layer["transformer.h.0.mlp.c_fc"].name == "gelu_tanh"  # NewGELUActivation
+    assert gpt2.by_layer["transformer.h.0.mlp.c_proj"].name == "linear"  # not the act after it
+    bert = detect_activations(BertModel(bert_config()))
+    assert bert.by_layer["encoder.layer.0.intermediate.dense"].name == "gelu"
+    assert bert.by_layer["encoder.layer.0.output.dense"].name == "linear"
+    assert bert.by_layer["pooler.dense"].name == "tanh"

@@ -375,9 +375,14 @@ def _mismatch(
     xavier_relu, default_relu, he_tanh = [], [], []
     # The first layer reads the raw input, not a previous activation's output: the
     # variance-preserving gain argument (He et al., 2015, eq. 7) does not constrain it.
-    for w in weights[1:]:
+    # A mis-scaled layer matters when the error compounds: a norm right after it, or right
+    # after the layer it feeds (a transformer's MLP: Linear, GELU, Linear, add & LayerNorm),
+    # resets the scale before it does.
+    for w, following in zip(weights[1:], [*weights[2:], None], strict=True):
         found = activations.get(w.layer)
-        if found is None or w.layer in normalized:  # a norm layer resets the scale anyway
+        if found is None or w.layer in normalized:
+            continue
+        if following is not None and following.layer in normalized:
             continue
         xavier = 2.0 * w.fan_in / (w.fan_in + w.fan_out)
         if found.name in RELU_FAMILY:

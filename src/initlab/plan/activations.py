@@ -6,9 +6,12 @@ to the first activation: ``nn.ReLU``-style modules, ``F.relu`` / ``torch.tanh`` 
 ``x.relu()`` methods all count. A layer that reaches another layer, or the output, first is
 followed by ``linear``.
 
-When tracing fails (data-dependent control flow, unsupported ops), the fallback is module order:
-the first activation *module* registered after the layer and before the next layer. Functional
-activations are invisible to it; the table says which method was used, and why.
+Layers are leaves of the trace, so a custom layer class (GPT-2's ``Conv1D``) is seen as one call.
+When the whole model does not trace (data-dependent control flow, unsupported ops), its largest
+submodules that do trace are traced one by one (a transformer's MLP block usually does, while its
+attention does not); what is still unknown falls back to module order: the first activation
+*module* registered after the layer and before the next layer. Functional activations are
+invisible to that; the table says which method was used, and why.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ class Activation:
     Attributes:
         name: canonical activation name (see :func:`initlab.gains.canonical_activation`).
         param: its parameter (leaky slope, ELU alpha, softplus beta), if any.
-        source: ``"fx"`` or ``"module order"``.
+        source: ``"fx"``, ``"fx, per submodule"`` or ``"module order"``.
     """
 
     name: str
@@ -159,7 +162,14 @@ def layer_names(model: nn.Module) -> list[str]:
     return names
 
 
-def _follow(start: fx.Node, modules: dict[str, nn.Module], layers: set[str]) -> tuple[str, Any]:
+def _follow(
+    start: fx.Node,
+    modules: dict[str, nn.Module],
+    layers: set[str],
+    at_output: tuple[str, Any] | None = ("linear", None),
+) -> tuple[str, Any] | None:
+    """The activation the data flow from ``start`` reaches first; ``at_output`` when it leaves
+    the traced graph through its output first (``None``: unknown, for a traced submodule)."""
     queue: deque[fx.Node] = deque(start.users)
     seen: set[fx.Node] = set()
     while queue:
@@ -182,22 +192,103 @@ def _follow(start: fx.Node, modules: dict[str, nn.Module], layers: set[str]) -> 
                 return found
             if _call_name(node.target) in _TRANSPARENT_CALLS:
                 queue.extend(node.users)
+        elif node.op == "output":
+            return at_output
     return "linear", None
 
 
-def _by_tracing(model: nn.Module, layers: list[str]) -> dict[str, Activation]:
-    graph = fx.symbolic_trace(model).graph
-    modules = dict(model.named_modules())
-    layer_set = set(layers)
+class _LayerTracer(fx.Tracer):
+    """fx's tracer, with every layer and every known activation module a leaf: a custom class
+    (GPT-2's ``Conv1D``, Hugging Face's ``NewGELUActivation``) is one node of the graph instead
+    of the ops inside it."""
+
+    def __init__(self, layers: set[str]) -> None:
+        super().__init__()
+        self.layers = layers
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        known_activation = _module_activation(module) is not None  # e.g. HF's NewGELU
+        return (
+            qualified_name in self.layers
+            or known_activation
+            or super().is_leaf_module(module, qualified_name)
+        )
+
+
+def _trace(
+    module: nn.Module, layers: set[str], at_output: tuple[str, Any] | None, source: str
+) -> tuple[dict[str, Activation], set[str]]:
+    """fx-trace ``module`` (layer names relative to it) and follow each layer's output.
+
+    Returns the layers decided, and those whose output leaves the graph first (with
+    ``at_output=None``; else they are decided as ``at_output``).
+    """
+    graph = _LayerTracer(layers).trace(module)
+    modules = dict(module.named_modules())
     found: dict[str, Activation] = {}
+    leaving: set[str] = set()
     for node in graph.nodes:
-        if node.op == "call_module" and str(node.target) in layer_set:
-            target = str(node.target)
-            if target not in found:
-                name, param = _follow(node, modules, layer_set)
-                found[target] = Activation(name, param, "fx")
+        target = str(node.target)
+        if node.op == "call_module" and target in layers and target not in found:
+            result = _follow(node, modules, layers, at_output)
+            if result is None:
+                leaving.add(target)
+            else:
+                found[target] = Activation(result[0], result[1], source)
     # A layer fx never calls (unused, or called through a non-traced path) is unknown to fx.
-    return found
+    return found, leaving
+
+
+def _by_tracing(model: nn.Module, layers: list[str]) -> dict[str, Activation]:
+    return _trace(model, set(layers), ("linear", None), "fx")[0]
+
+
+def _by_submodule_tracing(
+    model: nn.Module, layers: list[str]
+) -> tuple[dict[str, Activation], dict[str, str]]:
+    """Trace the largest submodules that trace, when the whole model does not.
+
+    Inside a traced submodule the data flow is known. A layer whose output leaves the
+    submodule before reaching an activation or another layer is returned with the
+    submodule's name: whatever follows it comes after the whole submodule.
+    """
+    found: dict[str, Activation] = {}
+    leaving: dict[str, str] = {}
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        children = list(module.named_children())
+        if not children:
+            return
+        local = {name[len(prefix) :] for name in layers if name.startswith(prefix)}
+        try:
+            traced, left = _trace(module, local, None, "fx, per submodule")
+        except Exception:  # fx raises many kinds of errors on untraceable code
+            for name, child in children:
+                visit(child, f"{prefix}{name}.")
+            return
+        found.update({prefix + name: activation for name, activation in traced.items()})
+        leaving.update({prefix + name: prefix.rstrip(".") for name in left})
+
+    visit(model, "")
+    return found, leaving
+
+
+def _after_submodule(model: nn.Module, layers: set[str], submodule: str) -> Activation:
+    """Module order from the end of ``submodule``: the first activation module registered
+    after all of it, unless a layer comes first."""
+    inside = False
+    for name, module in model.named_modules():
+        if name == submodule or name.startswith(submodule + "."):
+            inside = True
+            continue
+        if not inside:
+            continue
+        if name in layers:
+            break
+        activation = _module_activation(module) if not list(module.children()) else None
+        if activation:
+            return Activation(*activation, "module order")
+    return Activation("linear", None, "module order")
 
 
 def _by_module_order(model: nn.Module, layers: list[str]) -> dict[str, Activation]:
@@ -228,6 +319,13 @@ def detect_activations(model: nn.Module) -> ActivationMap:
         traced = _by_tracing(model, layers)
     except Exception as error:  # fx raises many kinds of errors on untraceable models
         reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        return ActivationMap(fallback, "module order", reason[:200])
+        partial, leaving = _by_submodule_tracing(model, layers)
+        if not partial:
+            return ActivationMap(fallback, "module order", reason[:200])
+        layer_set = set(layers)
+        for name, submodule in leaving.items():
+            partial[name] = _after_submodule(model, layer_set, submodule)
+        merged = {name: partial.get(name, fallback[name]) for name in layers}
+        return ActivationMap(merged, "fx per submodule, else module order", reason[:200])
     merged = {name: traced.get(name, fallback[name]) for name in layers}
     return ActivationMap(merged, "fx")
