@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 import warnings
 from collections.abc import Callable
 
@@ -22,7 +21,7 @@ import lsuv as pypi_lsuv
 import torch
 from torch import nn
 
-from bench_doctor import cases
+from bench_doctor import cases, timer
 from initlab.lsuv import LSUV_LAYER_TYPES, lsuv
 
 
@@ -48,16 +47,6 @@ def output_variances(model: nn.Module, batch: torch.Tensor) -> dict[str, float]:
     return found
 
 
-def timed(step: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
@@ -70,6 +59,7 @@ def main() -> None:
         f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
         f"median of {args.repeats} interleaved runs; eval mode, tol 0.1, max 10 iterations"
     )
+    timed = timer(device)
     for name, base, batch in cases(device):
         base.eval()
         ours_times, theirs_times = [], []
@@ -80,14 +70,13 @@ def main() -> None:
                 timed(
                     lambda m=theirs_model, x=batch: pypi_lsuv.lsuv_with_singlebatch(
                         m, x, verbose=False, device=device
-                    ),
-                    device,
+                    )
                 )
             )
             ours_model = copy.deepcopy(base)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                ours_times.append(timed(lambda m=ours_model, x=batch: lsuv(m, x), device))
+                ours_times.append(timed(lambda m=ours_model, x=batch: lsuv(m, x)))
         ours, theirs = statistics.median(ours_times), statistics.median(theirs_times)
         ours_var = output_variances(ours_model, batch)
         theirs_var = output_variances(theirs_model, batch)

@@ -7,7 +7,12 @@ worker avoids oversubscribing the cores (two threads per worker made small ops ~
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -23,3 +28,28 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None, max_examples=200)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+RunScript = Callable[[Path], str]
+
+
+@pytest.fixture
+def run_script() -> RunScript:
+    """Run a Python file as a user would (fresh interpreter, its folder as the working
+    directory, one torch thread, Keras on its torch backend); return its stdout."""
+
+    def run(script: Path) -> str:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "KERAS_BACKEND": "torch"}
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=script.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+        assert done.returncode == 0, f"{script.name} failed:\n{done.stderr}"
+        return done.stdout
+
+    return run

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+RunScript = Callable[[Path], str]  # the run_script fixture (tests/conftest.py)
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def run_example(name: str, cwd: Path) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+def run_example(name: str, folder: Path, run_script: RunScript) -> str:
+    """Copy the example into ``folder`` (as a user copies it) and run it there."""
+    return run_script(Path(shutil.copy(EXAMPLES / name, folder)))
 
 
 def test_every_example_is_tested() -> None:
@@ -35,16 +26,16 @@ def test_every_example_is_tested() -> None:
 
 
 @pytest.mark.slow
-def test_plan_and_doctor_example_fixes_the_model(tmp_path: Path) -> None:
-    out = run_example("plan_and_doctor.py", tmp_path)
+def test_plan_and_doctor_example_fixes_the_model(tmp_path: Path, run_script: RunScript) -> None:
+    out = run_example("plan_and_doctor.py", tmp_path, run_script)
     assert "vanish" in out
     assert "after the fix: healthy" in out
     assert (tmp_path / "doctor.html").stat().st_size > 10_000
 
 
 @pytest.mark.slow
-def test_train_digits_example_learns(tmp_path: Path) -> None:
-    out = run_example("train_digits.py", tmp_path)
+def test_train_digits_example_learns(tmp_path: Path, run_script: RunScript) -> None:
+    out = run_example("train_digits.py", tmp_path, run_script)
     accuracy = float(out.split("val accuracy ")[1].split()[0])
     assert out.startswith("completed")
     assert accuracy > 0.9  # chance is 0.1; this MLP reaches ~0.98 on digits in 10 epochs

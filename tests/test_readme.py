@@ -6,13 +6,13 @@ fresh interpreter in an empty folder (the way a user pastes it into a file).
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+RunScript = Callable[[Path], str]  # the run_script fixture (tests/conftest.py)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 _SNIPPET = re.compile(r"<!-- readme-test: ([\w-]+) -->\n```python\n(.*?)\n```", re.DOTALL)
@@ -28,17 +28,7 @@ def test_readme_has_the_promised_snippets() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(readme_snippets()))
-def test_readme_snippet_runs(name: str, tmp_path: Path) -> None:
+def test_readme_snippet_runs(name: str, tmp_path: Path, run_script: RunScript) -> None:
     script = tmp_path / f"readme_snippet_{name}.py"  # not keras.py: it would shadow keras
     script.write_text(readme_snippets()[name] + "\n", encoding="utf-8")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "KERAS_BACKEND": "torch"}
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    assert done.returncode == 0, f"README snippet {name!r} failed:\n{done.stderr}"
+    run_script(script)

@@ -112,13 +112,6 @@ def test_summary_scalars(report: DoctorReport, tmp_path: Path) -> None:
     assert _accumulator(tmp_path).Scalars("doctor/findings/critical")[0].value == critical
 
 
-def test_same_tags_as_the_lightning_callback(report: DoctorReport) -> None:
-    lightning = pytest.importorskip("initlab.integrations.lightning")
-    # One number, one name: what DoctorCallback logs is what TensorBoard gets.
-    assert lightning.doctor_metrics(report) == doctor_scalars(report)
-    assert any(tag.startswith("doctor/jacobian/") for tag in doctor_scalars(report))
-
-
 def test_histograms_across_layers_and_of_weights(
     report: DoctorReport, model: MLP, tmp_path: Path
 ) -> None:

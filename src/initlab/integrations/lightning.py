@@ -57,7 +57,7 @@ require("lightning", "initlab.integrations.lightning")
 import lightning.pytorch as pl  # noqa: E402  (after the friendly missing-extra message)
 from lightning.pytorch.utilities.model_helpers import is_overridden  # noqa: E402
 
-__all__ = ["DoctorCallback", "InitCallback", "default_input", "doctor_metrics"]
+__all__ = ["DoctorCallback", "InitCallback", "default_input"]
 
 InputFunction = Callable[[Any], torch.Tensor]
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -157,18 +157,6 @@ def default_input(batch: Any) -> torch.Tensor:
     )
 
 
-def doctor_metrics(report: DoctorReport, prefix: str = "doctor") -> dict[str, float]:
-    """A report's numeric per-layer statistics as flat ``{prefix}/{layer}/{statistic}`` floats.
-
-    The same tags as ``DoctorReport.to_tensorboard``
-    (:func:`initlab.report.tensorboard.doctor_scalars`): non-finite values (statistics that do
-    not apply to a layer) are left out; summary values are added: ``{prefix}/healthy`` (1 or
-    0), ``{prefix}/findings/critical`` and ``{prefix}/findings/warning`` (counts), and the
-    Jacobian's spectrum when the report has one.
-    """
-    return doctor_scalars(report, prefix)
-
-
 class DoctorCallback(pl.Callback):
     """Run :func:`initlab.doctor` on training batches and log what it measures.
 
@@ -248,7 +236,7 @@ class DoctorCallback(pl.Callback):
             return
         report = self._diagnose(pl_module, batch)
         self.reports[step] = report
-        metrics = doctor_metrics(report, self.prefix)
+        metrics = doctor_scalars(report, self.prefix)  # the tags to_tensorboard writes
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
         critical = [f for f in report.findings if f.severity == "critical"]

@@ -152,7 +152,7 @@ def sweep_html(
             named = ["trial", "label"] + ([panel] if panel else [])
             curves = curves.merge(table[named], on="trial")
     figures = {
-        "curves": curves_figure(curves, keys, panel if "label" in table.columns else None),
+        "curves": curves_figure(curves, keys, panel),
         "outcome": outcome_figure(summary, keys),
         "doctor_vs_outcome": doctor_vs_outcome_figure(table),
     }
