@@ -112,6 +112,8 @@ _ALIASES = {
     "identity": "linear",
     "swish": "silu",
     "leakyrelu": "leaky_relu",
+    "prelu": "leaky_relu",
+    "rrelu": "leaky_relu",
     "hardswish": "hardswish",
     "hard_swish": "hardswish",
     "hard_sigmoid": "hardsigmoid",
