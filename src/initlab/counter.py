@@ -43,7 +43,6 @@ import dataclasses
 import math
 import os
 import threading
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +51,7 @@ import numpy as np
 import torch
 
 from initlab.errors import InitlabError, ShapeError
-from initlab.fans import Layout
+from initlab.fans import Fans
 from initlab.rng import GOLDEN_GAMMA, CounterStream, Region, words_numpy, words_torch
 from initlab.schemes import Constant, Normal, Scheme, TruncatedNormal, Uniform
 from initlab.schemes.variance import _ScaledByFans
@@ -66,15 +65,14 @@ _Int64Array = np.ndarray[tuple[int, ...], np.dtype[np.int64]]
 _MASK64 = (1 << 64) - 1
 
 
-def elementwise_law(
-    scheme: Scheme, fan_shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
-) -> Law | None:
-    """The i.i.d. law ``scheme`` draws from for a weight of ``fan_shape``; ``None`` when the
-    scheme builds a whole matrix (orthogonal, identity, dirac, delta-orthogonal, sparse)."""
+def elementwise_law(scheme: Scheme, fans: Fans | None) -> Law | None:
+    """The i.i.d. law ``scheme`` draws from for a weight of ``fans``; ``None`` when the scheme
+    builds a whole matrix (orthogonal, identity, dirac, delta-orthogonal, sparse) or needs
+    fans it was not given."""
     if isinstance(scheme, Constant | Uniform | Normal | TruncatedNormal):
         return scheme
-    if isinstance(scheme, _ScaledByFans):
-        return scheme.resolve(fan_shape, layout=layout, groups=groups)
+    if isinstance(scheme, _ScaledByFans) and fans is not None:
+        return scheme.law_for(fans)
     return None
 
 

@@ -67,13 +67,14 @@ class Fans:
     """Fan-in, fan-out and receptive field of one weight tensor.
 
     Attributes:
-        fan_in: inputs feeding one output unit.
+        fan_in: inputs feeding one output unit (an average, so possibly fractional, for a
+            strided transposed convolution; an ``int`` otherwise).
         fan_out: outputs fed by one input unit.
         receptive_field: product of the kernel's spatial sizes (1 for a dense layer).
     """
 
-    fan_in: int
-    fan_out: int
+    fan_in: float
+    fan_out: float
     receptive_field: int = 1
 
     def fan(self, mode: FanMode) -> float:
@@ -213,14 +214,14 @@ def torch_fans(shape: Sequence[int]) -> tuple[int, int]:
     whatever the layer; the torch-compatible functions of :mod:`initlab.init` use this rule.
     """
     fans = compute_fans(shape, layout="torch")
-    return fans.fan_in, fans.fan_out
+    return int(fans.fan_in), int(fans.fan_out)
 
 
 def fan_in(shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1) -> int:
     """Fan-in of a weight of ``shape`` (see :func:`compute_fans`)."""
-    return compute_fans(shape, layout=layout, groups=groups).fan_in
+    return int(compute_fans(shape, layout=layout, groups=groups).fan_in)
 
 
 def fan_out(shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1) -> int:
     """Fan-out of a weight of ``shape`` (see :func:`compute_fans`)."""
-    return compute_fans(shape, layout=layout, groups=groups).fan_out
+    return int(compute_fans(shape, layout=layout, groups=groups).fan_out)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab.doctor.findings import Finding, Thresholds, find, fix_plan
+from initlab.doctor.findings import Finding, Thresholds, find, merged_plan
 from initlab.doctor.metrics import (
     JacobianSpectrum,
     WeightRecord,
@@ -76,9 +76,12 @@ class DoctorReport:
 
     @property
     def fix(self) -> Plan | None:
-        """One Plan re-initializing every layer a finding names ("auto"), the rest kept."""
-        layers = [layer for f in self.findings if f.plan is not None for layer in f.layers]
-        return fix_plan(list(dict.fromkeys(layers))) if layers else None
+        """The findings' own plans as one Plan (the rest kept); ``None`` when none has one.
+
+        Each finding's plan targets what fixes it (for a saturated tanh, the layer before it),
+        so applying this is applying every finding's fix.
+        """
+        return merged_plan(self.findings)
 
     def rows(self) -> list[dict[str, Any]]:
         """Tidy per-module rows: forward and gradient statistics plus the weight's, if any."""

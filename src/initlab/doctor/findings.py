@@ -8,6 +8,13 @@ compound :math:`r^{L-1}` over the :math:`L` weight layers are what the threshold
 Vanishing or exploding gradients are judged from :math:`\partial L/\partial h` at each layer's
 output, not from weight-gradient norms: those stay nearly flat across depth even when the
 backward signal dies (Glorot & Bengio, 2010, eq. 14).
+
+Depth is read on the signal path. A model built as a stack of repeated blocks (a transformer's
+layers, a ResNet's residual blocks; see :mod:`initlab.doctor.signal_path`) is judged on what
+its blocks output, the residual stream, one point per block call; the layers inside a block
+are not a chain (:math:`\partial L/\partial h` at an attention query is tiny at init by
+construction). Weight layers outside any stack are judged one point per layer call, as in a
+plain MLP.
 """
 
 from __future__ import annotations
@@ -18,14 +25,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from torch import nn
+
 from initlab.doctor.metrics import WeightRecord
 from initlab.doctor.probe import LayerRecord
-from initlab.gains import gain
+from initlab.doctor.signal_path import block_stacks, cloned_weights, within
+from initlab.errors import InitlabError
+from initlab.layers import activation_kind, is_norm
 from initlab.plan.activations import ActivationMap
-from initlab.plan.plan import RELU_FAMILY, Plan
+from initlab.plan.plan import Plan
 from initlab.plan.rules import rule
 
-__all__ = ["Finding", "Severity", "Thresholds", "find", "fix_plan", "trend"]
+__all__ = ["Finding", "Severity", "Thresholds", "find", "fix_plan", "merged_plan", "trend"]
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -55,6 +66,11 @@ class Thresholds:
             variance is ~2.5%, and He's 2 vs Xavier's 1 differ by 100%).
         mismatch_depth: weight layers needed before a mismatch matters (6: a per-layer
             variance factor of 1/2 compounds to 1/32 by then).
+        mismatch_fan_in: the smallest fan_in whose gain is judged (16). The gain argument is
+            about sums of many terms; a depthwise conv (Mamba's, ConvNeXt's, MobileNet's) sums
+            ``kernel`` terms per unit, so each channel's own gain^2 is a chi-square with
+            fan_in degrees of freedom (relative spread sqrt(2/fan_in): 71% at 4, 35% at 16)
+            and the pointwise layers around it set the scale.
     """
 
     vanishing: float = 1e-2
@@ -66,6 +82,7 @@ class Thresholds:
     symmetric: float = 0.5
     gain_tolerance: float = 0.15
     mismatch_depth: int = 6
+    mismatch_fan_in: int = 16
 
 
 @dataclass(frozen=True)
@@ -109,12 +126,26 @@ def trend(values: Sequence[float]) -> tuple[float, float]:
 
 def fix_plan(layers: Sequence[str]) -> Plan:
     """Re-initialize ``layers`` by the activation that follows each ("auto"), the rest kept."""
-    rules = [rule(f"{layer}.*" if layer else "*", "auto") for layer in layers]
+    rules = [rule(f"{layer}.*" if layer else "*", "auto") for layer in dict.fromkeys(layers)]
     return Plan(rules, default="keep", name="doctor-fix", warn_unused=False)
 
 
-def _weight_layer_records(records: Sequence[LayerRecord], layers: set[str]) -> list[LayerRecord]:
-    return [r for r in records if r.name in layers]
+def merged_plan(findings: Sequence[Finding]) -> Plan | None:
+    """One Plan from the findings' own plans: their rules in order (most severe finding first,
+    so its rule wins where two match), every other parameter kept; ``None`` without any.
+
+    The findings' plans are what each finding proposes (a saturation's targets the layers
+    *before* the tanh, not the tanh), so the whole fix is exactly their union.
+    """
+    rules = [item for f in findings if f.plan is not None for item in f.plan.rules]
+    if not rules:
+        return None
+    return Plan(list(dict.fromkeys(rules)), default="keep", name="doctor-fix", warn_unused=False)
+
+
+def _names(records: Sequence[LayerRecord]) -> tuple[str, ...]:
+    """Module names in call order, each once (a module may be called several times)."""
+    return tuple(dict.fromkeys(r.name for r in records))
 
 
 def _nonfinite(records: Sequence[LayerRecord]) -> list[Finding]:
@@ -152,22 +183,22 @@ def _nonfinite(records: Sequence[LayerRecord]) -> list[Finding]:
     return []
 
 
-def _forward_trend(layers: list[LayerRecord], limits: Thresholds) -> list[Finding]:
+def _forward_trend(layers: list[LayerRecord], unit: str, limits: Thresholds) -> list[Finding]:
     if len(layers) < limits.min_layers:
         return []
     stds = [r.forward["std"] for r in layers]
     per_layer, total = trend(stds)
-    names = tuple(r.name for r in layers)
+    names = _names(layers)
     evidence = (
-        f"output std falls from {stds[0]:.3g} to {stds[-1]:.3g} over {len(layers)} layers "
-        f"(trend x{per_layer:.3g} per layer, x{total:.3g} overall)"
+        f"output std falls from {stds[0]:.3g} to {stds[-1]:.3g} over {len(layers)} {unit}s "
+        f"(trend x{per_layer:.3g} per {unit}, x{total:.3g} overall)"
     )
     if total < limits.vanishing:
         return [
             Finding(
                 "vanishing_forward",
                 "critical",
-                "The forward signal vanishes with depth: later layers see almost nothing.",
+                f"The forward signal vanishes with depth: later {unit}s see almost nothing.",
                 names,
                 evidence,
                 "Scale each layer's weights to its activation: He for ReLU-family, Xavier "
@@ -193,23 +224,23 @@ def _forward_trend(layers: list[LayerRecord], limits: Thresholds) -> list[Findin
     return []
 
 
-def _gradient_trend(layers: list[LayerRecord], limits: Thresholds) -> list[Finding]:
+def _gradient_trend(layers: list[LayerRecord], unit: str, limits: Thresholds) -> list[Finding]:
     grads = [r.grad_std for r in layers if r.grad_std is not None]
     if len(grads) < limits.min_layers or len(grads) != len(layers):
         return []
     # Toward the input: reversed order, so the compound factor is first / last layer.
     per_layer, total = trend(list(reversed(grads)))
-    names = tuple(r.name for r in layers)
+    names = _names(layers)
     evidence = (
-        f"dL/dh std is {grads[-1]:.3g} at the last layer and {grads[0]:.3g} at the first "
-        f"(trend x{per_layer:.3g} per layer toward the input, x{total:.3g} overall)"
+        f"dL/dh std is {grads[-1]:.3g} at the last {unit} and {grads[0]:.3g} at the first "
+        f"(trend x{per_layer:.3g} per {unit} toward the input, x{total:.3g} overall)"
     )
     if total < limits.vanishing:
         return [
             Finding(
                 "vanishing_gradients",
                 "critical",
-                "Gradients vanish toward the input: the first layers will barely learn.",
+                f"Gradients vanish toward the input: the first {unit}s will barely learn.",
                 names,
                 evidence,
                 "Use a variance-preserving init for the activation (He for ReLU), or add "
@@ -235,6 +266,30 @@ def _gradient_trend(layers: list[LayerRecord], limits: Thresholds) -> list[Findi
     return []
 
 
+def _depth(
+    records: Sequence[LayerRecord],
+    weight_layers: set[str],
+    stacks: Sequence[Sequence[str]],
+    limits: Thresholds,
+) -> list[Finding]:
+    """Forward and gradient trends along each signal path (see the module docstring)."""
+    paths: list[tuple[list[LayerRecord], str]] = []
+    judged: set[str] = set()
+    for stack in stacks:
+        blocks = set(stack)
+        calls = [r for r in records if r.name in blocks]
+        if len(calls) >= limits.min_layers:
+            paths.append((calls, "block"))
+            judged |= blocks
+    layers = [r for r in records if r.name in weight_layers and not within(r.name, judged)]
+    paths.append((layers, "layer"))
+    return [
+        finding
+        for path, unit in paths
+        for finding in (*_forward_trend(path, unit, limits), *_gradient_trend(path, unit, limits))
+    ]
+
+
 def _input_cosine(records: Sequence[LayerRecord], index: int) -> float:
     """Between-example cosine of what the layer feeding ``records[index]`` received.
 
@@ -257,10 +312,10 @@ def _dead_and_collapse(records: Sequence[LayerRecord], limits: Thresholds) -> li
             continue
         cosine = _input_cosine(records, index)
         if cosine > limits.collapse:
-            collapsed.append(record.name)
+            collapsed.append(record)
             worst_cosine = max(worst_cosine, cosine)
         else:
-            dead.append(record.name)
+            dead.append(record)
             worst_dead = max(worst_dead, fraction)
     findings = []
     if dead:
@@ -268,13 +323,14 @@ def _dead_and_collapse(records: Sequence[LayerRecord], limits: Thresholds) -> li
             Finding(
                 "dead_relu",
                 "warning",
-                f"{len(dead)} rectifier layer(s) have most units dead for the whole batch.",
-                tuple(dead),
+                f"{len(_names(dead))} rectifier layer(s) have most units dead for the whole "
+                "batch.",
+                _names(dead),
                 f"up to {worst_dead:.0%} of units output exactly 0 on every example",
                 "Re-initialize with He (zero biases); negative-biased or badly scaled layers "
                 "kill ReLUs. LeakyReLU/GELU avoid hard zeros.",
                 "Roughly half of each unit's outputs positive, no unit off for the whole batch.",
-                fix_plan(_layers_before(records, [r for r in records if r.name in dead])),
+                fix_plan(_layers_before(records, dead)),
             )
         )
     if collapsed:
@@ -284,7 +340,7 @@ def _dead_and_collapse(records: Sequence[LayerRecord], limits: Thresholds) -> li
                 "info",
                 "Different inputs collapse to one direction: units are off for the whole batch "
                 "because every example looks the same, not because the units are dead.",
-                tuple(collapsed),
+                _names(collapsed),
                 f"mean cosine similarity between examples reaches {worst_cosine:.3f}",
                 "Deep plain ReLU nets do this at init; normalization layers or residual "
                 "connections with a scaled init (Fixup, zero-init-residual) keep inputs apart.",
@@ -303,8 +359,9 @@ def _saturation(records: Sequence[LayerRecord], limits: Thresholds) -> list[Find
         Finding(
             "saturated",
             "critical" if worst > 0.6 else "warning",
-            f"{len(hit)} tanh/sigmoid layer(s) are saturated: their gradients are near zero.",
-            tuple(r.name for r in hit),
+            f"{len(_names(hit))} tanh/sigmoid layer(s) are saturated: their gradients are near "
+            "zero.",
+            _names(hit),
             f"up to {worst:.0%} of outputs beyond 0.99 (tanh) / outside [0.01, 0.99] (sigmoid)",
             "Shrink the weights before saturating activations: Xavier (Glorot) with the tanh "
             "gain instead of a fixed std such as N(0, 1).",
@@ -315,13 +372,15 @@ def _saturation(records: Sequence[LayerRecord], limits: Thresholds) -> list[Find
 
 
 def _layers_before(records: Sequence[LayerRecord], hits: Sequence[LayerRecord]) -> list[str]:
+    """The layer that fed each hit: the last record before it that measured its input."""
+    position = {id(record): index for index, record in enumerate(records)}
     names = []
     for hit in hits:
-        for record in reversed(records[: hit.index]):
+        for record in reversed(records[: position[id(hit)]]):
             if not math.isnan(record.forward["input_std"]):
                 names.append(record.name)
                 break
-    return names
+    return list(dict.fromkeys(names))
 
 
 def _symmetry(weights: Sequence[WeightRecord], limits: Thresholds) -> list[Finding]:
@@ -347,16 +406,20 @@ def _symmetry(weights: Sequence[WeightRecord], limits: Thresholds) -> list[Findi
     ]
 
 
-def _expected_gain_sq(activation: str, param: float | None) -> float:
-    return float(gain(activation, param)) ** 2
+def _normalized_layers(records: Sequence[LayerRecord], model: nn.Module | None) -> set[str]:
+    """Layers whose output goes straight into a normalization layer (which rescales it).
 
-
-def _normalized_layers(records: Sequence[LayerRecord]) -> set[str]:
-    """Layers whose output goes straight into a normalization layer (which rescales it)."""
+    With the model, norms are recognised by type or behaviour (:func:`initlab.layers.is_norm`:
+    LLaMA's and T5's RMSNorm classes too); without it the class name is all there is.
+    """
+    if model is None:
+        norms = {r.name for r in records if "norm" in r.kind.lower()}
+    else:
+        modules = dict(model.named_modules())
+        names = {r.name for r in records if r.name in modules}
+        norms = {name for name in names if is_norm(modules[name])}
     return {
-        record.name
-        for record, following in itertools.pairwise(records)
-        if "norm" in following.kind.lower()
+        record.name for record, following in itertools.pairwise(records) if following.name in norms
     }
 
 
@@ -380,18 +443,25 @@ def _mismatch(
     # resets the scale before it does.
     for w, following in zip(weights[1:], [*weights[2:], None], strict=True):
         found = activations.get(w.layer)
-        if found is None or w.layer in normalized:
+        if found is None or w.layer in normalized or w.fan_in < limits.mismatch_fan_in:
             continue
         if following is not None and following.layer in normalized:
             continue
+        try:
+            kind = activation_kind(found.name)
+        except InitlabError:  # an activation initlab cannot judge is not called a mismatch
+            continue
         xavier = 2.0 * w.fan_in / (w.fan_in + w.fan_out)
-        if found.name in RELU_FAMILY:
-            he = _expected_gain_sq(found.name, found.param)
+        # Only rectifiers (hard or leaky) zero part of their input, which is what He's gain 2
+        # restores (He et al., 2015). GELU/SiLU ("smooth") pass small negatives, their gain is
+        # a second-moment one, and PyTorch's default before them is not "the ReLU mistake".
+        if kind.is_rectifier:
+            he = kind.gain(found.param) ** 2
             if near(w.gain_sq, 1.0 / 3.0) and not near(w.gain_sq, he):
                 default_relu.append(w)
             elif (near(w.gain_sq, xavier) or near(w.gain_sq, 1.0)) and not near(w.gain_sq, he):
                 xavier_relu.append(w)
-        elif found.name in ("tanh", "sigmoid") and near(w.gain_sq, 2.0):
+        elif kind.family == "saturating" and near(w.gain_sq, 2.0):
             he_tanh.append(w)
     findings = []
     relu_evidence = "effective gain^2 = Var(W) * fan_in of {:.3g} where ReLU needs 2"
@@ -441,23 +511,67 @@ def _mismatch(
     return findings
 
 
+def _clones(model: nn.Module) -> list[Finding]:
+    groups = cloned_weights(model)
+    if not groups:
+        return []
+    layer_groups = list(dict.fromkeys(tuple(dict.fromkeys(l for _, l in g)) for g in groups))
+    copies = [layer for layers in layer_groups for layer in layers[1:]]
+    evidence = "; ".join(
+        f"{' = '.join(name for name, _ in group[:3])}{' = ...' if len(group) > 3 else ''} "
+        f"({len(group)} copies)"
+        for group in groups[:4]
+    )
+    return [
+        Finding(
+            "cloned_layers",
+            "warning",
+            f"{len(copies)} layer(s) start as exact copies of another layer: the same weights, "
+            "in distinct tensors. Copying one initialized layer (copy.deepcopy in a loop, "
+            "nn.TransformerEncoder(layer, n), which deep-copies layer) does this; the copies "
+            "start fully correlated and only their different inputs tell them apart, which "
+            "wastes the randomness the depth should have.",
+            tuple(layer for layers in layer_groups for layer in layers),
+            evidence,
+            "Give every copy its own draw: re-initialize the copies (the plan keeps the first "
+            "of each group and re-draws the others), call reset_parameters() on each copy, or "
+            "build each layer fresh. Sharing one layer on purpose (ALBERT, tied embeddings) "
+            "is one tensor, which this finding never reports.",
+            "Distinct weights in every layer.",
+            fix_plan(copies),
+        )
+    ]
+
+
 def find(
     records: Sequence[LayerRecord],
     weights: Sequence[WeightRecord],
     activations: ActivationMap | None,
     limits: Thresholds,
+    *,
+    model: nn.Module | None = None,
 ) -> list[Finding]:
-    """Every finding the measurements support, most severe first."""
-    weight_layers = {w.layer for w in weights}
-    layers = _weight_layer_records(records, weight_layers)
+    """Every finding the measurements support, most severe first.
+
+    Args:
+        records: the probe's records, one per module call, in call order.
+        weights: the weight measurements.
+        activations: the activation after each layer (``None`` when unknown).
+        limits: the thresholds.
+        model: the model measured. With it, depth is judged along its stacks of repeated
+            blocks (:func:`~initlab.doctor.signal_path.block_stacks`), norms are recognised by
+            behaviour, and layers cloned across depth are reported; without it, on the
+            weight layers alone.
+    """
+    stacks = block_stacks(model) if model is not None else ()
     findings = [
         *_nonfinite(records),
         *_symmetry(weights, limits),
-        *_forward_trend(layers, limits),
-        *_gradient_trend(layers, limits),
+        *_depth(records, {w.layer for w in weights}, stacks, limits),
         *_saturation(records, limits),
         *_dead_and_collapse(records, limits),
-        *_mismatch(weights, activations, limits, _normalized_layers(records)),
+        *_mismatch(weights, activations, limits, _normalized_layers(records, model)),
+        *(_clones(model) if model is not None else ()),
     ]
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(findings, key=lambda f: order[f.severity])

@@ -45,8 +45,8 @@ class WeightRecord:
     name: str
     layer: str
     shape: tuple[int, ...]
-    fan_in: int
-    fan_out: int
+    fan_in: float
+    fan_out: float
     mean: float
     std: float
     gain_sq: float
@@ -99,7 +99,7 @@ def weight_records(model: nn.Module) -> list[WeightRecord]:
     values = torch.stack([row.to(rows[0].device) for row in rows]).cpu().tolist()
     records = []
     for site, (mean, std, duplicate, zero, grad_std, ratio) in zip(sites, values, strict=True):
-        fans = compute_fans(site.fan_shape, layout=site.layout, groups=site.groups)
+        fans = site.fans or compute_fans(site.fan_shape, layout=site.layout, groups=site.groups)
         records.append(
             WeightRecord(
                 name=site.name,

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from initlab.doctor.signal_path import block_stacks
+from initlab.layers import activation_kind, is_norm, module_activation
 from initlab.plan.activations import layer_names
 
 __all__ = ["FORWARD_FIELDS", "ForwardStopped", "LayerRecord", "Probe", "probed_modules"]
@@ -79,15 +81,27 @@ class LayerRecord:
 
 
 def probed_modules(model: nn.Module) -> list[str]:
-    """Layers (modules owning a weight) and activation / normalization leaves, by name."""
+    """What the doctor measures, by name, in registration order.
+
+    Layers (modules owning a weight), activation and normalization leaves (as
+    :mod:`initlab.layers` knows them: GELU/SiLU classes of any library, RMSNorm by behaviour),
+    and the blocks of each stack of repeated blocks
+    (:func:`~initlab.doctor.signal_path.block_stacks`), whose outputs are the residual stream
+    the doctor judges depth on.
+    """
     layers = set(layer_names(model))
+    blocks = {name for stack in block_stacks(model) for name in stack}
     names = []
     for name, module in model.named_modules():
         if not name:
             continue
-        leaf = not any(True for _ in module.children())
-        kind = type(module).__name__
-        if name in layers or (leaf and (kind in _SATURATING or _is_activation_or_norm(kind))):
+        if name in layers or name in blocks:
+            names.append(name)
+            continue
+        if any(True for _ in module.children()):
+            continue
+        found = module_activation(module)
+        if (found is not None and activation_kind(found[0]).family != "linear") or is_norm(module):
             names.append(name)
     return names
 

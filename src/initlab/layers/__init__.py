@@ -5,6 +5,9 @@ own table of layer or activation types.
 
 * :mod:`initlab.layers.kinds`: activation families, gains, what "dead" and "saturated" mean,
   and normalization layers (by type, else by behaviour).
+* :mod:`initlab.layers.structure`: which modules are layers, each parameter's role and fans
+  (transposed-conv stride, Bilinear, HF Conv1D), the blocks of stacked weights (attention
+  q/k/v, recurrent gates) and reparametrized weights (weight norm, spectral norm).
 """
 
 from __future__ import annotations
@@ -18,13 +21,33 @@ from initlab.layers.kinds import (
     is_norm,
     module_activation,
 )
+from initlab.layers.structure import (
+    LAYER_TYPES,
+    ROLES,
+    Block,
+    Role,
+    Structure,
+    gate_blocks,
+    is_hf_conv1d,
+    is_layer,
+    parameter_structure,
+)
 
 __all__ = [
     "ACTIVATION_FAMILIES",
+    "LAYER_TYPES",
     "NORM_TYPES",
+    "ROLES",
     "ActivationFamily",
     "ActivationKind",
+    "Block",
+    "Role",
+    "Structure",
     "activation_kind",
+    "gate_blocks",
+    "is_hf_conv1d",
+    "is_layer",
     "is_norm",
     "module_activation",
+    "parameter_structure",
 ]

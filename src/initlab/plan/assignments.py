@@ -12,7 +12,26 @@ from initlab.plan.activations import Activation
 from initlab.plan.sites import ParameterSite
 from initlab.schemes import Scheme
 
-__all__ = ["Assignment", "Assignments"]
+__all__ = ["Assignment", "Assignments", "Part"]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One block of a stacked parameter (attention q/k/v, a recurrent gate), drawn on its own.
+
+    Attributes:
+        label: the block's label (``q``, ``f``...).
+        start: its first row.
+        stop: one past its last row.
+        scheme: the scheme it is drawn from.
+        std: the std of its values after the row's multiplier, when known.
+    """
+
+    label: str
+    start: int
+    stop: int
+    scheme: Scheme
+    std: float | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +51,8 @@ class Assignment:
         bound: the largest absolute value after the multiplier, when bounded.
         layout: the layout the fans are read in (``torch`` under a ``fans="torch"`` rule).
         groups: the groups the fans are read with.
+        parts: the blocks drawn one by one (empty when the parameter is drawn whole); then
+            ``fans`` are a block's and ``std`` is the std over the whole parameter.
     """
 
     site: ParameterSite
@@ -46,6 +67,7 @@ class Assignment:
     bound: float | None = None
     layout: Layout = "torch"
     groups: int = 1
+    parts: tuple[Part, ...] = ()
 
     @property
     def name(self) -> str:
@@ -58,6 +80,13 @@ class Assignment:
         if self.scheme is None:
             return "keep"
         label = str(self.scheme)
+        if self.parts:
+            labels: dict[str, list[str]] = {}
+            for part in self.parts:
+                labels.setdefault(str(part.scheme), []).append(part.label)
+            label = "; ".join(
+                f"{scheme} per {','.join(names)}" for scheme, names in labels.items()
+            )
         return label if self.multiplier == 1.0 else f"{label} x {self.multiplier:.6g}"
 
     @property
@@ -69,6 +98,8 @@ class Assignment:
         if self.activation is not None:
             parts.append(f"then {self.activation}")
         if self.site.fans_note and self.scheme is not None and self.scheme.uses_fans:
+            parts.append(self.site.fans_note)
+        if self.site.magnitude_of:
             parts.append(self.site.fans_note)
         if self.also_matched:
             parts.append("also matched rule " + ", ".join(str(i) for i in self.also_matched))
@@ -161,7 +192,7 @@ class Assignments:
             )
             for row in self.rows
         ]
-        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
+        widths = [max([len(h), *(len(line[i]) for line in lines)]) for i, h in enumerate(headers)]
         render = [
             "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
             for line in [headers, *lines]

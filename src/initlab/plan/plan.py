@@ -16,15 +16,23 @@ them, ``"auto"`` picks by role and, for weights, by the activation that follows 
 ================================  ============================================================
 role / activation after           scheme
 ================================  ============================================================
-weight, ReLU family (relu,        ``he_normal(nonlinearity=..., a=slope)``; second-moment gain
-leaky_relu, gelu, silu, elu...)   for the smooth ones
+weight, rectifier or smooth       ``he_normal(nonlinearity=..., a=slope)``: relu, leaky_relu /
+(relu, leaky_relu, prelu, gelu,   prelu (their slope), second-moment gain for the smooth ones
+silu, elu...)
 weight, SELU                      ``lecun_normal`` (self-normalizing fixed point)
 weight, tanh/sigmoid/linear       ``xavier_normal(gain=gain(activation))``
+stacked weight (attention q/k/v,  per block: ``xavier_normal`` input-side, ``orthogonal``
+recurrent gates)                  hidden-to-hidden, LSTM forget-gate bias 1
+                                  (:mod:`initlab.plan.blocks`)
+weight norm magnitude ``g``       derived: ``||v||`` of the drawn direction, so the weight is v
 bias / norm_bias                  ``zeros``
 norm_weight                       ``ones``
 embedding                         ``normal(0, 1)`` (PyTorch's embedding default)
 other                             kept
 ================================  ============================================================
+
+Fans come from the layer (:mod:`initlab.layers.structure`): a transposed convolution counts its
+stride, a stacked weight's blocks have their own, a Bilinear's fan_in is ``in1 * in2``.
 
 Each parameter is drawn from its own stream (:mod:`initlab.rng`): its values depend only on the
 seed, its name, its scheme and its shape. Tied parameters are initialized once, under their
@@ -48,17 +56,27 @@ from torch import nn
 from initlab.counter import counter_fill_, elementwise_law
 from initlab.errors import InitlabError
 from initlab.fans import Fans, Layout, compute_fans
-from initlab.gains import gain
+from initlab.layers import activation_kind
 from initlab.plan.activations import Activation, ActivationMap, detect_activations
-from initlab.plan.assignments import Assignment, Assignments
+from initlab.plan.assignments import Assignment, Assignments, Part
+from initlab.plan.blocks import block_schemes
 from initlab.plan.checkpoint import Checkpoint, CheckpointFiles
 from initlab.plan.rules import Rule
 from initlab.plan.sites import ParameterSite, parameter_sites
-from initlab.rng import Stream, check_stream, counter_stream, parameter_generator
-from initlab.schemes import HeNormal, LeCunNormal, Normal, Ones, Scheme, XavierNormal, Zeros, get
-from initlab.schemes.variance import _ScaledByFans
+from initlab.rng import Region, Stream, check_stream, counter_stream, parameter_generator
+from initlab.schemes import (
+    HeNormal,
+    LeCunNormal,
+    Normal,
+    Ones,
+    Scheme,
+    ValueStats,
+    XavierNormal,
+    Zeros,
+    get,
+)
 
-__all__ = ["RELU_FAMILY", "Plan", "auto_scheme", "fill_parameter"]
+__all__ = ["RELU_FAMILY", "Plan", "auto_scheme", "derive_magnitudes", "fill_parameter"]
 
 RELU_FAMILY = frozenset(
     {"relu", "leaky_relu", "relu6", "elu", "celu", "gelu", "gelu_tanh", "silu", "mish",
@@ -76,16 +94,15 @@ def auto_scheme(site: ParameterSite, activation: Activation | None) -> Scheme | 
         return Normal(0.0, 1.0)
     if site.role != "weight":
         return None
-    name = activation.name if activation is not None else "linear"
-    if name in RELU_FAMILY:
-        slope = activation.param if activation and activation.param is not None else 0.01
-        if name == "leaky_relu":
-            return HeNormal(a=slope, nonlinearity="leaky_relu")
-        return HeNormal(nonlinearity=name)
-    if name == "selu":
-        return LeCunNormal()
+    kind = activation_kind(activation.name if activation is not None else "linear")
     param = activation.param if activation is not None else None
-    return XavierNormal(gain=float(gain(name, param)))
+    if kind.family in ("rectifier", "leaky_rectifier", "smooth"):
+        if kind.name == "leaky_relu":
+            return HeNormal(a=0.01 if param is None else param, nonlinearity="leaky_relu")
+        return HeNormal(nonlinearity=kind.name)
+    if kind.family == "self_normalizing":
+        return LeCunNormal()
+    return XavierNormal(gain=kind.gain(param))
 
 
 class Plan:
@@ -202,7 +219,9 @@ class Plan:
         else:
             source = f"default {self.default!s}"
             choice, multiplier, fans_from = self.default, 1.0, "module"
-        if choice == "keep":
+        if site.magnitude_of and not matched:
+            scheme, source = None, f"derived: ||v|| of {site.magnitude_of} (weight norm)"
+        elif choice == "keep":
             scheme = None
         elif choice == "auto":
             scheme = auto_scheme(site, activation)
@@ -212,6 +231,10 @@ class Plan:
             scheme = choice
             if isinstance(choice, Checkpoint):
                 scheme, source = files.resolve(choice, site, source)
+        parts: tuple[Part, ...] = ()
+        if scheme is not None and fans_from == "module" and not isinstance(scheme, Checkpoint):
+            blocks = block_schemes(site, scheme, auto=choice == "auto")
+            parts = tuple(Part(b.label, b.start, b.stop, s) for b, s in blocks)
         return _with_statistics(
             Assignment(
                 site=site,
@@ -221,6 +244,7 @@ class Plan:
                 rule_index=matched[0] if matched else None,
                 also_matched=tuple(matched[1:]),
                 activation=activation if choice == "auto" else None,
+                parts=parts,
             ),
             fans_from,
         )
@@ -243,6 +267,7 @@ class Plan:
                 if row.scheme is None:
                     continue
                 fill_parameter(parameters[row.name], row, seed, stream=stream)
+        derive_magnitudes(model, table)
         return dataclasses.replace(table, seed=seed)
 
 
@@ -256,31 +281,66 @@ def fill_parameter(
     (:func:`initlab.counter.counter_fill_`: element ``i`` depends only on seed, name, scheme,
     shape and ``i``); whole-matrix schemes (orthogonal, identity, dirac, sparse), and every
     scheme under ``stream="generator"``, draw from a ``torch.Generator`` seeded by
-    :func:`initlab.rng.parameter_seed`.
+    :func:`initlab.rng.parameter_seed`. A stacked parameter (``row.parts``) is drawn block by
+    block: elementwise blocks from the parameter's one counter stream (so any shard of it is
+    reproducible alone), whole-matrix blocks from a generator of their own.
     """
     scheme = row.scheme
     if scheme is None or tensor.is_meta:
         return
     check_stream(stream)
-    generator = parameter_generator(seed, row.name, tensor.device)
-    site = row.site
     try:
-        counter = stream == "counter" and tensor.is_floating_point()
-        law = elementwise_law(scheme, site.fan_shape, layout=row.layout, groups=row.groups)
         if isinstance(scheme, Checkpoint):
-            scheme.copy_(tensor, site)
-        elif counter and law is not None:
-            counter_fill_(tensor, law, counter_stream(seed, row.name))
-        elif isinstance(scheme, _ScaledByFans):
-            law = scheme.resolve(site.fan_shape, layout=row.layout, groups=row.groups)
-            law.fill_(tensor, generator)
+            scheme.copy_(tensor, row.site)
+        elif row.parts:
+            for part in row.parts:
+                view = tensor[part.start : part.stop]
+                region = Region(tuple(tensor.shape), (part.start, *[0] * (tensor.dim() - 1)),
+                                tuple(view.shape))  # fmt: skip
+                _fill(view, part.scheme, row, seed, stream, f"{row.name}[{part.label}]", region)
         else:
-            scheme.fill_(tensor, generator, layout=row.layout, groups=row.groups)
+            _fill(tensor, scheme, row, seed, stream, row.name, None)
     except InitlabError as error:
-        message = f"Parameter {row.name!r} (shape {site.shape}, {row.source}): {error}"
+        message = f"Parameter {row.name!r} (shape {row.site.shape}, {row.source}): {error}"
         raise type(error)(message) from None
     if row.multiplier != 1.0:
         tensor.mul_(row.multiplier)
+
+
+def _fill(
+    tensor: torch.Tensor,
+    scheme: Scheme,
+    row: Assignment,
+    seed: int,
+    stream: Stream,
+    generator_name: str,
+    region: Region | None,
+) -> None:
+    """Draw ``tensor`` (the parameter, or one block of it at ``region``) from ``scheme``."""
+    law = elementwise_law(scheme, row.fans)
+    if stream == "counter" and tensor.is_floating_point() and law is not None:
+        counter_fill_(tensor, law, counter_stream(seed, row.name), region)
+        return
+    generator = parameter_generator(seed, generator_name, tensor.device)
+    if law is not None:
+        law.fill_(tensor, generator)
+    else:
+        scheme.fill_(tensor, generator, layout=row.layout, groups=row.groups)
+
+
+def derive_magnitudes(model: nn.Module, table: Assignments) -> None:
+    r"""Set each weight norm's magnitude :math:`g = \lVert v\rVert` (per output) from its drawn
+    direction :math:`v`, so the layer's weight :math:`g\,v/\lVert v\rVert` equals :math:`v`."""
+    parameters = dict(model.named_parameters(remove_duplicate=False))
+    drawn = {row.name for row in table if row.scheme is not None}
+    with torch.no_grad():
+        for row in table:
+            site = row.site
+            if not site.magnitude_of or site.magnitude_of not in drawn:
+                continue
+            magnitude, direction = parameters[site.name], parameters[site.magnitude_of]
+            dims = [d for d in range(direction.dim()) if magnitude.shape[d] == 1]
+            magnitude.copy_(torch.linalg.vector_norm(direction, dim=dims, keepdim=True))
 
 
 def _with_statistics(row: Assignment, fans_from: str) -> Assignment:
@@ -291,18 +351,47 @@ def _with_statistics(row: Assignment, fans_from: str) -> Assignment:
     groups = 1 if fans_from == "torch" else site.groups
     fans: Fans | None = None
     try:
-        if scheme.uses_fans:
-            fans = compute_fans(site.fan_shape, layout=layout, groups=groups)
-            stats = scheme.stats(site.fan_shape, layout=layout, groups=groups)
-        else:
-            stats = scheme.stats(site.shape, layout=layout, groups=groups)
+        if scheme.uses_fans or any(part.scheme.uses_fans for part in row.parts):
+            fans = site.fans if fans_from == "module" else None
+            fans = fans or compute_fans(site.fan_shape, layout=layout, groups=groups)
+        part_stats = [_stats(part.scheme, fans, part, site) for part in row.parts]
+        stats = part_stats[0] if part_stats else _stats(scheme, fans, None, site, layout, groups)
     except InitlabError as error:
         raise type(error)(
             f"Parameter {site.name!r} (shape {site.shape}) cannot take {scheme} "
             f"({row.source}): {error}"
         ) from None
     factor = abs(row.multiplier)
-    bound = None if stats.bound is None else stats.bound * factor
-    std = stats.std * factor
+    std, bound = stats.std, stats.bound
+    if part_stats:  # the pooled std: the square root of the blocks' mean variance
+        sizes = [part.stop - part.start for part in row.parts]
+        weighted = sum(p.std**2 * n for p, n in zip(part_stats, sizes, strict=True))
+        std = math.sqrt(weighted / site.shape[0])
+        bounds = [p.bound for p in part_stats]
+        bound = None if None in bounds else max(b for b in bounds if b is not None)
+    parts = tuple(
+        replace(part, std=p.std * factor) for part, p in zip(row.parts, part_stats, strict=True)
+    )
+    std *= factor
+    bound = None if bound is None else bound * factor
     finite_std = std if math.isfinite(std) else None
-    return replace(row, fans=fans, std=finite_std, bound=bound, layout=layout, groups=groups)
+    return replace(
+        row, fans=fans, std=finite_std, bound=bound, layout=layout, groups=groups, parts=parts
+    )
+
+
+def _stats(
+    scheme: Scheme,
+    fans: Fans | None,
+    part: Part | None,
+    site: ParameterSite,
+    layout: Layout = "torch",
+    groups: int = 1,
+) -> ValueStats:
+    """Mean, std and bound of ``scheme``'s values on ``site`` (or one ``part`` of it)."""
+    shape = site.shape if part is None else (part.stop - part.start, *site.shape[1:])
+    law = elementwise_law(scheme, fans)
+    if law is not None:
+        return law.stats(shape)
+    return scheme.stats(shape if not scheme.uses_fans else site.fan_shape, layout=layout,
+                        groups=groups)  # fmt: skip

@@ -44,14 +44,13 @@ from typing import Any
 from torch import nn
 
 from initlab.errors import ConfigError, UnknownNameError, did_you_mean
+from initlab.layers import LAYER_TYPES, is_hf_conv1d, is_norm
 from initlab.plan.plan import Plan
 from initlab.plan.rules import Rule, rule
 from initlab.plan.sites import parameter_sites
 
 __all__ = ["PRESET_NAMES", "preset", "residual_blocks"]
 
-_LAYER_TYPES = ("Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d",
-                "ConvTranspose3d", "Conv1D", "Bilinear")  # fmt: skip
 _SKIP_NAMES = ("downsample", "shortcut", "skip")
 
 
@@ -84,7 +83,8 @@ def _torch_default(model: nn.Module | None) -> Plan:
                 rules.append(rule(_under(name, "*"), "uniform", a=-bound, b=bound))
             if isinstance(module, nn.MultiheadAttention):
                 rules += [
-                    rule(_under(name, "in_proj_weight"), "xavier_uniform"),
+                    # torch draws the stacked (3d, d) matrix as one: its fans, not q/k/v's
+                    rule(_under(name, "in_proj_weight"), "xavier_uniform", fans="torch"),
                     rule(_under(name, "in_proj_bias"), "zeros"),
                     rule(_under(name, "out_proj.bias"), "zeros"),
                     rule(_under(name, "bias_k"), "xavier_normal"),
@@ -217,7 +217,9 @@ def _hf_gpt2(
 def residual_blocks(model: nn.Module) -> dict[str, list[str]]:
     """Residual blocks by name -> the qualified names of their branch's weight layers, in order."""
     layers = [
-        name for name, module in model.named_modules() if type(module).__name__ in _LAYER_TYPES
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, LAYER_TYPES) or is_hf_conv1d(module)
     ]
     blocks: dict[str, list[str]] = {}
     for name, _ in model.named_modules():
@@ -239,8 +241,7 @@ def _last_norm(model: nn.Module, block: str) -> str | None:
     for name, module in model.named_modules():
         inside = name.startswith(block + ".")
         skip = any(part in _SKIP_NAMES for part in name[len(block) + 1 :].split("."))
-        is_norm = "norm" in type(module).__name__.lower()
-        if inside and not skip and is_norm and getattr(module, "weight", None) is not None:
+        if inside and not skip and is_norm(module) and getattr(module, "weight", None) is not None:
             last = name
     return last
 

@@ -29,7 +29,7 @@ from torch import nn
 from initlab.counter import counter_fill_, elementwise_law
 from initlab.errors import InitlabError
 from initlab.plan.assignments import Assignment, Assignments
-from initlab.plan.plan import Plan, fill_parameter
+from initlab.plan.plan import Plan, derive_magnitudes, fill_parameter
 from initlab.rng import Region, Stream, check_stream, counter_stream
 
 __all__ = ["initialize", "is_dtensor", "local_region"]
@@ -84,8 +84,8 @@ def fill_shard_(tensor: Any, row: Assignment, seed: int, *, stream: Stream = "co
             "Replicate() or Shard(d) before initializing."
         )
     try:
-        law = elementwise_law(scheme, site.fan_shape, layout=row.layout, groups=row.groups)
-        counter = stream == "counter" and local.is_floating_point()
+        law = elementwise_law(scheme, row.fans)
+        counter = stream == "counter" and local.is_floating_point() and not row.parts
         if counter and law is not None and _is_box(tensor.placements):
             counter_fill_(local, law, counter_stream(seed, row.name), local_region(tensor))
             if row.multiplier != 1.0:
@@ -148,4 +148,5 @@ def initialize(
                 fill_shard_(tensor, row, seed, stream=stream)
             else:
                 fill_parameter(tensor, row, seed, stream=stream)
+    derive_magnitudes(model, table)
     return dataclasses.replace(table, seed=seed)

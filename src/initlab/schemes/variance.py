@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from initlab.errors import ShapeError, UnknownNameError
-from initlab.fans import FAN_MODES, FanMode, Layout, compute_fans
+from initlab.fans import FAN_MODES, FanMode, Fans, Layout, compute_fans
 from initlab.gains import canonical_activation, gain
 from initlab.schemes.base import (
     Scheme,
@@ -93,33 +93,44 @@ class _ScaledByFans(Scheme):
     def gain_factor(self) -> float:
         """The gain ``g`` (so the variance is ``g^2 / n``)."""
 
-    def target_std(
-        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
-    ) -> float:
-        r"""The std :math:`g/\sqrt n` of the values for ``shape``."""
-        fans = compute_fans(shape, layout=layout, groups=groups)
+    def std_for(self, fans: Fans, *, shape: Sequence[int] | None = None) -> float:
+        r"""The std :math:`g/\sqrt n` of the values for a weight of ``fans`` (of ``shape``,
+        named in the error when a fan is 0)."""
         n = fans.fan(self.fan_mode)
         if n <= 0:
+            what = f"shape {tuple(shape)}" if shape is not None else f"a weight with {fans}"
             raise ShapeError(
-                f"{self.name}: shape {tuple(shape)} has {self.fan_mode} = 0, so the variance "
-                "g^2/n is undefined. Give the tensor non-zero sizes or pick another mode."
+                f"{self.name}: {what} has {self.fan_mode} = 0, so the variance g^2/n is "
+                "undefined. Give the tensor non-zero sizes or pick another mode."
             )
         g = self.gain_factor()
         if self.fan_mode == "fan_avg":
             return g * math.sqrt(2.0 / float(fans.fan_in + fans.fan_out))
         return g / math.sqrt(n)
 
-    def resolve(
-        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
+    def law_for(
+        self, fans: Fans, *, shape: Sequence[int] | None = None
     ) -> Uniform | Normal | TruncatedNormal:
-        """The elementwise law this scheme draws from for ``shape``."""
-        std = self.target_std(shape, layout=layout, groups=groups)
+        """The elementwise law this scheme draws from for a weight of ``fans``."""
+        std = self.std_for(fans, shape=shape)
         if self.law == "uniform":
             bound = math.sqrt(3.0) * std
             return Uniform(-bound, bound)
         if self.law == "normal":
             return Normal(0.0, std)
         return TruncatedNormal(0.0, std / TRUNCATION_STD_2, -2.0, 2.0, unit="std")
+
+    def target_std(
+        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
+    ) -> float:
+        r"""The std :math:`g/\sqrt n` of the values for ``shape``."""
+        return self.std_for(compute_fans(shape, layout=layout, groups=groups), shape=shape)
+
+    def resolve(
+        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
+    ) -> Uniform | Normal | TruncatedNormal:
+        """The elementwise law this scheme draws from for ``shape``."""
+        return self.law_for(compute_fans(shape, layout=layout, groups=groups), shape=shape)
 
     def stats(
         self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1

@@ -1,0 +1,304 @@
+r"""What a parameter is inside its layer: role, fans, and the blocks a stacked weight holds.
+
+A weight's fans depend on the layer, not only on the array. :func:`parameter_structure` reads
+them from the module type:
+
+===========================  ==================================================================
+layer                        fans (:math:`c` channels, :math:`g` groups, kernel :math:`k`)
+===========================  ==================================================================
+``Linear``                   (in, out), as torch
+``ConvNd``                   :math:`(c_{in}/g \cdot \prod k,\ c_{out}/g \cdot \prod k)`; torch
+                             does not divide fan_out by the groups (pytorch/pytorch#23854)
+``ConvTransposeNd``          weight ``(in, out/g, *k)``; each output position receives
+                             :math:`c_{in}/g \cdot \prod_i k_i/s_i` products (stride :math:`s`),
+                             so that is its fan_in (variance-preserving for the forward signal);
+                             torch's array rule reads the axes the other way round and ignores the
+                             stride
+``Bilinear``                 weight ``(out, in1, in2)``: :math:`y_k = x_1^\top W_k x_2`, so
+                             fan_in :math:`= in_1 \cdot in_2` and fan_out = out (torch: out * in2)
+HF ``Conv1D`` (GPT-2)        weight ``(in, out)``
+``MultiheadAttention``       ``in_proj_weight`` ``(3d, d)`` holds three ``(d, d)`` projections
+                             q, k, v: each is a layer with fans (d, d)
+``RNN`` / ``LSTM`` / ``GRU``  ``weight_ih`` ``(G h, in)`` and ``weight_hh`` ``(G h, h)`` hold
+                             one block per gate (LSTM i, f, g, o; GRU r, z, n): fans (in, h)
+                             and (h, h) per gate, each with its gate's activation
+===========================  ==================================================================
+
+A bias takes its layer's weight fans (so PyTorch's :math:`U(\pm 1/\sqrt{fan_{in}})` bias rule
+is expressible) and its blocks. Weights reparametrized by ``torch.nn.utils.parametrizations``
+(or the older ``weight_norm`` hook) are initialized through their original parameters: the
+direction ``v`` of a weight norm is a weight of its layer; its magnitude ``g`` is *derived*
+(:math:`g = \lVert v\rVert` per output, so that :math:`W = v` as ``weight_norm`` itself sets it
+up); a spectral norm's ``original`` is the weight before its division by
+:math:`\sigma_{max}`.
+
+Roles: ``weight`` (Linear/Conv/RNN/attention matrices), ``bias``, ``embedding``,
+``norm_weight``, ``norm_bias`` (affine parameters of normalization layers), ``other``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from initlab.fans import Fans, Layout, compute_fans, torch_fans
+from initlab.layers.kinds import is_norm
+
+__all__ = [
+    "LAYER_TYPES",
+    "ROLES",
+    "Block",
+    "Role",
+    "Structure",
+    "gate_blocks",
+    "is_hf_conv1d",
+    "is_layer",
+    "parameter_structure",
+]
+
+Role = Literal["weight", "bias", "embedding", "norm_weight", "norm_bias", "other"]
+ROLES: tuple[str, ...] = get_args(Role)
+
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, *_TRANSPOSED)
+#: torch.nn's weight-bearing layer types (besides attention and recurrent layers).
+LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Bilinear, *_CONV)
+
+# Gates of the recurrent layers, in torch's stacking order, with the activation each feeds.
+_GATES: dict[str, tuple[tuple[str, str], ...]] = {
+    "LSTM": (("i", "sigmoid"), ("f", "sigmoid"), ("g", "tanh"), ("o", "sigmoid")),
+    "GRU": (("r", "sigmoid"), ("z", "sigmoid"), ("n", "tanh")),
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    """Rows ``start:stop`` of a stacked weight (or bias) that form one layer of their own.
+
+    Attributes:
+        label: ``q``/``k``/``v`` for attention, the gate letter for recurrent layers.
+        start: first row.
+        stop: one past the last row.
+        activation: the gate's activation (``sigmoid``/``tanh``/``relu``); ``None`` for the
+            attention projections, which feed no elementwise activation.
+        recurrent: a hidden-to-hidden block (``weight_hh``).
+    """
+
+    label: str
+    start: int
+    stop: int
+    activation: str | None = None
+    recurrent: bool = False
+
+
+@dataclass(frozen=True)
+class Structure:
+    """A parameter as its layer uses it.
+
+    Attributes:
+        role: see the module docstring.
+        layout: how the axes of ``fan_shape`` are ordered (see :mod:`initlab.fans`).
+        groups: the layer's groups.
+        fan_shape: the layer's weight shape (also for its bias): what torch's array rule reads.
+        fans: the fans initlab uses (a block's for a stacked weight; ``None`` for roles
+            without fans).
+        blocks: the stacked layers the tensor holds along its first axis (empty if one).
+        note: how these fans differ from torch's array rule, and why.
+        magnitude_of: for a weight norm's magnitude ``g``, the attribute of its direction ``v``.
+    """
+
+    role: Role
+    layout: Layout = "torch"
+    groups: int = 1
+    fan_shape: tuple[int, ...] = ()
+    fans: Fans | None = None
+    blocks: tuple[Block, ...] = ()
+    note: str = ""
+    magnitude_of: str = ""
+
+
+def is_hf_conv1d(module: nn.Module) -> bool:
+    """Hugging Face's GPT-2 ``Conv1D``: weight ``(nx, nf)`` used as ``x @ W``, i.e. (in, out)."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+
+
+def is_layer(module: nn.Module) -> bool:
+    """A module that owns a weight matrix or kernel (embeddings excluded), directly or
+    through a parametrization (weight norm, spectral norm)."""
+    if isinstance(module, nn.Embedding | nn.EmbeddingBag):
+        return False
+    if any(p.dim() >= 2 for p in module.parameters(recurse=False)):
+        return True
+    listing = getattr(module, "parametrizations", None)
+    return isinstance(listing, nn.ModuleDict) and any(p.dim() >= 2 for p in listing.parameters())
+
+
+def gate_blocks(module: nn.Module, rows: int, *, recurrent: bool) -> tuple[Block, ...]:
+    """The gate blocks of a recurrent layer's ``rows``-row weight or bias (LSTM, GRU, RNN)."""
+    kind = type(module).__name__.removesuffix("Cell")
+    plain = (("h", str(getattr(module, "nonlinearity", "tanh"))),)  # RNN: one block
+    gates = _GATES.get(kind, plain)
+    size = rows // len(gates)
+    return tuple(
+        Block(label, i * size, (i + 1) * size, activation, recurrent)
+        for i, (label, activation) in enumerate(gates)
+    )
+
+
+def _conv_layout(module: nn.Module) -> tuple[Layout, int]:
+    groups = int(getattr(module, "groups", 1)) if isinstance(module, _CONV) else 1
+    if isinstance(module, _TRANSPOSED):
+        return "torch_transposed", groups
+    if is_hf_conv1d(module):
+        return "keras", 1
+    return "torch", groups
+
+
+def _layer_fans(module: nn.Module, shape: tuple[int, ...]) -> tuple[Layout, int, Fans, str]:
+    """Layout, groups, fans and note of ``module``'s (full) weight of ``shape``."""
+    layout, groups = _conv_layout(module)
+    notes = []
+    if isinstance(module, nn.Bilinear) and len(shape) == 3:
+        fans = Fans(shape[1] * shape[2], shape[0], 1)
+        notes.append("Bilinear: fan_in in1*in2, fan_out out")
+    else:
+        fans = compute_fans(shape, layout=layout, groups=groups)
+    if isinstance(module, _TRANSPOSED):
+        strides = math.prod(int(s) for s in module.stride)
+        notes.append("transposed conv: weight is (in, out/groups, *k)")
+        if strides > 1:
+            effective = fans.fan_in / strides
+            fan_in = int(effective) if effective.is_integer() else effective
+            fans = Fans(fan_in, fans.fan_out, fans.receptive_field)
+            notes.append(f"fan_in counts the stride {tuple(module.stride)} (taps per output)")
+    elif is_hf_conv1d(module):
+        notes.append("Conv1D stores (in, out)")
+    elif groups > 1:
+        notes.append(f"fan_out counted per group ({groups} groups)")
+    if len(shape) >= 2 and (fans.fan_in, fans.fan_out) != torch_fans(shape):
+        torch_in, torch_out = torch_fans(shape)
+        notes.append(f"torch's array rule would give fan_in {torch_in}, fan_out {torch_out}")
+    return layout, groups, fans, "; ".join(notes)
+
+
+def _blocks(module: nn.Module, attribute: str, rows: int) -> tuple[Block, ...]:
+    if isinstance(module, nn.MultiheadAttention) and attribute.startswith("in_proj_"):
+        size = rows // 3
+        return tuple(Block(label, i * size, (i + 1) * size) for i, label in enumerate("qkv"))
+    if isinstance(module, nn.RNNBase | nn.RNNCellBase) and attribute.split("_")[1] in (
+        "ih",
+        "hh",
+    ):
+        return gate_blocks(module, rows, recurrent=attribute.startswith(("weight_hh", "bias_hh")))
+    return ()
+
+
+def _stacked(module: nn.Module, attribute: str, tensor: torch.Tensor) -> Structure | None:
+    """Attention in_proj and recurrent weights/biases: per-block fans."""
+    blocks = _blocks(module, attribute, int(tensor.shape[0]) if tensor.dim() else 0)
+    if not blocks:
+        return None
+    size = blocks[0].stop - blocks[0].start
+    weight = attribute.replace("bias", "weight") if attribute.startswith("bias") else attribute
+    matrix = getattr(module, weight, None)
+    if not isinstance(matrix, torch.Tensor) or matrix.dim() != 2:
+        return None
+    block_shape = (size, int(matrix.shape[1]))
+    what = "q, k, v" if isinstance(module, nn.MultiheadAttention) else "gate"
+    note = f"fans per {what} block {block_shape}"
+    role: Role = "bias" if attribute.startswith("bias") else "weight"
+    fans = compute_fans(block_shape)
+    return Structure(role, "torch", 1, tuple(matrix.shape), fans, blocks, note)
+
+
+def _role(module: nn.Module, attribute: str, tensor: torch.Tensor) -> Role:
+    if is_norm(module):
+        return "norm_weight" if attribute == "weight" else "norm_bias"
+    if isinstance(module, nn.Embedding | nn.EmbeddingBag) and attribute == "weight":
+        return "embedding"
+    if attribute.startswith("bias") or attribute.endswith("_bias"):
+        return "bias"
+    if tensor.dim() >= 2 and (attribute.startswith("weight") or attribute.endswith("weight")):
+        return "weight"
+    return "other"
+
+
+def _reparametrized(
+    module: nn.Module, attribute: str, tensor: torch.Tensor
+) -> tuple[str, str, str] | None:
+    """For the original of a reparametrized weight: (weight attribute, kind, part)."""
+    if attribute.startswith("parametrizations."):
+        _, weight, original = attribute.split(".", 2)
+        if not parametrize.is_parametrized(module, weight):
+            return None
+        kinds = [type(p).__name__ for p in _parametrizations(module, weight)]
+        if kinds == ["_WeightNorm"]:
+            return weight, "weight norm", "magnitude" if original == "original0" else "direction"
+        return weight, ", ".join(k.lstrip("_") for k in kinds), "original"
+    stem = attribute[:-2]
+    if (
+        attribute.endswith(("_g", "_v"))
+        and hasattr(module, f"{stem}_v")
+        and hasattr(module, f"{stem}_g")
+    ):  # torch.nn.utils.weight_norm, the older hook-based form
+        return stem, "weight norm", "magnitude" if attribute.endswith("_g") else "direction"
+    return None
+
+
+def parameter_structure(module: nn.Module, attribute: str, tensor: torch.Tensor) -> Structure:
+    """The :class:`Structure` of ``module``'s parameter ``attribute`` (its path under the
+    module, e.g. ``weight``, ``in_proj_weight``, ``parametrizations.weight.original1``)."""
+    reparametrized = _reparametrized(module, attribute, tensor)
+    if reparametrized is not None:
+        weight, kind, part = reparametrized
+        if part == "magnitude":
+            direction = (
+                f"parametrizations.{weight}.original1" if "." in attribute else f"{weight}_v"
+            )
+            note = f"{kind}: set to ||v|| per output so that the weight equals v"
+            return Structure("other", note=note, magnitude_of=direction)
+        inner = parameter_structure(module, weight, tensor)
+        note = f"{kind} ({part}): initialized as the layer's weight"
+        if "spectral" in kind.lower():
+            note += "; the layer divides it by its largest singular value"
+        return Structure(
+            "weight", inner.layout, inner.groups, inner.fan_shape, inner.fans, inner.blocks,
+            "; ".join(filter(None, [note, inner.note])),
+        )  # fmt: skip
+    stacked = _stacked(module, attribute, tensor)
+    if stacked is not None:
+        return stacked
+    role = _role(module, attribute, tensor)
+    if role == "weight":
+        layout, groups, fans, note = _layer_fans(module, tuple(tensor.shape))
+        return Structure(role, layout, groups, tuple(tensor.shape), fans, (), note)
+    if role == "bias":
+        sibling = _weight_of(module, attribute)
+        if sibling is not None:
+            layout, groups, fans, _ = _layer_fans(module, tuple(sibling.shape))
+            return Structure(
+                role, layout, groups, tuple(sibling.shape), fans, (), "fans of the layer's weight"
+            )
+    return Structure(role)
+
+
+def _parametrizations(module: nn.Module, weight: str) -> nn.ModuleList:
+    listing = getattr(module.parametrizations, weight)
+    assert isinstance(listing, nn.ModuleList)  # torch's ParametrizationList
+    return listing
+
+
+def _weight_of(module: nn.Module, bias_attribute: str) -> torch.Tensor | None:
+    """The weight a bias belongs to (through a parametrization if the weight has one)."""
+    weight_name = bias_attribute.replace("bias", "weight")
+    if parametrize.is_parametrized(module, weight_name):
+        original = _parametrizations(module, weight_name)
+        tensor = getattr(original, "original", getattr(original, "original1", None))
+    else:
+        tensor = module._parameters.get(weight_name, getattr(module, weight_name + "_v", None))
+    return tensor if isinstance(tensor, torch.Tensor) and tensor.dim() >= 2 else None
