@@ -189,3 +189,31 @@ def test_prelu_gain_comes_from_its_slope() -> None:
     model = nn.Sequential(nn.Linear(32, 32), nn.PReLU(init=0.25), nn.Linear(32, 4))
     row = _row(initlab.Plan().resolve(model), "0.weight")
     assert row.std == pytest.approx(math.sqrt(2 / (1 + 0.25**2)) / math.sqrt(32))
+
+
+# --- the same on the meta device ---------------------------------------------------------------
+class _Structured(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(20, 16)
+        self.lstm = nn.LSTM(16, 16)
+        self.attention = nn.MultiheadAttention(16, 2)
+        self.up = nn.ConvTranspose1d(16, 8, 4, stride=2)
+        self.head = weight_norm(nn.Linear(8, 4))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(self.embed(ids))
+        h, _ = self.attention(h, h, h)
+        return self.head(self.up(h.transpose(1, 2)).transpose(1, 2))
+
+
+def test_materialize_equals_apply_on_structured_layers() -> None:
+    from initlab.scale import materialize
+
+    plan = initlab.Plan()
+    built = materialize(_Structured, plan, seed=4)
+    eager = _Structured()
+    plan.apply(eager, seed=4)
+    for name, value in eager.state_dict().items():
+        assert torch.equal(built.state_dict()[name], value), name
+    assert torch.allclose(built.head.weight, built.head.parametrizations.weight.original1)

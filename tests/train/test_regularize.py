@@ -116,3 +116,21 @@ def test_bad_strengths_are_rejected() -> None:
         Penalty(l2=-1)
     with pytest.raises(ConfigError, match="weight_decay"):
         parameter_groups(_model(), float("nan"))
+
+
+def test_decay_reaches_every_layers_weight_on_real_architectures() -> None:
+    """GPT-2's Conv1D, attention in_proj, recurrent and Bilinear weights are layer weights
+    (decayed); their biases, norms and embeddings are not."""
+    transformers = pytest.importorskip("transformers")
+    gpt = transformers.GPT2Model(
+        transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=16, vocab_size=50)
+    )
+    decay, no_decay = decay_split(gpt)
+    assert "h.0.attn.c_attn.weight" in decay and "h.0.mlp.c_proj.weight" in decay
+    assert {"wte.weight", "h.0.ln_1.weight", "h.0.attn.c_attn.bias"} <= set(no_decay)
+    others = nn.ModuleDict(
+        {"mha": nn.MultiheadAttention(8, 2), "lstm": nn.LSTM(4, 8), "bi": nn.Bilinear(3, 4, 5)}
+    )
+    decay, no_decay = decay_split(others)
+    assert {"mha.in_proj_weight", "lstm.weight_hh_l0", "bi.weight"} <= set(decay)
+    assert {"mha.in_proj_bias", "lstm.bias_ih_l0", "bi.bias"} <= set(no_decay)

@@ -18,6 +18,7 @@ from initlab.layers.kinds import (
     ActivationFamily,
     ActivationKind,
     activation_kind,
+    activation_module,
     is_norm,
     module_activation,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "Role",
     "Structure",
     "activation_kind",
+    "activation_module",
     "gate_blocks",
     "is_hf_conv1d",
     "is_layer",

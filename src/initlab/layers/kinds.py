@@ -28,6 +28,7 @@ whose output does not change when its input is scaled (LLaMA's and T5's RMSNorm 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -43,6 +44,7 @@ __all__ = [
     "ActivationFamily",
     "ActivationKind",
     "activation_kind",
+    "activation_module",
     "is_norm",
     "module_activation",
 ]
@@ -141,14 +143,15 @@ def module_activation(module: nn.Module) -> tuple[str, float | None] | None:
     """``(canonical name, parameter)`` of an activation module, ``None`` for other modules.
 
     The parameter is LeakyReLU's slope, ELU/CELU's alpha, Softplus's beta, PReLU's learned slope
-    (its mean over channels) or RReLU's mean slope ``(lower + upper) / 2``.
+    (its mean over channels; torch's initial 0.25 on the meta device) or RReLU's mean slope ``(lower + upper) / 2``.
 
     Example:
         >>> module_activation(nn.LeakyReLU(0.2))
         ('leaky_relu', 0.2)
     """
     if isinstance(module, nn.PReLU):
-        return "leaky_relu", float(module.weight.detach().float().mean())
+        weight = module.weight.detach()
+        return "leaky_relu", 0.25 if weight.is_meta else float(weight.float().mean())
     if isinstance(module, nn.RReLU):
         return "leaky_relu", (module.lower + module.upper) / 2.0
     type_name = type(module).__name__
@@ -161,6 +164,38 @@ def module_activation(module: nn.Module) -> tuple[str, float | None] | None:
     attribute = _PARAMETER_ATTRIBUTES.get(name)
     param = getattr(module, attribute, None) if attribute else None
     return name, None if param is None else float(param)
+
+
+_MODULES: dict[str, Callable[[], nn.Module]] = {
+    "linear": nn.Identity,
+    "relu": nn.ReLU,
+    "relu6": nn.ReLU6,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "celu": nn.CELU,
+    "selu": nn.SELU,
+    "gelu": nn.GELU,
+    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
+    "silu": nn.SiLU,
+    "mish": nn.Mish,
+    "softplus": nn.Softplus,
+    "hardswish": nn.Hardswish,
+    "hardsigmoid": nn.Hardsigmoid,
+    "hardtanh": nn.Hardtanh,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "softsign": nn.Softsign,
+}
+
+
+def activation_module(name: str) -> nn.Module:
+    """A fresh torch module computing activation ``name`` (any alias; default parameters).
+
+    Example:
+        >>> activation_module("swish")
+        SiLU()
+    """
+    return _MODULES[canonical_activation(name)]()
 
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (

@@ -188,7 +188,11 @@ def _failing_module(error: BaseException) -> str:
 def _allocate(model: nn.Module, device: torch.device, table: Assignments) -> None:
     """Parameters get storage on ``device``; buffers keep the values the build computed."""
     modules = dict(model.named_modules(remove_duplicate=False))
-    kept = [row.name for row in table if row.scheme is None and _is_meta(model, row.name)]
+    kept = [
+        row.name
+        for row in table
+        if row.scheme is None and not row.site.magnitude_of and _is_meta(model, row.name)
+    ]
     if any(is_dtensor(p) for p in model.parameters()):
         lost = _to_empty(model, modules, device)  # FSDP2 allocates its shards in to_empty
     else:

@@ -16,39 +16,24 @@ defaults until a Plan says otherwise.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import nn
 
 from initlab.errors import ConfigError, UnknownNameError, did_you_mean
+from initlab.layers import activation_module
 
-__all__ = ["ACTIVATIONS", "MLP", "BasicBlock", "Norm", "ResNet", "SmallCNN", "activation"]
+__all__ = ["MLP", "BasicBlock", "Norm", "ResNet", "SmallCNN", "activation"]
 
 Norm = Literal["batch", "layer"]
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "selu": nn.SELU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "softplus": nn.Softplus,
-    "linear": nn.Identity,
-}
-_ALIASES = {"swish": "silu", "identity": "linear"}
-
 
 def activation(name: str) -> nn.Module:
-    """A fresh activation module by name (``relu``, ``tanh``, ``gelu``, ``linear``...)."""
-    key = _ALIASES.get(name.lower(), name.lower())
-    if key not in ACTIVATIONS:
-        raise UnknownNameError(did_you_mean("activation", name, [*ACTIVATIONS, *_ALIASES]))
-    return ACTIVATIONS[key]()
+    """A fresh activation module by name (``relu``, ``tanh``, ``gelu``, ``linear``...): any
+    activation :mod:`initlab.layers` knows (see :data:`initlab.gains.ACTIVATIONS`)."""
+    return activation_module(name)
 
 
 def _check_norm(norm: str | None) -> None:
@@ -111,7 +96,7 @@ class MLP(nn.Module):
         out_features: classes or regression targets.
         depth: number of hidden layers (0 gives a linear model).
         width: units per hidden layer.
-        activation: see :data:`ACTIVATIONS`.
+        activation: an activation name (see :func:`activation`).
         dropout: drop probability after every hidden activation.
         norm: ``None``, ``"batch"`` or ``"layer"`` after every hidden linear layer.
     """
@@ -297,7 +282,7 @@ class ResNet(nn.Module):
         num_classes: outputs.
         blocks: basic blocks per stage.
         width: channels of the stem and the first stage.
-        activation: see :data:`ACTIVATIONS`.
+        activation: an activation name (see :func:`activation`).
         norm: batch norm after every conv (``True``) or none.
     """
 

@@ -1,9 +1,11 @@
 """Which parameters are regularized, and how: L1/L2 penalties and decay/no-decay groups.
 
-Both use the plan's rules (:func:`initlab.plan.rule`), so "weights of Linear and Conv layers"
-means the same thing to a Plan, a penalty and the optimizer. The default,
-:data:`DECAY_RULES`, selects role ``weight`` on ``nn.Linear`` and ``nn.Conv*`` /
-``nn.ConvTranspose*`` modules: never biases, normalization parameters or embeddings.
+Both use the plan's rules (:func:`initlab.plan.rule`), so "the layers' weights" means the same
+thing to a Plan, a penalty and the optimizer. The default, :data:`DECAY_RULES`, selects the
+role ``weight`` (:mod:`initlab.layers.structure`): the matrices and kernels of every layer
+(Linear, Conv, ConvTranspose, Bilinear, attention projections, recurrent weights, Hugging Face's
+``Conv1D``, weight-norm directions), never biases, normalization parameters, embeddings or
+other vectors.
 
 Penalties are added to the loss (Keras' convention, strength per :class:`Penalty`):
 
@@ -35,7 +37,6 @@ from initlab.plan.sites import parameter_sites
 
 __all__ = [
     "DECAY_RULES",
-    "DECAY_TYPES",
     "Penalty",
     "PenaltyTerm",
     "as_rules",
@@ -43,16 +44,7 @@ __all__ = [
     "parameter_groups",
 ]
 
-DECAY_TYPES: tuple[type[nn.Module], ...] = (
-    nn.Linear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-)
-DECAY_RULES: tuple[Rule, ...] = (rule(role="weight", types=DECAY_TYPES, scheme="keep"),)
+DECAY_RULES: tuple[Rule, ...] = (rule(role="weight", scheme="keep"),)
 
 
 def as_rules(rules: Rule | Sequence[Rule]) -> tuple[Rule, ...]:
