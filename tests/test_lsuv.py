@@ -1,19 +1,26 @@
 """LSUV: every layer reaches the target variance, measured afresh, on real data; the run is
-reproducible, leaves BatchNorm statistics alone, and fails or warns in words that name things."""
+reproducible, leaves BatchNorm statistics alone, and fails or warns in words that name things.
+Every weight-bearing layer is fitted or listed as skipped with the reason, and "converged"
+claims only what was fitted."""
 
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import parametrizations
 
 from initlab.doctor.probe import ForwardStopped, Probe
 from initlab.errors import ConfigError, InitlabError
-from initlab.lsuv import LsuvLog, lsuv
+from initlab.layers import is_layer
+from initlab.lsuv import LsuvLog, LsuvSkip, lsuv
 
 
 @pytest.fixture(scope="module")
@@ -59,25 +66,34 @@ def weight_layers(model: nn.Module) -> list[str]:
     ]
 
 
-def measured(model: nn.Module, batch: torch.Tensor) -> dict[str, tuple[float, float]]:
-    """(variance, mean) of each layer's output in one fresh forward, with plain hooks."""
+def measured(
+    model: nn.Module, batch: Any, names: list[str] | None = None
+) -> dict[str, tuple[float, float]]:
+    """(variance, mean) of each named module's output at its first call (the first element of
+    a tuple output), in one fresh forward with plain hooks; default: the Linear/Conv layers."""
     found: dict[str, tuple[float, float]] = {}
     modules = dict(model.named_modules())
 
     def recorder(name: str) -> Callable[..., None]:
-        def hook(_module: nn.Module, _inputs: object, out: torch.Tensor) -> None:
+        def hook(_module: nn.Module, _inputs: object, out: Any) -> None:
+            out = out[0] if isinstance(out, tuple) else out
             found.setdefault(name, (out.var(unbiased=False).item(), out.mean().item()))
 
         return hook
 
     handles = [
-        modules[name].register_forward_hook(recorder(name)) for name in weight_layers(model)
+        modules[name].register_forward_hook(recorder(name))
+        for name in (weight_layers(model) if names is None else names)
     ]
     with torch.no_grad():
-        model(batch)
+        model(**batch) if isinstance(batch, dict) else model(batch)
     for handle in handles:
         handle.remove()
     return found
+
+
+def parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in model.named_parameters()}
 
 
 def test_mlp_reaches_unit_variance_on_every_layer(digits: torch.Tensor) -> None:
@@ -152,7 +168,7 @@ def test_reproducible_per_seed(digits: torch.Tensor) -> None:
 def test_nan_in_the_batch_is_an_error_naming_the_input(digits: torch.Tensor) -> None:
     batch = digits[:32].clone()
     batch[3, 5] = float("nan")
-    with pytest.raises(InitlabError, match=r"input batch \(shape \(32, 64\)\).*NaN"):
+    with pytest.raises(InitlabError, match=r"lsuv: batch contains NaN"):
         lsuv(relu_mlp(depth=2), batch)
 
 
@@ -233,9 +249,14 @@ def test_a_layer_the_forward_never_calls_is_reported() -> None:
 
     model = Partial()
     unused = model.unused.weight.clone()
-    with pytest.warns(UserWarning, match=r"layer 'unused' never ran"):
+    with pytest.warns(UserWarning, match=r"layer 'unused' \(Linear\): never ran") as caught:
         log = lsuv(model, torch.randn(32, 8))
+    assert len(caught) == 1
     assert [row.layer for row in log.rows] == ["used"]
+    assert log.skipped == (
+        LsuvSkip("unused", "Linear", "never ran as a module in the forward pass on this batch"),
+    )
+    assert log.converged  # the one fitted layer converged; the skipped one is listed, not hidden
     assert torch.equal(model.unused.weight, unused)
 
 
@@ -248,20 +269,43 @@ def test_settings_out_of_range(option: str, value: float) -> None:
         lsuv(nn.Linear(4, 4), torch.randn(8, 4), **{option: value})
 
 
-def test_batch_must_be_a_tensor() -> None:
-    with pytest.raises(InitlabError, match=r"torch\.Tensor, got list"):
-        lsuv(nn.Linear(4, 4), [[0.0] * 4])  # type: ignore[arg-type]
+def test_batch_must_be_a_tensor_tuple_or_mapping() -> None:
+    with pytest.raises(InitlabError, match=r"batch must be a torch\.Tensor.*got a ndarray"):
+        lsuv(nn.Linear(4, 4), np.zeros((8, 4)))  # type: ignore[arg-type]
+
+
+def test_a_mapping_batch_is_passed_as_keywords() -> None:
+    class Gated(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(8, 16)
+
+        def forward(self, features: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"hidden": self.proj(features) * mask}
+
+    model = Gated()
+    generator = torch.Generator().manual_seed(0)
+    batch = {"features": torch.randn(64, 8, generator=generator), "mask": torch.ones(64, 16)}
+    log = lsuv(model, batch)
+    assert [row.layer for row in log.rows] == ["proj"]
+    assert log.converged
+    (variance, _) = measured(model, batch, ["proj"])["proj"]
+    assert abs(variance - 1.0) < 0.1
 
 
 def test_log_table_and_rows(digits: torch.Tensor) -> None:
     log = lsuv(relu_mlp(depth=3), digits)
     text = str(log)
-    assert text.splitlines()[0].startswith("LSUV: target variance 1 ± 0.1, 3/3 layers converged")
+    assert text.splitlines()[0] == (
+        "LSUV: target variance 1 ± 0.1, max_iter 10: 3 of 3 fitted layers converged; 0 skipped"
+    )
     assert len(text.splitlines()) == 2 + 3
     rows = log.to_rows()
     assert [row["layer"] for row in rows] == ["0", "2", "4"]
+    assert [row["weight"] for row in rows] == ["0.weight", "2.weight", "4.weight"]
     assert set(rows[0]) == {
-        "layer", "kind", "iterations", "initial_var", "final_var", "final_mean", "converged"
+        "layer", "kind", "weight", "iterations", "initial_var", "final_var", "final_mean",
+        "converged",
     }  # fmt: skip
 
 
@@ -275,3 +319,276 @@ def test_probe_stop_early_skips_the_rest_of_the_forward() -> None:
         records = probe.collect()
     assert [record.name for record in records] == ["0"]
     assert ran == []
+
+
+# --- real models: every weight-bearing layer fitted or skipped with its reason ---------------
+def accounted_for(model: nn.Module, log: LsuvLog) -> None:
+    """Every weight-bearing module is a row, a skip, or inside a fitted row's module (the
+    out_proj of a MultiheadAttention, whose weight the row names) or a parametrized one."""
+    fitted = {row.layer for row in log.rows}
+    skipped = {skip.layer for skip in log.skipped}
+    assert not fitted & skipped
+    covering = fitted | skipped
+    for name, module in model.named_modules():
+        if not is_layer(module) or name in covering:
+            continue
+        assert any(name.startswith(f"{outer}.") for outer in covering if outer), name
+    for row in log.rows:
+        owner = row.weight.rsplit(".", 1)[0] if "." in row.weight else ""
+        assert owner == row.layer or owner.startswith(f"{row.layer}."), row
+
+
+def lsuv_recorded(model: nn.Module, batch: Any) -> tuple[LsuvLog, list[str]]:
+    """``lsuv`` and the warnings it gave (all of them its own ``lsuv:`` reports)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log = lsuv(model, batch)
+    messages = [str(item.message) for item in caught]
+    assert all(message.startswith("lsuv: ") for message in messages), messages
+    return log, messages
+
+
+def assert_claims_hold(model: nn.Module, batch: Any, log: LsuvLog) -> None:
+    """Each row claimed converged re-measures within tol (first call, first tuple element)."""
+    stats = measured(model, batch, [row.layer for row in log.rows])
+    for row in log.rows:
+        assert row.converged, row
+        assert abs(stats[row.layer][0] - log.target_var) < log.tol, (row.layer, stats[row.layer])
+
+
+class TokenLSTM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(100, 32)
+        self.lstm = nn.LSTM(32, 64, batch_first=True)
+        self.head = nn.Linear(64, 100)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        hidden, _ = self.lstm(self.embed(tokens))
+        out: torch.Tensor = self.head(hidden)
+        return out
+
+
+def test_lstm_language_model_on_token_ids() -> None:
+    torch.manual_seed(0)
+    model = TokenLSTM()
+    tokens = torch.randint(0, 100, (16, 12), generator=torch.Generator().manual_seed(0))
+    before = parameters(model)
+    log, messages = lsuv_recorded(model, tokens)
+    assert [row.layer for row in log.rows] == ["head"]
+    assert_claims_hold(model, tokens, log)
+    assert log.converged
+    assert [(skip.layer, skip.kind) for skip in log.skipped] == [("lstm", "LSTM")]
+    assert log.skipped[0].reason.startswith("recurrent: its output variance depends")
+    accounted_for(model, log)
+    for name, value in model.named_parameters():  # the embedding and the LSTM: untouched
+        if not name.startswith("head."):
+            assert torch.equal(value, before[name]), name
+    (message,) = messages
+    assert "layer 'lstm' (LSTM): recurrent" in message
+    text = str(log)
+    assert "1 of 1 fitted layers converged; 1 skipped" in text.splitlines()[0]
+    assert "lstm  LSTM  recurrent" in text
+
+
+@pytest.mark.parametrize(
+    ("model", "batch"),
+    [
+        (nn.GRU(8, 8, batch_first=True), torch.randn(4, 5, 8)),
+        (nn.Sequential(nn.ReLU(), nn.Flatten()), torch.randn(4, 5)),
+    ],
+    ids=["only a GRU", "no weight at all"],
+)
+def test_nothing_fitted_is_not_converged(model: nn.Module, batch: torch.Tensor) -> None:
+    log, messages = lsuv_recorded(model, batch)
+    assert log.rows == ()
+    assert not log.converged
+    assert log.summary.endswith("(nothing was fitted)")
+    assert len(messages) == 1
+    assert "no layer was fitted" in messages[0] or "no weight-bearing layer" in messages[0]
+
+
+def test_transformer_encoder_fits_attention_through_out_proj() -> None:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, batch_first=True)
+    model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    batch = torch.randn(8, 16, 64, generator=torch.Generator().manual_seed(0))
+    log, messages = lsuv_recorded(model, batch)
+    assert messages == []  # in particular no false "out_proj never ran"
+    assert log.skipped == ()
+    assert [row.kind for row in log.rows] == ["MultiheadAttention", "Linear", "Linear"] * 2
+    assert log.rows[0].weight == "layers.0.self_attn.out_proj.weight"
+    assert (
+        "(MultiheadAttention rows: the module's output is measured and its out_proj.weight "
+        in (str(log))
+    )
+    assert_claims_hold(model, batch, log)
+    accounted_for(model, log)
+    in_proj = model.layers[0].self_attn.in_proj_weight.detach()
+    for block in in_proj.chunk(3):  # q, k, v each an orthogonal (64, 64) map
+        torch.testing.assert_close(block @ block.T, torch.eye(64), atol=1e-5, rtol=0)
+
+
+class Branches(nn.Module):
+    """A fitted Linear before one layer of each kind LSUV must skip, named by its reason."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.first = nn.Linear(8, 8)
+        self.kind = kind
+        if kind == "weight norm":
+            self.layer: nn.Module = parametrizations.weight_norm(nn.Linear(8, 8))
+        elif kind == "tied":
+            self.layer = nn.Linear(8, 8)
+            self.twin = nn.Linear(8, 8)
+            self.twin.weight = self.layer.weight
+        elif kind == "integer output":
+            self.layer = ArgmaxLinear(8, 8)
+        elif kind == "recurrent cell":
+            self.layer = nn.LSTMCell(8, 8)
+        elif kind == "unknown":
+            self.layer = Scaled()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.first(x))
+        out = self.layer(h)
+        if self.kind == "tied":
+            out = self.twin(torch.tanh(out))
+        tensor: torch.Tensor = out[0] if isinstance(out, tuple) else out
+        return tensor.float()
+
+
+class ArgmaxLinear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).argmax(dim=-1)
+
+
+class Scaled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.ones(8, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.table.sum(dim=0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("weight norm", r"computed from other parameters \(weight norm"),
+        ("tied", r"tied to 'twin'"),
+        ("integer output", r"its output \(a torch.int64 tensor of shape \(64,\)\) holds no float"),
+        ("recurrent cell", r"recurrent: "),
+        ("unknown", r"not known to be linear in one weight \(its parameters: table \(8, 8\)\)"),
+    ],
+)
+def test_a_layer_lsuv_cannot_fit_is_skipped_with_the_reason(kind: str, reason: str) -> None:
+    torch.manual_seed(0)
+    model = Branches(kind)
+    batch = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    before = parameters(model)
+    log, messages = lsuv_recorded(model, batch)
+    assert log.rows[0].layer == "first"
+    assert log.rows[0].converged
+    (skip,) = [skip for skip in log.skipped if skip.layer == "layer"]
+    assert skip.kind == type(model.layer).__name__
+    assert re.search(reason, skip.reason), skip.reason
+    skipped_names = {s.layer for s in log.skipped}
+    for name, value in model.named_parameters():
+        if name.split(".")[0] in skipped_names:
+            assert torch.equal(value, before[name]), name
+    accounted_for(model, log)
+    (message,) = [m for m in messages if "skipped" in m]
+    assert "layer 'layer'" in message
+
+
+def test_bilinear_is_fitted() -> None:
+    class Pair(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.left = nn.Linear(8, 16)
+            self.mix = nn.Bilinear(16, 8, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.mix(torch.relu(self.left(x)), x)
+            return out
+
+    model = Pair()
+    batch = torch.randn(128, 8, generator=torch.Generator().manual_seed(0))
+    log, messages = lsuv_recorded(model, batch)
+    assert messages == []
+    assert [(row.layer, row.kind) for row in log.rows] == [("left", "Linear"), ("mix", "Bilinear")]
+    assert_claims_hold(model, batch, log)
+
+
+def test_a_layer_called_twice_is_fitted_on_its_first_call() -> None:
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = nn.Linear(16, 16)
+            self.head = nn.Linear(16, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.head(self.block(torch.tanh(self.block(x))))
+            return out
+
+    model = Shared()
+    batch = torch.randn(128, 16, generator=torch.Generator().manual_seed(0))
+    log, messages = lsuv_recorded(model, batch)
+    assert messages == []
+    assert [row.layer for row in log.rows] == ["block", "head"]
+    assert_claims_hold(model, batch, log)  # measured() keeps each module's first call
+
+
+def test_measuring_passes_stop_after_the_next_layer() -> None:
+    # Fitting a layer runs the model only up to the layer after it: the last layer runs in
+    # far fewer passes than the first (with full passes the two counts would be equal).
+    model = relu_mlp(depth=8, width=32)
+    calls = {"first": 0, "last": 0}
+    model[0].register_forward_hook(lambda *_: calls.__setitem__("first", calls["first"] + 1))
+    model[14].register_forward_hook(lambda *_: calls.__setitem__("last", calls["last"] + 1))
+    log = lsuv(model, torch.randn(64, 64, generator=torch.Generator().manual_seed(0)))
+    assert len(log.rows) == 8
+    assert log.converged
+    assert calls["first"] >= 8  # one pass per layer at least
+    assert calls["last"] < calls["first"] / 2, calls
+
+
+def tiny_bert() -> tuple[nn.Module, torch.Tensor]:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+        vocab_size=100,
+    )  # fmt: skip
+    tokens = torch.randint(0, 100, (8, 16), generator=torch.Generator().manual_seed(0))
+    return transformers.BertModel(config).eval(), tokens
+
+
+def tiny_vit() -> tuple[nn.Module, torch.Tensor]:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128,
+    )  # fmt: skip
+    images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    return transformers.ViTModel(config).eval(), images
+
+
+@pytest.mark.parametrize(
+    ("build", "skipped"),
+    [(tiny_bert, []), (tiny_vit, ["embeddings"])],
+    ids=["BertModel", "ViTModel"],
+)
+def test_hugging_face_models(
+    build: Callable[[], tuple[nn.Module, torch.Tensor]], skipped: list[str]
+) -> None:
+    # Their outputs are ModelOutput dicts: LSUV measures layers by hooks, so that is fine.
+    torch.manual_seed(0)
+    model, batch = build()
+    log, messages = lsuv_recorded(model, batch)
+    assert [skip.layer for skip in log.skipped] == skipped
+    assert len(messages) == (1 if skipped else 0)
+    assert len(log.rows) >= 13
+    assert log.converged
+    assert_claims_hold(model, batch, log)
+    accounted_for(model, log)

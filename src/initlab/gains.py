@@ -40,6 +40,7 @@ __all__ = [
     "GainKind",
     "calculate_gain",
     "canonical_activation",
+    "find_activation",
     "gain",
     "second_moment_gain",
 ]
@@ -135,6 +136,14 @@ _ALIASES = {
 }
 
 
+def find_activation(name: str) -> str | None:
+    """The canonical name of an activation, ``None`` for a name that is none (no error built:
+    for scanning module classes and function names, most of which are not activations)."""
+    key = str(name).strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    return key if key in ACTIVATIONS else None
+
+
 def canonical_activation(name: str) -> str:
     """The canonical name of an activation: case-insensitive, module names and aliases too.
 
@@ -144,9 +153,8 @@ def canonical_activation(name: str) -> str:
     Raises:
         UnknownNameError: the name is not an activation initlab knows.
     """
-    key = str(name).strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    if key not in ACTIVATIONS:
+    key = find_activation(name)
+    if key is None:
         raise UnknownNameError(did_you_mean("activation", str(name), [*ACTIVATIONS, *_ALIASES]))
     return key
 

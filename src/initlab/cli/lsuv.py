@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -33,14 +34,18 @@ def lsuv_command(
 ) -> None:
     """LSUV (Mishkin & Matas, 2016): orthonormal pre-init, then unit output variance per layer.
 
-    Exit code 0 when every layer converged, 1 when one did not (each is named).
+    Layers LSUV cannot fit (recurrent, tied or parametrized weights, layers that never run)
+    are listed with the reason. Exit code 0 when every fitted layer converged, 1 when one did
+    not (each is named) or when no layer could be fitted.
     """
     from initlab.lsuv import lsuv
 
     if save is not None and save.suffix != ".safetensors":
         raise ConfigError(f"--save writes a .safetensors file, got {str(save)!r}.")
     model, batch = cli.model_and_batch(factory, kwargs, data, input_shape, seed)
-    log = lsuv(model, batch, tol=tol, max_iter=max_iter, center_bias=center_bias, seed=seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log = lsuv(model, batch, tol=tol, max_iter=max_iter, center_bias=center_bias, seed=seed)
     table = Table(title=f"LSUV on {type(model).__name__} ({factory}): target variance "
                   f"{log.target_var:g} ± {log.tol:g}")  # fmt: skip
     for column in ("layer", "kind", "iterations", "initial var", "final var", "converged"):
@@ -54,9 +59,19 @@ def lsuv_command(
             f"{row.final_var:.4g}",
             "yes" if row.converged else Text("NO", "bold red"),
         )
-    cli.console.print(table)
-    done = sum(row.converged for row in log.rows)
-    cli.console.print(f"{done}/{len(log.rows)} layers converged (max_iter {log.max_iter})")
+    if log.rows:
+        cli.console.print(table)
+    if log.skipped:
+        skipped = Table(title="skipped (left as they were)")
+        for column in ("layer", "kind", "reason"):
+            skipped.add_column(column, overflow="fold")
+        for skip in log.skipped:
+            skipped.add_row(skip.layer, skip.kind, skip.reason)
+        cli.console.print(skipped)
+    for warning in caught:
+        if "LsuvLog.skipped" not in str(warning.message):  # the skipped table says it all
+            cli.console.print(Text(f"warning: {warning.message}", "yellow"))
+    cli.console.print(f"{log.summary} (max_iter {log.max_iter})")
     if save is not None:
         from initlab.optional import require
 

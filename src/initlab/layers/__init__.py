@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from initlab.layers.kinds import (
     ACTIVATION_FAMILIES,
+    ACTIVATION_PARAMETERS,
     NORM_TYPES,
     ActivationFamily,
     ActivationKind,
@@ -36,6 +37,7 @@ from initlab.layers.structure import (
 
 __all__ = [
     "ACTIVATION_FAMILIES",
+    "ACTIVATION_PARAMETERS",
     "LAYER_TYPES",
     "NORM_TYPES",
     "ROLES",

@@ -35,11 +35,11 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
-from initlab.errors import InitlabError
-from initlab.gains import canonical_activation, gain
+from initlab.gains import canonical_activation, find_activation, gain
 
 __all__ = [
     "ACTIVATION_FAMILIES",
+    "ACTIVATION_PARAMETERS",
     "NORM_TYPES",
     "ActivationFamily",
     "ActivationKind",
@@ -85,8 +85,8 @@ _SATURATION: dict[str, tuple[float, float]] = {
     "hardsigmoid": (0.01, 0.99),
 }
 
-# The module attribute holding an activation's parameter (the one its functional form takes).
-_PARAMETER_ATTRIBUTES = {
+#: The name of an activation's parameter, as its module attribute and its functional keyword.
+ACTIVATION_PARAMETERS: dict[str, str] = {
     "leaky_relu": "negative_slope",
     "elu": "alpha",
     "celu": "alpha",
@@ -142,8 +142,9 @@ def activation_kind(name: str) -> ActivationKind:
 def module_activation(module: nn.Module) -> tuple[str, float | None] | None:
     """``(canonical name, parameter)`` of an activation module, ``None`` for other modules.
 
-    The parameter is LeakyReLU's slope, ELU/CELU's alpha, Softplus's beta, PReLU's learned slope
-    (its mean over channels; torch's initial 0.25 on the meta device) or RReLU's mean slope ``(lower + upper) / 2``.
+    The parameter is LeakyReLU's slope, ELU/CELU's alpha, Softplus's beta, PReLU's learned
+    slope (its mean over channels; torch's initial 0.25 on the meta device) or RReLU's mean
+    slope ``(lower + upper) / 2``.
 
     Example:
         >>> module_activation(nn.LeakyReLU(0.2))
@@ -157,11 +158,10 @@ def module_activation(module: nn.Module) -> tuple[str, float | None] | None:
     type_name = type(module).__name__
     if type_name == "GELU" and getattr(module, "approximate", "none") == "tanh":
         return "gelu_tanh", None
-    try:
-        name = canonical_activation(type_name)
-    except InitlabError:
+    name = find_activation(type_name)
+    if name is None:
         return None
-    attribute = _PARAMETER_ATTRIBUTES.get(name)
+    attribute = ACTIVATION_PARAMETERS.get(name)
     param = getattr(module, attribute, None) if attribute else None
     return name, None if param is None else float(param)
 

@@ -18,9 +18,10 @@ it never runs as a module). Skipped: recurrent layers (RNN/LSTM/GRU and their ce
 output variance depends on the sequence dynamics), normalization layers, weights computed by a
 parametrization (weight norm), weights tied to another module (a head tied to an embedding),
 modules whose structure LSUV does not know, layers the forward pass never calls, and layers
-whose output is not a floating-point tensor. The batch may be token ids: only the fitted
-layers' outputs are measured, by hooks, so neither the input's nor the model output's type
-matters (a dict or ``ModelOutput`` is fine).
+whose output is not a floating-point tensor. The batch is what the model takes (a tensor,
+token ids too; a tuple for ``model(*batch)``; a mapping for ``model(**batch)``): only the
+fitted layers' outputs are measured, by hooks, so neither the input's nor the model output's
+type matters (a dict or ``ModelOutput`` is fine).
 
 **The method.** First every fitted weight gets an orthonormal init
 (:class:`initlab.schemes.Orthogonal`, drawn from the parameter's own stream

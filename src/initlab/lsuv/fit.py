@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
+from initlab.doctor.model_io import Batch, call_model, check_batch, describe
 from initlab.doctor.probe import ForwardStopped, Probe
 from initlab.errors import ConfigError, InitlabError
 from initlab.lsuv.log import LsuvLog, LsuvRow, LsuvSkip
@@ -23,7 +24,7 @@ _EPS = 1e-8
 
 def lsuv(
     model: nn.Module,
-    batch: torch.Tensor,
+    batch: Batch,
     *,
     tol: float = 0.1,
     max_iter: int = 10,
@@ -32,13 +33,14 @@ def lsuv(
     center_bias: bool = False,
     seed: int = 0,
 ) -> LsuvLog:
-    """Initialize ``model`` in place by LSUV (see the module docstring) and log what it did.
+    """Initialize ``model`` in place by LSUV (see :mod:`initlab.lsuv`) and log what it did.
 
     Args:
-        model: any module; its fitted layers (see the module docstring) are initialized, in
+        model: any module; its fitted layers (see :mod:`initlab.lsuv`) are initialized, in
             the order the forward pass calls them. Other modules are not touched.
-        batch: one input batch on the model's device (a few hundred examples is plenty);
-            token ids are fine.
+        batch: one input batch on the model's device (a few hundred examples is plenty): a
+            tensor (``model(batch)``; token ids are fine), a tuple of inputs
+            (``model(*batch)``) or a mapping of keyword inputs (``model(**batch)``).
         tol: the tolerance on each layer's output variance.
         max_iter: the most rescalings per layer (``0``: pre-init and measure only).
         target_var: the output variance to reach.
@@ -52,8 +54,8 @@ def lsuv(
         the skipped layers by one warning naming them all.
 
     Raises:
-        InitlabError: a batch that is not a tensor or holds NaN/inf, a model that fails on the
-            batch, or a ``tol`` / ``max_iter`` / ``target_var`` out of range.
+        InitlabError: a batch of another form or one holding NaN/inf, a model that fails on
+            the batch, or a ``tol`` / ``max_iter`` / ``target_var`` out of range.
 
     Example:
         >>> model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10))
@@ -62,25 +64,15 @@ def lsuv(
         [1.0, 1.0]
     """
     _check_settings(tol, max_iter, target_var)
-    _check_batch(batch)
+    check_batch(batch, "lsuv")
     saved = {name: value.detach().clone() for name, value in model.named_buffers()}
     messages: list[str] = []
     rows: list[LsuvRow] = []
-    reasons: dict[str, str] = {}
     try:
         with torch.no_grad():
             if any(is_lazy(parameter) for parameter in model.parameters()):
                 _forward(model, batch)  # lazy modules take their shapes from a first call
-            modules = dict(model.named_modules())
-            candidates = _weight_bearing(model, modules)
-            targets: dict[str, Target] = {}
-            owners = _owners(model)
-            for name in candidates:
-                found = _target(name, modules[name], owners)
-                if isinstance(found, str):
-                    reasons[name] = found
-                else:
-                    targets[name] = found
+            candidates, targets, reasons = classify(model)
             calls = _first_calls(model, batch, list(targets))
             for name in targets:
                 if name not in calls:
@@ -105,6 +97,7 @@ def lsuv(
                 rows.append(row)
     finally:
         _restore(model, saved)
+    modules = dict(model.named_modules())
     skipped = tuple(
         LsuvSkip(name, type(modules[name]).__name__, reasons[name])
         for name in candidates
@@ -135,20 +128,6 @@ def _check_settings(tol: float, max_iter: int, target_var: float) -> None:
         )
 
 
-def _check_batch(batch: Any) -> None:
-    if not isinstance(batch, torch.Tensor):
-        raise InitlabError(
-            f"lsuv: batch must be a torch.Tensor, got {type(batch).__name__}. "
-            "Pass one input batch, e.g. next(iter(loader))[0]."
-        )
-    if batch.is_floating_point() and not bool(torch.isfinite(batch).all()):
-        bad = int((~torch.isfinite(batch)).sum())
-        raise InitlabError(
-            f"lsuv: the input batch (shape {tuple(batch.shape)}) holds {bad} NaN/inf "
-            "value(s); clean or impute the data before LSUV."
-        )
-
-
 def _names(names: list[str]) -> str:
     shown = ", ".join(repr(name) for name in names[:5])
     more = f" and {len(names) - 5} more" if len(names) > 5 else ""
@@ -171,20 +150,19 @@ def _skipped_message(skipped: tuple[LsuvSkip, ...], candidates: int, fitted: int
     )
 
 
-def _forward(model: nn.Module, batch: torch.Tensor) -> None:
+def _forward(model: nn.Module, batch: Batch) -> None:
     try:
-        model(batch)
+        call_model(model, batch)
     except ForwardStopped:
         pass
     except Exception as error:
         raise InitlabError(
-            f"lsuv: the model failed on a batch of shape {tuple(batch.shape)}: "
+            f"lsuv: the model failed on the batch ({describe(batch)}): "
             f"{type(error).__name__}: {error}"
         ) from None
 
 
-
-def _first_calls(model: nn.Module, batch: torch.Tensor, names: list[str]) -> dict[str, str]:
+def _first_calls(model: nn.Module, batch: Batch, names: list[str]) -> dict[str, str]:
     """The modules in ``names`` that run, in the order of their first call's end (one
     forward pass), each with :func:`unmeasurable` of its first output."""
     found: dict[str, str] = {}
@@ -208,7 +186,6 @@ def _first_calls(model: nn.Module, batch: torch.Tensor, names: list[str]) -> dic
     return found
 
 
-
 @dataclass(frozen=True)
 class _Output:
     """One layer's output on the batch: mean, std, and whether every value was finite."""
@@ -221,7 +198,7 @@ class _Output:
 _MISSING = _Output(math.nan, math.nan, False)
 
 
-def _measure(model: nn.Module, batch: torch.Tensor, names: list[str]) -> dict[str, _Output]:
+def _measure(model: nn.Module, batch: Batch, names: list[str]) -> dict[str, _Output]:
     """One forward pass, stopped once every layer in ``names`` has run (one host sync); a
     layer called more than once is measured on its first call."""
     found: dict[str, _Output] = {}
@@ -238,7 +215,7 @@ def _measure(model: nn.Module, batch: torch.Tensor, names: list[str]) -> dict[st
 
 def _fit_layer(
     model: nn.Module,
-    batch: torch.Tensor,
+    batch: Batch,
     target: Target,
     following: list[str],
     known: dict[str, _Output],

@@ -116,6 +116,12 @@ class LsuvLog:
                     f"{row.initial_var:>11.4g}  {row.final_var:>9.4g}  "
                     f"{row.final_mean:>10.3g}  {'yes' if row.converged else 'NO':>9}"
                 )
+            own = {(row.kind, row.weight.removeprefix(f"{row.layer}.")) for row in self.rows}
+            lines.extend(
+                f"({kind} rows: the module's output is measured and its {weight} rescaled)"
+                for kind, weight in sorted(own)
+                if weight != "weight"
+            )
         if self.skipped:
             width = max(len(skip.layer) for skip in self.skipped)
             kind_width = max(len(skip.kind) for skip in self.skipped)

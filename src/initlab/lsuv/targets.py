@@ -1,9 +1,9 @@
 """Which layers LSUV fits, why it leaves the others, and the orthonormal pre-init.
 
-A weight-bearing module (:func:`initlab.plan.activations.layer_names`: one owning a parameter
-of two or more dimensions, embeddings aside) is a :class:`Target` when LSUV can measure its
-output and that output is linear in one weight; otherwise the reason, in plain words, is what
-the log shows for it.
+A weight-bearing module (:func:`initlab.layers.is_layer`: one owning a parameter of two or more
+dimensions, directly or through a parametrization, embeddings aside) is a :class:`Target` when
+LSUV can measure its output and that output is linear in one weight; otherwise the reason, in
+plain words, is what the log shows for it.
 """
 
 from __future__ import annotations
@@ -15,23 +15,16 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from initlab.layers import is_norm
-from initlab.plan.activations import layer_names
+from initlab.doctor.model_io import describe, first_floating_tensor
+from initlab.layers import LAYER_TYPES, is_hf_conv1d, is_layer, is_norm, parameter_structure
 from initlab.rng import parameter_generator
 from initlab.schemes.structured import Orthogonal
 
 __all__ = ["LSUV_LAYER_TYPES", "NEVER_RAN", "Target", "classify", "orthonormal", "unmeasurable"]
 
-LSUV_LAYER_TYPES: tuple[type[nn.Module], ...] = (
-    nn.Linear,
-    nn.Bilinear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-)
+#: The module types whose output is linear in their own ``weight`` (MultiheadAttention, linear
+#: in its out_proj's weight, and Hugging Face's Conv1D are fitted beside them).
+LSUV_LAYER_TYPES: tuple[type[nn.Module], ...] = LAYER_TYPES
 NEVER_RAN = "never ran as a module in the forward pass on this batch"
 _RECURRENT = (
     "recurrent: its output variance depends on the sequence dynamics; LSUV's per-layer "
@@ -45,14 +38,21 @@ _PARAMETRIZED = (
 )
 
 
-
 def _qualified(name: str, attribute: str) -> str:
     return f"{name}.{attribute}" if name else attribute
 
 
 @dataclass(frozen=True)
 class Target:
-    """A layer LSUV fits: the module whose output it measures and the weight it rescales."""
+    """A layer LSUV fits: the module whose output it measures and the weight it rescales.
+
+    Attributes:
+        name: the module's qualified name.
+        module: the module.
+        weight_name: the qualified name of the weight its output is linear in.
+        weight: that weight.
+        bias: the bias added after it (``None`` without one).
+    """
 
     name: str
     module: nn.Module
@@ -61,50 +61,47 @@ class Target:
     bias: torch.Tensor | None
 
 
-def _weight_bearing(model: nn.Module, modules: dict[str, nn.Module]) -> list[str]:
-    """The layers every one of which the log accounts for, in module order.
+def classify(model: nn.Module) -> tuple[list[str], dict[str, Target], dict[str, str]]:
+    """Every weight-bearing layer of ``model`` in module order, the ones LSUV fits, and the
+    reason for each of the others (before running anything).
 
-    A parametrized module's parameters live in its ``parametrizations`` child: the module
-    itself stands for them. The children of a MultiheadAttention are covered by it.
+    A parametrized module stands for the parameters its ``parametrizations`` child holds; a
+    MultiheadAttention covers its ``out_proj``.
     """
-    names: list[str] = []
-    for name in layer_names(model):
-        parts = name.split(".")
-        if "parametrizations" in parts:
-            owner = ".".join(parts[: parts.index("parametrizations")])
-            if parametrize.is_parametrized(modules[owner]):
-                name = owner
-        if name not in names:
-            names.append(name)
-    composites = [name for name in names if isinstance(modules[name], nn.MultiheadAttention)]
-    prefixes = tuple(f"{name}." if name else "" for name in composites)
-    return [
-        name
-        for name in names
-        if name in composites or not (prefixes and name.startswith(prefixes))
-    ]
+    modules = dict(model.named_modules())
+    inner: set[int] = set()  # torch's ParametrizationLists and MHA's children
+    for module in modules.values():
+        if parametrize.is_parametrized(module):
+            inner.update(id(child) for child in module.parametrizations.modules())
+        elif isinstance(module, nn.MultiheadAttention):
+            inner.update(id(child) for child in module.modules() if child is not module)
+    names = [name for name, module in modules.items() if id(module) not in inner]
+    names = [name for name in names if is_layer(modules[name])]
+    holders = _holders(model)
+    targets: dict[str, Target] = {}
+    reasons: dict[str, str] = {}
+    for name in names:
+        found = _target(name, modules[name], holders)
+        if isinstance(found, Target):
+            targets[name] = found
+        else:
+            reasons[name] = found
+    return names, targets, reasons
 
 
-def _owners(model: nn.Module) -> dict[int, list[tuple[str, nn.Module]]]:
+def _holders(model: nn.Module) -> dict[int, list[tuple[str, nn.Module]]]:
     """For each parameter (by id), the modules holding it directly, with a name of each."""
-    owners: dict[int, list[tuple[str, nn.Module]]] = {}
+    holders: dict[int, list[tuple[str, nn.Module]]] = {}
     for name, module in model.named_modules(remove_duplicate=False):
         for parameter in module.parameters(recurse=False):
-            held = owners.setdefault(id(parameter), [])
+            held = holders.setdefault(id(parameter), [])
             if all(other is not module for _, other in held):
                 held.append((name, module))
-    return owners
-
-
-def _is_hf_conv1d(module: nn.Module) -> bool:
-    """Hugging Face's ``Conv1D`` (GPT-2): ``x @ weight + bias``, a Linear with its weight
-    transposed."""
-    kind = type(module)
-    return kind.__name__ == "Conv1D" and kind.__module__.startswith("transformers.")
+    return holders
 
 
 def _target(
-    name: str, module: nn.Module, owners: dict[int, list[tuple[str, nn.Module]]]
+    name: str, module: nn.Module, holders: dict[int, list[tuple[str, nn.Module]]]
 ) -> Target | str:
     """What LSUV fits for this module, or why it cannot fit it."""
     if isinstance(module, nn.RNNBase | nn.RNNCellBase):
@@ -115,7 +112,7 @@ def _target(
     attribute = "weight"
     if isinstance(module, nn.MultiheadAttention):
         owner, attribute = module.out_proj, "out_proj.weight"
-    elif not (isinstance(module, LSUV_LAYER_TYPES) or _is_hf_conv1d(module)):
+    elif not (isinstance(module, LSUV_LAYER_TYPES) or is_hf_conv1d(module)):
         own = ", ".join(
             f"{key} {tuple(parameter.shape)}"
             for key, parameter in module.named_parameters(recurse=False)
@@ -123,12 +120,13 @@ def _target(
         )
         return (
             f"its output is not known to be linear in one weight (its parameters: {own}); "
-            "LSUV fits Linear, Conv, ConvTranspose, Bilinear and MultiheadAttention layers"
+            "LSUV fits Linear, Conv, ConvTranspose, Bilinear, HF Conv1D and "
+            "MultiheadAttention layers"
         )
     weight = getattr(owner, "weight", None)
     if not isinstance(weight, nn.Parameter):
         return _PARAMETRIZED
-    others = [other for other, holder in owners.get(id(weight), []) if holder is not owner]
+    others = [other for other, holder in holders.get(id(weight), []) if holder is not owner]
     if others:
         return (
             f"its weight is tied to {others[0]!r} (shared weights): rescaling it would rescale "
@@ -141,25 +139,21 @@ def _target(
     )  # fmt: skip
 
 
-def _first_output(output: Any) -> torch.Tensor | None:
-    """The tensor a probe measures: the output, or the first element of a tuple or list."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, tuple | list) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    return None
-
-
 def unmeasurable(output: Any) -> str:
-    """Why LSUV cannot measure this output; empty when it can."""
-    tensor = _first_output(output)
+    """Why LSUV cannot measure this output; empty when it can. What is measured is what
+    :class:`~initlab.doctor.Probe` reads: the output's first floating-point tensor
+    (:func:`~initlab.doctor.model_io.first_floating_tensor`; MultiheadAttention's attention
+    output, the first element of its tuple)."""
+    tensor = first_floating_tensor(output)
     if tensor is None:
         return (
-            f"its output is a {type(output).__name__}, not a tensor or a tuple starting with "
-            "one, so LSUV cannot measure it"
+            f"its output ({describe(output)}) holds no floating-point tensor, so LSUV cannot "
+            "measure it"
         )
-    if not tensor.is_floating_point():
-        return f"its output is a {tensor.dtype} tensor, so LSUV cannot measure its variance"
+    if tensor.layout != torch.strided or tensor.is_nested:
+        return "its output is a nested or sparse tensor, which LSUV cannot measure"
+    if tensor.numel() == 0:
+        return "its output is empty on this batch"
     return ""
 
 
@@ -177,8 +171,8 @@ def orthonormal(target: Target, seed: int) -> None:
         if stacked is not None:
             name = _qualified(target.name, "in_proj_weight")
             generator = parameter_generator(seed, name, stacked.device)
-            for block in stacked.chunk(3):
-                Orthogonal().fill_(block, generator)
+            for block in parameter_structure(module, "in_proj_weight", stacked).blocks:
+                Orthogonal().fill_(stacked[block.start : block.stop], generator)
         else:
             for attribute in ("q_proj_weight", "k_proj_weight", "v_proj_weight"):
                 weight = getattr(module, attribute)
@@ -188,4 +182,3 @@ def orthonormal(target: Target, seed: int) -> None:
     _fill_orthogonal(target.weight, target.weight_name, seed)
     if target.bias is not None:
         target.bias.zero_()
-

@@ -1,84 +1,57 @@
 """Which nonlinearity follows each layer, so "auto" can pick He, LeCun or Xavier.
 
 First choice: a ``torch.fx`` symbolic trace. From each layer's call, the data flow is followed
-through shape-only and normalizing steps (dropout, norms, pooling, flatten/view, residual adds)
-to the first activation: ``nn.ReLU``-style modules, ``F.relu`` / ``torch.tanh`` calls and
-``x.relu()`` methods all count. A layer that reaches another layer, or the output, first is
-followed by ``linear``.
+through shape-only and normalizing steps (dropout, norms, pooling, flatten/view, residual adds;
+see :mod:`initlab.plan.dataflow`) to the first activation: ``nn.ReLU``-style modules,
+``F.relu`` / ``torch.tanh`` calls and ``x.relu()`` methods all count. A layer that reaches
+another layer, or the output, first is followed by ``linear``.
 
-Layers are leaves of the trace, so a custom layer class (GPT-2's ``Conv1D``) is seen as one call.
-When the whole model does not trace (data-dependent control flow, unsupported ops), its largest
-submodules that do trace are traced one by one (a transformer's MLP block usually does, while its
-attention does not); what is still unknown falls back to module order: the first activation
-*module* registered after the layer and before the next layer. Functional activations are
-invisible to that; the table says which method was used, and why.
+Layers, activation modules and norms are leaves of the trace, so a custom layer class (GPT-2's
+``Conv1D``) or norm class (LLaMA's ``RMSNorm``) is seen as one call. When the whole model does
+not trace (data-dependent control flow, unsupported constructs):
+
+* with an ``example`` input, the model runs once on it and every call is recorded in the order
+  it runs, functional ones included (:mod:`initlab.plan.recording`): source ``"recorded"``;
+* without one (or for a layer the run never reached), its largest submodules that do trace are
+  traced one by one (a transformer's MLP block usually does, while its attention does not), and
+  what is still unknown falls back to module order: the first activation *module* registered
+  after the layer and before the next layer. Functional activations are invisible to that.
+
+Each layer's :class:`Activation` says which method found it; the map says which were used and,
+in plain words, why the whole-model trace failed.
 """
 
 from __future__ import annotations
 
-import operator
+import warnings
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import fx, nn
 
-from initlab.errors import InitlabError
-from initlab.gains import canonical_activation
-
-__all__ = ["Activation", "ActivationMap", "detect_activations", "layer_names"]
-
-_TRANSPARENT_MODULES: tuple[type[nn.Module], ...] = (
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.Dropout3d,
-    nn.AlphaDropout,
-    nn.Identity,
-    nn.Flatten,
-    nn.Unflatten,
-    nn.modules.batchnorm._NormBase,
-    nn.LayerNorm,
-    nn.GroupNorm,
-    nn.RMSNorm,
-    nn.modules.pooling._MaxPoolNd,
-    nn.modules.pooling._AvgPoolNd,
-    nn.modules.pooling._AdaptiveAvgPoolNd,
-    nn.modules.pooling._AdaptiveMaxPoolNd,
+from initlab.errors import ConfigError
+from initlab.plan.dataflow import (
+    Found,
+    Roles,
+    call_activation,
+    call_name,
+    layer_names,
+    passes_through,
 )
-_TRANSPARENT_CALLS = {
-    "dropout",
-    "flatten",
-    "view",
-    "reshape",
-    "permute",
-    "transpose",
-    "contiguous",
-    "getitem",
-    "add",
-    "iadd",
-    "cat",
-    "squeeze",
-    "unsqueeze",
-    "max_pool1d",
-    "max_pool2d",
-    "max_pool3d",
-    "avg_pool1d",
-    "avg_pool2d",
-    "avg_pool3d",
-    "adaptive_avg_pool1d",
-    "adaptive_avg_pool2d",
-    "adaptive_max_pool2d",
-    "batch_norm",
-    "layer_norm",
-    "group_norm",
-}
-_PARAMETER_NAMES = {
-    "leaky_relu": "negative_slope",
-    "elu": "alpha",
-    "celu": "alpha",
-    "softplus": "beta",
-}
+from initlab.plan.recording import record_activations
+
+__all__ = [
+    "Activation",
+    "ActivationMap",
+    "detect_activations",
+    "layer_names",
+    "untraceable_reason",
+]
+
+_LINEAR: Found = ("linear", None)
 
 
 @dataclass(frozen=True)
@@ -88,7 +61,8 @@ class Activation:
     Attributes:
         name: canonical activation name (see :func:`initlab.gains.canonical_activation`).
         param: its parameter (leaky slope, ELU alpha, softplus beta), if any.
-        source: ``"fx"``, ``"fx, per submodule"`` or ``"module order"``.
+        source: how it was found: ``"fx"``, ``"fx, per submodule"``, ``"recorded"`` or
+            ``"module order"``.
     """
 
     name: str
@@ -102,7 +76,15 @@ class Activation:
 
 @dataclass(frozen=True)
 class ActivationMap:
-    """Activation after each layer, by the layer's qualified module name."""
+    """Activation after each layer, by the layer's qualified module name.
+
+    Attributes:
+        by_layer: the activation after each layer.
+        method: the methods used, first choice first: ``"fx"``, ``"recorded"``,
+            ``"recorded, else fx per submodule, else module order"``,
+            ``"fx per submodule, else module order"`` or ``"module order"``.
+        fallback_reason: why the whole model did not trace, in plain words (``""`` if it did).
+    """
 
     by_layer: dict[str, Activation]
     method: str
@@ -113,61 +95,58 @@ class ActivationMap:
         return self.by_layer.get(module_name)
 
 
-def _module_activation(module: nn.Module) -> tuple[str, float | None] | None:
-    type_name = type(module).__name__
-    if type_name == "GELU" and getattr(module, "approximate", "none") == "tanh":
-        return "gelu_tanh", None
-    try:
-        name = canonical_activation(type_name)
-    except InitlabError:
-        return None
-    attribute = _PARAMETER_NAMES.get(name)
-    param = getattr(module, attribute, None) if attribute else None
-    return name, None if param is None else float(param)
+# Why torch.fx failed, in words a user can act on: (part of fx's message, sentence). Never the
+# raw exception text, which names fx internals (Proxy, co_varnames) the user never wrote.
+_UNTRACEABLE_REASONS: tuple[tuple[str, str], ...] = (
+    (
+        "cannot be used as inputs to control flow",
+        "the forward pass has Python control flow that depends on the data, which torch.fx "
+        "cannot trace",
+    ),
+    (
+        "cannot be iterated",
+        "the forward pass loops over or unpacks a tensor, which torch.fx cannot trace",
+    ),
+    (
+        "'len' is not supported",
+        "the forward pass takes len() of a tensor, which torch.fx cannot trace",
+    ),
+    (
+        "does not support item assignment",
+        "the forward pass assigns into a tensor by index, which torch.fx cannot trace",
+    ),
+)
+_HUGGING_FACE_REASON = (
+    "torch.fx cannot trace this model's forward (Hugging Face models use constructs it does "
+    "not support)"
+)
+_GENERIC_REASON = "torch.fx cannot trace this model's forward pass"
+_EXAMPLE_FAILED = "and the model could not be run on the example"
 
 
-def _call_name(target: Any) -> str:
-    if isinstance(target, str):
-        return target.rstrip("_")
-    if target in (operator.add, operator.iadd, operator.getitem):
-        return str(target.__name__).strip("_")
-    return str(getattr(target, "__name__", "")).rstrip("_")
+def untraceable_reason(model: nn.Module, error: BaseException) -> str:
+    """Why ``torch.fx`` could not trace ``model``, as a plain sentence (no exception text).
 
-
-def _call_activation(node: fx.Node) -> tuple[str, float | None] | None:
-    name = _call_name(node.target)
-    if name == "gelu" and node.kwargs.get("approximate") == "tanh":
-        return "gelu_tanh", None
-    try:
-        canonical = canonical_activation(name)
-    except InitlabError:
-        return None
-    if canonical == "linear":
-        return None
-    attribute = _PARAMETER_NAMES.get(canonical)
-    param = node.kwargs.get(attribute) if attribute else None
-    if attribute and param is None and len(node.args) > 1:
-        param = node.args[1]
-    return canonical, float(param) if isinstance(param, int | float) else None
-
-
-def layer_names(model: nn.Module) -> list[str]:
-    """Modules that own a weight matrix or kernel directly (the layers an activation follows)."""
-    names = []
-    for name, module in model.named_modules():
-        if any(p.dim() >= 2 for p in module.parameters(recurse=False)) and not isinstance(
-            module, nn.Embedding | nn.EmbeddingBag
-        ):
-            names.append(name)
-    return names
+    Example:
+        >>> untraceable_reason(nn.Linear(2, 2), RuntimeError("'len' is not supported ..."))
+        'the forward pass takes len() of a tensor, which torch.fx cannot trace'
+    """
+    if any(type(module).__module__.startswith("transformers.") for module in model.modules()):
+        return _HUGGING_FACE_REASON
+    message = str(error)
+    for part, sentence in _UNTRACEABLE_REASONS:
+        if part in message:
+            return sentence
+    return _GENERIC_REASON
 
 
 def _follow(
     start: fx.Node,
     modules: dict[str, nn.Module],
     layers: set[str],
-    at_output: tuple[str, Any] | None = ("linear", None),
-) -> tuple[str, Any] | None:
+    roles: Roles,
+    at_output: Found | None = _LINEAR,
+) -> Found | None:
     """The activation the data flow from ``start`` reaches first; ``at_output`` when it leaves
     the traced graph through its output first (``None``: unknown, for a traced submodule)."""
     queue: deque[fx.Node] = deque(start.users)
@@ -179,58 +158,60 @@ def _follow(
         seen.add(node)
         if node.op == "call_module":
             module = modules[str(node.target)]
-            found = _module_activation(module)
+            found = roles.activation(module)
             if found:
                 return found
             if str(node.target) in layers:
-                return "linear", None
-            if isinstance(module, _TRANSPARENT_MODULES):
+                return _LINEAR
+            if roles.passes_through(module):
                 queue.extend(node.users)
         elif node.op in ("call_function", "call_method"):
-            found = _call_activation(node)
+            name = call_name(node.target)
+            found = call_activation(name, node.args, node.kwargs)
             if found:
                 return found
-            if _call_name(node.target) in _TRANSPARENT_CALLS:
+            if passes_through(name, len(node.all_input_nodes)):
                 queue.extend(node.users)
         elif node.op == "output":
             return at_output
-    return "linear", None
+    return _LINEAR
 
 
 class _LayerTracer(fx.Tracer):
-    """fx's tracer, with every layer and every known activation module a leaf: a custom class
-    (GPT-2's ``Conv1D``, Hugging Face's ``NewGELUActivation``) is one node of the graph instead
-    of the ops inside it."""
+    """fx's tracer, with every layer, known activation module and norm a leaf: a custom class
+    (GPT-2's ``Conv1D``, Hugging Face's ``NewGELUActivation``, LLaMA's ``RMSNorm``) is one node
+    of the graph instead of the ops inside it."""
 
-    def __init__(self, layers: set[str]) -> None:
+    def __init__(self, layers: set[str], roles: Roles) -> None:
         super().__init__()
         self.layers = layers
+        self.roles = roles
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        known_activation = _module_activation(module) is not None  # e.g. HF's NewGELU
         return (
             qualified_name in self.layers
-            or known_activation
+            or id(module) in self.roles.pass_through
+            or self.roles.activation(module) is not None  # e.g. HF's NewGELUActivation
             or super().is_leaf_module(module, qualified_name)
         )
 
 
 def _trace(
-    module: nn.Module, layers: set[str], at_output: tuple[str, Any] | None, source: str
+    module: nn.Module, layers: set[str], roles: Roles, at_output: Found | None, source: str
 ) -> tuple[dict[str, Activation], set[str]]:
     """fx-trace ``module`` (layer names relative to it) and follow each layer's output.
 
     Returns the layers decided, and those whose output leaves the graph first (with
     ``at_output=None``; else they are decided as ``at_output``).
     """
-    graph = _LayerTracer(layers).trace(module)
+    graph = _LayerTracer(layers, roles).trace(module)
     modules = dict(module.named_modules())
     found: dict[str, Activation] = {}
     leaving: set[str] = set()
     for node in graph.nodes:
         target = str(node.target)
         if node.op == "call_module" and target in layers and target not in found:
-            result = _follow(node, modules, layers, at_output)
+            result = _follow(node, modules, layers, roles, at_output)
             if result is None:
                 leaving.add(target)
             else:
@@ -239,12 +220,8 @@ def _trace(
     return found, leaving
 
 
-def _by_tracing(model: nn.Module, layers: list[str]) -> dict[str, Activation]:
-    return _trace(model, set(layers), ("linear", None), "fx")[0]
-
-
 def _by_submodule_tracing(
-    model: nn.Module, layers: list[str]
+    model: nn.Module, roles: Roles
 ) -> tuple[dict[str, Activation], dict[str, str]]:
     """Trace the largest submodules that trace, when the whole model does not.
 
@@ -259,9 +236,9 @@ def _by_submodule_tracing(
         children = list(module.named_children())
         if not children:
             return
-        local = {name[len(prefix) :] for name in layers if name.startswith(prefix)}
+        local = {name[len(prefix) :] for name in roles.layers if name.startswith(prefix)}
         try:
-            traced, left = _trace(module, local, None, "fx, per submodule")
+            traced, left = _trace(module, local, roles, None, "fx, per submodule")
         except Exception:  # fx raises many kinds of errors on untraceable code
             for name, child in children:
                 visit(child, f"{prefix}{name}.")
@@ -273,7 +250,7 @@ def _by_submodule_tracing(
     return found, leaving
 
 
-def _after_submodule(model: nn.Module, layers: set[str], submodule: str) -> Activation:
+def _after_submodule(model: nn.Module, roles: Roles, submodule: str) -> Activation:
     """Module order from the end of ``submodule``: the first activation module registered
     after all of it, unless a layer comes first."""
     inside = False
@@ -283,16 +260,16 @@ def _after_submodule(model: nn.Module, layers: set[str], submodule: str) -> Acti
             continue
         if not inside:
             continue
-        if name in layers:
+        if name in roles.layers:
             break
-        activation = _module_activation(module) if not list(module.children()) else None
+        activation = roles.activation(module) if not list(module.children()) else None
         if activation:
             return Activation(*activation, "module order")
     return Activation("linear", None, "module order")
 
 
-def _by_module_order(model: nn.Module, layers: list[str]) -> dict[str, Activation]:
-    layer_set = set(layers)
+def _by_module_order(model: nn.Module, roles: Roles) -> dict[str, Activation]:
+    layer_set = set(roles.layers)
     found: dict[str, Activation] = {}
     pending: list[str] = []
     for name, module in model.named_modules():
@@ -301,7 +278,7 @@ def _by_module_order(model: nn.Module, layers: list[str]) -> dict[str, Activatio
                 found[layer] = Activation("linear", None, "module order")
             pending = [name]
             continue
-        activation = _module_activation(module) if not list(module.children()) else None
+        activation = roles.activation(module) if not list(module.children()) else None
         if activation and pending:
             for layer in pending:
                 found[layer] = Activation(*activation, "module order")
@@ -311,21 +288,96 @@ def _by_module_order(model: nn.Module, layers: list[str]) -> dict[str, Activatio
     return found
 
 
-def detect_activations(model: nn.Module) -> ActivationMap:
-    """The activation following every layer of ``model`` (fx trace, else module order)."""
-    layers = layer_names(model)
-    fallback = _by_module_order(model, layers)
+def _without_an_example(model: nn.Module, roles: Roles) -> tuple[dict[str, Activation], str]:
+    """fx per submodule, else module order: what needs nothing but the model."""
+    fallback = _by_module_order(model, roles)
+    partial, leaving = _by_submodule_tracing(model, roles)
+    if not partial:
+        return fallback, "module order"
+    for name, submodule in leaving.items():
+        partial[name] = _after_submodule(model, roles, submodule)
+    merged = {name: partial.get(name, fallback[name]) for name in roles.layers}
+    return merged, "fx per submodule, else module order"
+
+
+def _check_example(example: Any) -> None:
+    if example is None or isinstance(example, torch.Tensor | list | tuple | Mapping):
+        return
+    raise ConfigError(
+        "example must be an input batch: a tensor, a tuple or list of inputs (model(*example)) "
+        f"or a mapping of keyword inputs (model(**example)); got {type(example).__name__}. "
+        "Pass what the model's forward takes, e.g. example=torch.randn(8, 3, 32, 32)."
+    )
+
+
+def _untraced(model: nn.Module, roles: Roles, example: Any, reason: str) -> ActivationMap:
+    """The model does not trace as a whole: record a pass on ``example``, else trace parts."""
+    recorded: dict[str, Activation] = {}
+    if example is not None:
+        try:
+            found = record_activations(model, example, roles)
+        except Exception as error:  # the model's own error on this input, of any kind
+            first_line = str(error).splitlines()[0] if str(error) else ""
+            warnings.warn(
+                "initlab could not run the model on the example to find its activations "
+                f"({type(error).__name__}: {first_line}); found them without it. Pass an input "
+                "the model's forward accepts as `example`.",
+                stacklevel=3,
+            )
+            reason = f"{reason}, {_EXAMPLE_FAILED}"
+        else:
+            recorded = {
+                name: Activation(*found[name], "recorded")
+                for name in roles.layers
+                if name in found
+            }
+            if len(recorded) == len(roles.layers):
+                return ActivationMap(recorded, "recorded", reason)
+    rest, method = _without_an_example(model, roles)
+    if recorded:
+        method = f"recorded, else {method}"
+    merged = {name: recorded.get(name, rest[name]) for name in roles.layers}
+    return ActivationMap(merged, method, reason)
+
+
+def detect_activations(model: nn.Module, *, example: Any = None) -> ActivationMap:
+    """The activation following every layer of ``model``, and how each was found.
+
+    A whole-model ``torch.fx`` trace first. When the model does not trace: a recorded forward
+    pass on ``example`` if one is given (it sees functional activations and every call as it
+    runs), then fx per submodule, then module order, for the layers still unknown (see the
+    module docstring).
+
+    Args:
+        model: any ``nn.Module``.
+        example: an input batch, used only when fx cannot trace the whole model: a tensor
+            (``model(example)``), a tuple or list of inputs (``model(*example)``) or a mapping
+            of keyword inputs (``model(**example)``). The model runs on it once under
+            ``torch.no_grad()`` and is left exactly as it was (buffers, train/eval mode, the
+            global random streams).
+
+    Returns:
+        The :class:`ActivationMap`; its ``fallback_reason`` says in plain words why the whole
+        model did not trace.
+
+    Raises:
+        ConfigError: ``example`` is none of the forms above.
+
+    Warns:
+        UserWarning: the model raised on ``example``; the activations are then found without it.
+
+    Example:
+        >>> found = detect_activations(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)))
+        >>> found.method, found.by_layer["0"].name, found.by_layer["2"].name
+        ('fx', 'relu', 'linear')
+    """
+    _check_example(example)
+    roles = Roles.of(model)
     try:
-        traced = _by_tracing(model, layers)
+        traced = _trace(model, set(roles.layers), roles, _LINEAR, "fx")[0]
     except Exception as error:  # fx raises many kinds of errors on untraceable models
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        partial, leaving = _by_submodule_tracing(model, layers)
-        if not partial:
-            return ActivationMap(fallback, "module order", reason[:200])
-        layer_set = set(layers)
-        for name, submodule in leaving.items():
-            partial[name] = _after_submodule(model, layer_set, submodule)
-        merged = {name: partial.get(name, fallback[name]) for name in layers}
-        return ActivationMap(merged, "fx per submodule, else module order", reason[:200])
-    merged = {name: traced.get(name, fallback[name]) for name in layers}
-    return ActivationMap(merged, "fx")
+        return _untraced(model, roles, example, untraceable_reason(model, error))
+    if len(traced) < len(roles.layers):  # layers the graph never calls: module order
+        fallback = _by_module_order(model, roles)
+        traced = {name: traced.get(name, fallback[name]) for name in roles.layers}
+    return ActivationMap({name: traced[name] for name in roles.layers}, "fx")

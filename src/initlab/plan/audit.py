@@ -19,20 +19,29 @@ __all__ = ["Audit", "audit", "init_model"]
 
 
 def init_model(
-    model: nn.Module, plan: str | Plan = "auto", seed: int = 0, **options: Any
+    model: nn.Module,
+    plan: str | Plan = "auto",
+    seed: int = 0,
+    *,
+    example: Any = None,
+    **options: Any,
 ) -> Assignments:
     """Initialize ``model`` with a preset name, ``"auto"``, or a :class:`Plan`; returns the table.
+
+    ``example`` (an input batch) lets ``auto`` run the model once to see each layer's
+    activation where ``torch.fx`` cannot trace it (see :meth:`Plan.resolve`); ``options`` go to
+    the preset.
 
     Example:
         >>> initlab.init_model(model, "kaiming", seed=0)
         >>> initlab.init_model(gpt, "gpt2")            # n_layer read from the model
     """
     if isinstance(plan, Plan):
-        return plan.apply(model, seed=seed)
+        return plan.apply(model, seed=seed, example=example)
     chosen = (
         Plan(default="auto", name="auto") if plan == "auto" else preset(plan, model, **options)
     )
-    return chosen.apply(model, seed=seed)
+    return chosen.apply(model, seed=seed, example=example)
 
 
 @dataclass(frozen=True)
@@ -70,16 +79,26 @@ def _fingerprint(tensor: torch.Tensor) -> str:
     return hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest()
 
 
+def _deterministic(tensor: torch.Tensor) -> bool:
+    """Values no random draw made: at most half of them distinct (a constant, a constant per
+    gate block, Mamba's ``A_log = log(1..N)`` repeated per channel). Two layers holding such
+    values are alike by design; a random draw has nearly as many distinct values as entries
+    (float32 has 2^23 values per binade, so even a million draws repeat only a few percent)."""
+    return bool(torch.unique(tensor.detach()).numel() * 2 <= tensor.numel())
+
+
 def audit(model: nn.Module, plan: Plan | None = None) -> Audit:
     """What ``plan`` (if given) reaches in ``model``, and parameters with identical values.
 
     Tied parameters (one tensor under two names) are not "identical": they are one parameter.
+    A weight norm's magnitude is reached when its direction is (it is derived from it).
     """
     unreached: list[str] = []
     contested: list[tuple[str, int, tuple[int, ...]]] = []
     if plan is not None:
         for row in plan.resolve(model):
-            if row.rule_index is None and row.scheme is None:
+            derived = bool(row.site.magnitude_of)  # set from its direction when applied
+            if row.rule_index is None and row.scheme is None and not derived:
                 unreached.append(row.name)
             if row.rule_index is not None and row.also_matched:
                 contested.append((row.name, row.rule_index, row.also_matched))
@@ -87,7 +106,7 @@ def audit(model: nn.Module, plan: Plan | None = None) -> Audit:
     groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
     for site in parameter_sites(model):
         tensor = tensors[site.name]
-        if tensor.is_meta or tensor.numel() < 2 or bool((tensor == tensor.flatten()[0]).all()):
+        if tensor.is_meta or tensor.numel() < 2 or _deterministic(tensor):
             continue
         groups[(tuple(tensor.shape), tensor.dtype, _fingerprint(tensor))].append(site.name)
     identical = tuple(tuple(names) for names in groups.values() if len(names) > 1)

@@ -10,26 +10,29 @@ attention, a reduction)?
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
-from initlab.errors import InitlabError
-from initlab.gains import canonical_activation
-from initlab.layers import is_norm
+from initlab.gains import find_activation
 
 # The functional form takes the parameter under the name its module stores it (layers.kinds).
-from initlab.layers.kinds import _PARAMETER_ATTRIBUTES
+from initlab.layers import ACTIVATION_PARAMETERS, is_norm, module_activation
 
 __all__ = [
     "PASS_THROUGH_CALLS",
     "PASS_THROUGH_MODULES",
+    "Roles",
     "call_activation",
     "call_name",
+    "is_leaf_layer",
+    "layer_names",
     "passes_through",
-    "passes_through_module",
 ]
 
 Found = tuple[str, float | None]
@@ -54,7 +57,11 @@ PASS_THROUGH_CALLS: frozenset[str] = frozenset(
         *("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "normalize"),
         "local_response_norm",
         # pooling
-        *(f"{kind}_pool{d}d" for kind in ("max", "avg", "adaptive_avg", "adaptive_max") for d in "123"),
+        *(
+            f"{kind}_pool{d}d"
+            for kind in ("max", "avg", "adaptive_avg", "adaptive_max")
+            for d in "123"
+        ),
         *(f"max_pool{d}d_with_indices" for d in "123"),
         *("lp_pool1d", "lp_pool2d"),
     }
@@ -63,6 +70,7 @@ PASS_THROUGH_CALLS: frozenset[str] = frozenset(
 # of two signals (a gate, attention) ends the path: it is not the activation of either.
 _SCALING_CALLS = frozenset({"mul", "rmul", "imul", "div", "truediv", "itruediv"})
 
+# Modules that hand their input on; norms are recognised with initlab.layers.is_norm.
 PASS_THROUGH_MODULES: tuple[type[nn.Module], ...] = (
     nn.Dropout,
     nn.Dropout1d,
@@ -91,6 +99,77 @@ def call_name(target: Any) -> str:
     return name.strip("_")
 
 
+def layer_names(model: nn.Module) -> list[str]:
+    """Modules that own a weight matrix or kernel directly (the layers an activation follows).
+
+    A reparametrized layer (``weight_norm``, ``spectral_norm``) counts as itself: the originals
+    its weight is computed from sit in ``module.parametrizations``, which is not a layer.
+    """
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Embedding | nn.EmbeddingBag | parametrize.ParametrizationList):
+            continue
+        own = module.parameters(recurse=False)
+        if parametrize.is_parametrized(module):
+            own = itertools.chain(own, module.parametrizations.parameters())
+        if any(p.dim() >= 2 for p in own):
+            names.append(name)
+    return names
+
+
+def is_leaf_layer(module: nn.Module) -> bool:
+    """A layer with no submodules but its parametrizations (``nn.Linear``, GPT-2's ``Conv1D``,
+    a ``weight_norm``-ed conv); ``nn.MultiheadAttention`` and Mamba's mixer are not."""
+    return all(name == "parametrizations" for name, _ in module.named_children())
+
+
+# Module classes seen not to be activations: whether a module is one depends on its class
+# alone, and the miss is slow to find (it builds a did-you-mean message).
+_NOT_ACTIVATIONS: set[type[nn.Module]] = set()
+
+
+@dataclass(frozen=True)
+class Roles:
+    """What each module of one model is to activation detection, worked out once per model
+    (recognising a norm by behaviour runs it on a probe).
+
+    Attributes:
+        layers: the layers' qualified names (:func:`layer_names`).
+        activations: ``(canonical name, parameter)`` of each activation module, by ``id``.
+        pass_through: the ``id`` of each module that hands its input on unchanged in kind: a
+            normalization module (:func:`initlab.layers.is_norm`) or an identity "activation"
+            (``nn.Identity``, Hugging Face's ``LinearActivation``: a ResNet block's last conv
+            is followed by its ``Identity``, then by the ReLU after the residual sum).
+    """
+
+    layers: list[str]
+    activations: dict[int, Found]
+    pass_through: frozenset[int]
+
+    @classmethod
+    def of(cls, model: nn.Module) -> Roles:
+        """The roles of ``model``'s modules."""
+        activations: dict[int, Found] = {}
+        pass_through: set[int] = set()
+        for module in model.modules():
+            found = None if type(module) in _NOT_ACTIVATIONS else module_activation(module)
+            if found is None:
+                _NOT_ACTIVATIONS.add(type(module))
+            if found is not None and found[0] != "linear":
+                activations[id(module)] = found
+            elif found is not None or is_norm(module):
+                pass_through.add(id(module))
+        return cls(layer_names(model), activations, frozenset(pass_through))
+
+    def activation(self, module: nn.Module) -> Found | None:
+        """The activation ``module`` computes, ``None`` when it is no activation module."""
+        return self.activations.get(id(module))
+
+    def passes_through(self, module: nn.Module) -> bool:
+        """Dropout, identity, flatten, pooling and normalization modules."""
+        return isinstance(module, PASS_THROUGH_MODULES) or id(module) in self.pass_through
+
+
 def _argument(args: Sequence[Any], kwargs: Mapping[str, Any], index: int, name: str) -> Any:
     return args[index] if len(args) > index else kwargs.get(name)
 
@@ -103,11 +182,8 @@ def call_activation(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -
     """
     if name == "gelu" and kwargs.get("approximate") == "tanh":
         return "gelu_tanh", None
-    try:
-        canonical = canonical_activation(name)
-    except InitlabError:
-        return None
-    if canonical == "linear":
+    canonical = find_activation(name)
+    if canonical is None or canonical == "linear":
         return None
     param: Any = None
     if name == "prelu":
@@ -120,8 +196,8 @@ def call_activation(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -
         upper = 1.0 / 3.0 if upper is None else upper
         if isinstance(lower, int | float) and isinstance(upper, int | float):
             param = (lower + upper) / 2.0
-    elif canonical in _PARAMETER_ATTRIBUTES:
-        param = _argument(args, kwargs, 1, _PARAMETER_ATTRIBUTES[canonical])
+    elif canonical in ACTIVATION_PARAMETERS:
+        param = _argument(args, kwargs, 1, ACTIVATION_PARAMETERS[canonical])
     is_number = isinstance(param, int | float) and not isinstance(param, bool)
     return canonical, float(param) if is_number else None
 
@@ -135,8 +211,3 @@ def passes_through(name: str, signals: int) -> bool:
             passes the data on only as a scaling of one signal.
     """
     return name in PASS_THROUGH_CALLS or (name in _SCALING_CALLS and signals == 1)
-
-
-def passes_through_module(module: nn.Module) -> bool:
-    """Dropout, identity, flatten, pooling and normalization modules (:func:`is_norm`)."""
-    return isinstance(module, PASS_THROUGH_MODULES) or is_norm(module)

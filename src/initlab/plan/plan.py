@@ -171,10 +171,19 @@ class Plan:
     def _needs_activations(self) -> bool:
         return self.default == "auto" or any(r.scheme == "auto" for r in self.rules)
 
-    def resolve(self, model: nn.Module) -> Assignments:
-        """Every parameter of ``model`` -> scheme, fans, std and why, without changing it."""
+    def resolve(self, model: nn.Module, *, example: Any = None) -> Assignments:
+        """Every parameter of ``model`` -> scheme, fans, std and why, without changing it.
+
+        Args:
+            model: the model (left unchanged).
+            example: an input batch (a tensor, a tuple of positional inputs or a dict of
+                keyword inputs). Where ``torch.fx`` cannot trace the model, ``auto`` then finds
+                each layer's activation by running the model once on it, functional calls
+                included (see :func:`initlab.plan.detect_activations`).
+        """
         modules = dict(model.named_modules(remove_duplicate=False))
-        activations = detect_activations(model) if self._needs_activations() else None
+        needed = self._needs_activations()
+        activations = detect_activations(model, example=example) if needed else None
         used: set[int] = set()
         rows = []
         files = CheckpointFiles()  # a checkpoint rule matches only the parameters its file holds
@@ -250,17 +259,20 @@ class Plan:
         )
 
     # --- application -------------------------------------------------------------------------
-    def apply(self, model: nn.Module, seed: int = 0, *, stream: Stream = "counter") -> Assignments:
+    def apply(
+        self, model: nn.Module, seed: int = 0, *, stream: Stream = "counter", example: Any = None
+    ) -> Assignments:
         """Initialize ``model`` in place; returns the table it applied.
 
         ``stream`` is how values are drawn (see :func:`fill_parameter`): ``"counter"`` (any
         shard alone, parallel on the CPU) or ``"generator"`` (a ``torch.Generator`` each).
+        ``example`` is an input batch for activation detection (see :meth:`resolve`).
 
         Raises:
             InitlabError: a scheme that does not fit a parameter (the message names both).
         """
         check_stream(stream)
-        table = self.resolve(model)
+        table = self.resolve(model, example=example)
         parameters = dict(model.named_parameters(remove_duplicate=False))
         with torch.no_grad():
             for row in table:

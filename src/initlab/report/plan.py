@@ -78,7 +78,7 @@ def assignments_view(
     if table.activation_method:
         method = Text.assemble(("activations: ", "dim"), table.activation_method)
         if table.activation_fallback:
-            method.append(f" (fx tracing failed: {table.activation_fallback})", "yellow")
+            method.append(f" ({table.activation_fallback})", "yellow")
         lines.append(method)
     for index, description in table.unused_rules if show_unused else ():
         lines.append(Text(f"rule {index} ({description}) matched no parameter", "yellow"))

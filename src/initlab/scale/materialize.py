@@ -32,6 +32,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -105,6 +106,7 @@ def materialize(
     *,
     meta: bool = True,
     stream: Stream = "counter",
+    example: Any = None,
 ) -> nn.Module:
     """Build a model with no default init, allocate it on ``device`` and apply ``plan`` once.
 
@@ -120,6 +122,10 @@ def materialize(
         meta: ``False`` builds eagerly instead (the fallback for factories that read parameter
             data in ``__init__``): every default init runs once, then the plan.
         stream: ``"counter"`` or ``"generator"`` (see :meth:`initlab.Plan.apply`).
+        example: an input batch for the plan's activation detection (see
+            :meth:`initlab.Plan.resolve`); on a meta-device build the model runs on a meta copy
+            of it (shapes only, nothing computed), so pass the same batch as to ``apply`` for
+            the same table.
 
     Returns:
         The model, on ``device``, initialized.
@@ -142,13 +148,47 @@ def materialize(
         model = factory_or_model()
     if dtype is not None:
         model.to(dtype=dtype)
-    table = plan.resolve(model)
+    on_meta = any(p.is_meta for p in model.parameters())
+    retry = False
+    if not on_meta:
+        table = plan.resolve(model, example=example)
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            table = plan.resolve(model, example=_to_meta(example))
+        recorded = table.activation_method == "fx" or table.activation_method.startswith(
+            "recorded"
+        )
+        retry = example is not None and not recorded
+        for warning in [] if retry else caught:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     if any(p.is_meta for p in model.parameters()) or any(b.is_meta for b in model.buffers()):
         _allocate(model, target, table)
+        if retry:
+            # The model did not run on a meta copy of the example (it reads values: .item(),
+            # a tensor made on the CPU): run the recording on the allocated model instead, its
+            # parameters zeroed first so that no uninitialized memory reaches its forward.
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    parameter.zero_()
+            table = plan.resolve(model, example=example)
     else:
         model.to(device=target)
     initialize(model, plan, seed, stream=stream, table=table)
     return model
+
+
+def _to_meta(example: Any) -> Any:
+    """``example`` with every tensor replaced by a meta tensor of its shape and dtype."""
+    if isinstance(example, torch.Tensor):
+        return example.to("meta")
+    if isinstance(example, dict):
+        return {key: _to_meta(value) for key, value in example.items()}
+    if isinstance(example, tuple | list):
+        return type(example)(_to_meta(value) for value in example)
+    return example
 
 
 def _build_on_meta(factory: Factory) -> nn.Module:
@@ -272,11 +312,16 @@ def _is_meta(model: nn.Module, name: str) -> bool:
 def _reset(
     modules: dict[str, nn.Module], names: list[str], hooks: tuple[str, ...], kind: str
 ) -> None:
-    """Run each owning module's first available ``hooks`` method; none at all is an error."""
+    """Compute the values of ``names`` again: each owning module's first available ``hooks``
+    method, else the ``_init_weights(module)`` of its nearest ancestor that has one (Hugging
+    Face models initialize their own parameters so, e.g. ViT's ``cls_token``, Mamba's
+    ``A_log``); none at all is an error."""
     owners = {name.rpartition(".")[0] for name in names}
     for owner in sorted(owners):
         module = modules[owner]
         reset = next((getattr(module, h) for h in hooks if hasattr(module, h)), None)
+        if reset is None:
+            reset = _ancestor_init(modules, owner)
         if reset is None:
             inside = [name for name in names if name.rpartition(".")[0] == owner]
             raise MaterializeError(
@@ -286,3 +331,15 @@ def _reset(
                 "build normally with materialize(..., meta=False)."
             )
         reset()
+
+
+def _ancestor_init(modules: dict[str, nn.Module], owner: str) -> Callable[[], object] | None:
+    """``ancestor._init_weights(module)`` for the nearest ancestor of ``owner`` defining it."""
+    parts = owner.split(".") if owner else []
+    for depth in range(len(parts), -1, -1):
+        ancestor = modules.get(".".join(parts[:depth]))
+        init_weights = getattr(ancestor, "_init_weights", None)
+        if callable(init_weights):
+            module = modules[owner]
+            return lambda: init_weights(module)
+    return None
