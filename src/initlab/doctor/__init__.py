@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from initlab.doctor.diagnose import DoctorReport, doctor
-from initlab.doctor.findings import Finding, Thresholds
+from initlab.doctor.finding import Finding, Thresholds
 from initlab.doctor.metrics import JacobianSpectrum, WeightRecord
 from initlab.doctor.probe import LayerRecord, Probe
 

@@ -19,128 +19,24 @@ plain MLP.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
 
 from torch import nn
 
+from initlab.doctor.finding import (
+    Finding,
+    Thresholds,
+    fix_plan,
+    trend,
+)
 from initlab.doctor.metrics import WeightRecord
+from initlab.doctor.mismatch import mismatch_findings, normalized_layers
 from initlab.doctor.probe import LayerRecord
 from initlab.doctor.signal_path import block_stacks, cloned_weights, within
-from initlab.errors import InitlabError
-from initlab.layers import activation_kind, is_norm
 from initlab.plan.activations import ActivationMap
-from initlab.plan.plan import Plan
-from initlab.plan.rules import rule
 
-__all__ = ["Finding", "Severity", "Thresholds", "find", "fix_plan", "merged_plan", "trend"]
-
-Severity = Literal["info", "warning", "critical"]
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Where a measurement becomes a finding.
-
-    Attributes:
-        vanishing: compound forward (or backward) factor over the stack below which the
-            signal is said to vanish. 1e-2: a hundredfold loss of scale is far outside what
-            normalization-free training recovers from in its first steps.
-        exploding: compound factor above which it explodes (1e2, symmetric to ``vanishing``).
-        min_layers: weight layers needed before a depth trend is judged (3: a line through two
-            points is no trend).
-        dead: fraction of a rectifier's units that are zero for the whole batch. 0.5: at He
-            init about none are (a unit is dead for a batch of 64 with probability 2^-64).
-        collapse: mean cosine similarity between examples above which inputs are said to have
-            collapsed to one direction; then units that are off for the whole batch are not
-            called dead (in deep ReLU nets at init this is the usual cause, not dead weights).
-        saturated: fraction of tanh/sigmoid outputs in saturation. 0.3: under N(0, 1)
-            pre-activations only 0.8% of tanh outputs exceed 0.99; 30% needs a pre-activation
-            std of about 2.5.
-        symmetric: fraction of a weight's rows that duplicate another row (or are zero).
-        gain_tolerance: relative distance of the effective gain^2 from a scheme's value within
-            which the layer is said to use that scheme (0.15: sampling noise of a 64x64 weight's
-            variance is ~2.5%, and He's 2 vs Xavier's 1 differ by 100%).
-        mismatch_depth: weight layers needed before a mismatch matters (6: a per-layer
-            variance factor of 1/2 compounds to 1/32 by then).
-        mismatch_fan_in: the smallest fan_in whose gain is judged (16). The gain argument is
-            about sums of many terms; a depthwise conv (Mamba's, ConvNeXt's, MobileNet's) sums
-            ``kernel`` terms per unit, so each channel's own gain^2 is a chi-square with
-            fan_in degrees of freedom (relative spread sqrt(2/fan_in): 71% at 4, 35% at 16)
-            and the pointwise layers around it set the scale.
-    """
-
-    vanishing: float = 1e-2
-    exploding: float = 1e2
-    min_layers: int = 3
-    dead: float = 0.5
-    collapse: float = 0.9
-    saturated: float = 0.3
-    symmetric: float = 0.5
-    gain_tolerance: float = 0.15
-    mismatch_depth: int = 6
-    mismatch_fan_in: int = 16
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem, in plain words, with the evidence and the fix.
-
-    Attributes:
-        code: a stable identifier (``vanishing_forward``, ``dead_relu``...).
-        severity: ``info``, ``warning`` or ``critical``.
-        title: the problem in one sentence.
-        layers: the layers concerned.
-        evidence: the numbers behind it.
-        fix: what to change, in words.
-        expected: what the fix should do, in words.
-        plan: the fix as a Plan (``None`` when initialization cannot fix it).
-    """
-
-    code: str
-    severity: Severity
-    title: str
-    layers: tuple[str, ...]
-    evidence: str
-    fix: str
-    expected: str
-    plan: Plan | None = field(default=None, compare=False)
-
-
-def trend(values: Sequence[float]) -> tuple[float, float]:
-    """(per-layer factor, compound factor over the sequence) of a log-linear fit."""
-    points = [(i, math.log(v)) for i, v in enumerate(values) if v > 0 and math.isfinite(v)]
-    if len(points) < 2:
-        return 1.0, 1.0
-    n = len(points)
-    mean_x = sum(x for x, _ in points) / n
-    mean_y = sum(y for _, y in points) / n
-    var_x = sum((x - mean_x) ** 2 for x, _ in points)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / var_x
-    span = points[-1][0] - points[0][0]
-    return math.exp(slope), math.exp(slope * span)
-
-
-def fix_plan(layers: Sequence[str]) -> Plan:
-    """Re-initialize ``layers`` by the activation that follows each ("auto"), the rest kept."""
-    rules = [rule(f"{layer}.*" if layer else "*", "auto") for layer in dict.fromkeys(layers)]
-    return Plan(rules, default="keep", name="doctor-fix", warn_unused=False)
-
-
-def merged_plan(findings: Sequence[Finding]) -> Plan | None:
-    """One Plan from the findings' own plans: their rules in order (most severe finding first,
-    so its rule wins where two match), every other parameter kept; ``None`` without any.
-
-    The findings' plans are what each finding proposes (a saturation's targets the layers
-    *before* the tanh, not the tanh), so the whole fix is exactly their union.
-    """
-    rules = [item for f in findings if f.plan is not None for item in f.plan.rules]
-    if not rules:
-        return None
-    return Plan(list(dict.fromkeys(rules)), default="keep", name="doctor-fix", warn_unused=False)
+__all__ = ["find"]
 
 
 def _names(records: Sequence[LayerRecord]) -> tuple[str, ...]:
@@ -272,17 +168,33 @@ def _depth(
     stacks: Sequence[Sequence[str]],
     limits: Thresholds,
 ) -> list[Finding]:
-    """Forward and gradient trends along each signal path (see the module docstring)."""
+    """Forward and gradient trends along each signal path (see the module docstring).
+
+    The paths are the calls of each stack of blocks that ran at least ``min_layers`` times,
+    and each run of weight layers that no repeated block interrupts. A stack that ran twice is
+    a repeated structure even when too shallow to judge (BART's or Whisper's two layers): the
+    layers inside its blocks are not a chain (their q/k gradients would read as vanishing),
+    and it splits the layers around it (a conv stem and a head are not one chain).
+    """
     paths: list[tuple[list[LayerRecord], str]] = []
-    judged: set[str] = set()
-    for stack in stacks:
+    repeated: set[str] = set()
+    for stack in stacks:  # outermost first: a stack inside a repeated one is on its path
         blocks = set(stack)
         calls = [r for r in records if r.name in blocks]
+        if len(calls) < 2 or any(within(name, repeated) for name in stack):
+            continue
+        repeated |= blocks
         if len(calls) >= limits.min_layers:
             paths.append((calls, "block"))
-            judged |= blocks
-    layers = [r for r in records if r.name in weight_layers and not within(r.name, judged)]
-    paths.append((layers, "layer"))
+    run: list[LayerRecord] = []
+    for record in records:
+        if record.name in repeated or within(record.name, repeated):
+            if run:
+                paths.append((run, "layer"))
+            run = []
+        elif record.name in weight_layers:
+            run.append(record)
+    paths.append((run, "layer"))
     return [
         finding
         for path, unit in paths
@@ -406,137 +318,33 @@ def _symmetry(weights: Sequence[WeightRecord], limits: Thresholds) -> list[Findi
     ]
 
 
-def _normalized_layers(records: Sequence[LayerRecord], model: nn.Module | None) -> set[str]:
-    """Layers whose output goes straight into a normalization layer (which rescales it).
-
-    With the model, norms are recognised by type or behaviour (:func:`initlab.layers.is_norm`:
-    LLaMA's and T5's RMSNorm classes too); without it the class name is all there is.
-    """
-    if model is None:
-        norms = {r.name for r in records if "norm" in r.kind.lower()}
-    else:
-        modules = dict(model.named_modules())
-        names = {r.name for r in records if r.name in modules}
-        norms = {name for name in names if is_norm(modules[name])}
-    return {
-        record.name for record, following in itertools.pairwise(records) if following.name in norms
-    }
-
-
-def _mismatch(
-    weights: Sequence[WeightRecord],
-    activations: ActivationMap | None,
-    limits: Thresholds,
-    normalized: set[str],
-) -> list[Finding]:
-    if activations is None or len(weights) < limits.mismatch_depth:
-        return []
-
-    def near(value: float, target: float) -> bool:
-        return abs(value - target) <= limits.gain_tolerance * target
-
-    xavier_relu, default_relu, he_tanh = [], [], []
-    # The first layer reads the raw input, not a previous activation's output: the
-    # variance-preserving gain argument (He et al., 2015, eq. 7) does not constrain it.
-    # A mis-scaled layer matters when the error compounds: a norm right after it, or right
-    # after the layer it feeds (a transformer's MLP: Linear, GELU, Linear, add & LayerNorm),
-    # resets the scale before it does.
-    for w, following in zip(weights[1:], [*weights[2:], None], strict=True):
-        found = activations.get(w.layer)
-        if found is None or w.layer in normalized or w.fan_in < limits.mismatch_fan_in:
-            continue
-        if following is not None and following.layer in normalized:
-            continue
-        try:
-            kind = activation_kind(found.name)
-        except InitlabError:  # an activation initlab cannot judge is not called a mismatch
-            continue
-        xavier = 2.0 * w.fan_in / (w.fan_in + w.fan_out)
-        # Only rectifiers (hard or leaky) zero part of their input, which is what He's gain 2
-        # restores (He et al., 2015). GELU/SiLU ("smooth") pass small negatives, their gain is
-        # a second-moment one, and PyTorch's default before them is not "the ReLU mistake".
-        if kind.is_rectifier:
-            he = kind.gain(found.param) ** 2
-            if near(w.gain_sq, 1.0 / 3.0) and not near(w.gain_sq, he):
-                default_relu.append(w)
-            elif (near(w.gain_sq, xavier) or near(w.gain_sq, 1.0)) and not near(w.gain_sq, he):
-                xavier_relu.append(w)
-        elif kind.family == "saturating" and near(w.gain_sq, 2.0):
-            he_tanh.append(w)
-    findings = []
-    relu_evidence = "effective gain^2 = Var(W) * fan_in of {:.3g} where ReLU needs 2"
-    if default_relu:
-        findings.append(
-            Finding(
-                "torch_default_relu",
-                "critical",
-                "PyTorch's default init (U(+-1/sqrt(fan_in)), 1/6 of He's variance) in a deep "
-                "ReLU net: the signal shrinks by sqrt(1/6) per layer.",
-                tuple(w.layer for w in default_relu),
-                relu_evidence.format(sum(w.gain_sq for w in default_relu) / len(default_relu)),
-                "Use He (kaiming_normal_, nonlinearity='relu') for layers followed by ReLU.",
-                "A per-layer std factor near 1 instead of ~0.41.",
-                fix_plan([w.layer for w in default_relu]),
-            )
-        )
-    if xavier_relu:
-        findings.append(
-            Finding(
-                "xavier_before_relu",
-                "warning",
-                "Gain-1 weights (Xavier, LeCun, plain orthogonal) before ReLU: half the "
-                "variance is lost per layer (ReLU zeroes half its input; He et al., 2015).",
-                tuple(w.layer for w in xavier_relu),
-                relu_evidence.format(sum(w.gain_sq for w in xavier_relu) / len(xavier_relu)),
-                "Use He (gain sqrt 2) for layers followed by ReLU.",
-                "A per-layer std factor near 1 instead of ~0.71.",
-                fix_plan([w.layer for w in xavier_relu]),
-            )
-        )
-    if he_tanh:
-        findings.append(
-            Finding(
-                "he_before_tanh",
-                "warning",
-                "He-scaled weights before tanh/sigmoid: the ReLU gain sqrt 2 pushes saturating "
-                "activations toward saturation and the chaotic regime (Poole et al., 2016).",
-                tuple(w.layer for w in he_tanh),
-                f"effective gain^2 of {sum(w.gain_sq for w in he_tanh) / len(he_tanh):.3g} "
-                "(He's 2) before a saturating activation",
-                "Use Xavier (Glorot) with the activation's gain for tanh/sigmoid layers.",
-                "Pre-activations of std near 1 and correlations that neither vanish nor blow up.",
-                fix_plan([w.layer for w in he_tanh]),
-            )
-        )
-    return findings
-
-
 def _clones(model: nn.Module) -> list[Finding]:
     groups = cloned_weights(model)
     if not groups:
         return []
-    layer_groups = list(dict.fromkeys(tuple(dict.fromkeys(l for _, l in g)) for g in groups))
+    layer_groups = list(
+        dict.fromkeys(tuple(dict.fromkeys(layer for _, layer in group)) for group in groups)
+    )
     copies = [layer for layers in layer_groups for layer in layers[1:]]
-    evidence = "; ".join(
+    evidence = "bit-identical weights in distinct tensors: " + "; ".join(
         f"{' = '.join(name for name, _ in group[:3])}{' = ...' if len(group) > 3 else ''} "
-        f"({len(group)} copies)"
+        f"({len(group)} tensors)"
         for group in groups[:4]
     )
     return [
         Finding(
             "cloned_layers",
             "warning",
-            f"{len(copies)} layer(s) start as exact copies of another layer: the same weights, "
-            "in distinct tensors. Copying one initialized layer (copy.deepcopy in a loop, "
-            "nn.TransformerEncoder(layer, n), which deep-copies layer) does this; the copies "
-            "start fully correlated and only their different inputs tell them apart, which "
-            "wastes the randomness the depth should have.",
+            f"{len(copies)} layer(s) start as exact copies of another layer (copy.deepcopy of "
+            "one initialized layer, or nn.TransformerEncoder(layer, n), which deep-copies it).",
             tuple(layer for layers in layer_groups for layer in layers),
             evidence,
-            "Give every copy its own draw: re-initialize the copies (the plan keeps the first "
-            "of each group and re-draws the others), call reset_parameters() on each copy, or "
-            "build each layer fresh. Sharing one layer on purpose (ALBERT, tied embeddings) "
-            "is one tensor, which this finding never reports.",
+            "Copies start fully correlated and only their different inputs tell them apart: "
+            "the randomness the depth should have is wasted, and it is almost always a "
+            "mistake. Give every copy its own draw: apply the plan (it keeps the first of each "
+            "group and re-draws the others), call reset_parameters() on each copy, or build "
+            "each layer fresh. Deliberate sharing (ALBERT, tied embeddings) is one tensor and "
+            "is never reported.",
             "Distinct weights in every layer.",
             fix_plan(copies),
         )
@@ -564,13 +372,16 @@ def find(
             weight layers alone.
     """
     stacks = block_stacks(model) if model is not None else ()
+    blocks = {name for stack in stacks for name in stack}
     findings = [
         *_nonfinite(records),
         *_symmetry(weights, limits),
         *_depth(records, {w.layer for w in weights}, stacks, limits),
         *_saturation(records, limits),
         *_dead_and_collapse(records, limits),
-        *_mismatch(weights, activations, limits, _normalized_layers(records, model)),
+        *mismatch_findings(
+            weights, activations, limits, normalized_layers(records, model, blocks)
+        ),
         *(_clones(model) if model is not None else ()),
     ]
     order = {"critical": 0, "warning": 1, "info": 2}

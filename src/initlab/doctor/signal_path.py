@@ -63,7 +63,8 @@ def block_stacks(model: nn.Module) -> tuple[tuple[str, ...], ...]:
     embeddings). A group is kept when it holds at least :data:`MIN_BLOCKS` blocks, or when it
     sits in a ``ModuleList``: ALBERT keeps one layer in a one-element list and applies it
     ``n`` times, which only the recorded calls show (the doctor counts calls, not modules).
-    A stack nested inside another stack's block is dropped: the outer stack is the longer path.
+    Stacks come outermost first; one nested inside a block of a stack of at least
+    :data:`MIN_BLOCKS` blocks is dropped (the outer stack is the longer path).
 
     Example:
         >>> block_stacks(BertModel(config))
@@ -74,18 +75,25 @@ def block_stacks(model: nn.Module) -> tuple[tuple[str, ...], ...]:
     for name, module in model.named_modules():
         if not isinstance(module, _CONTAINERS):
             continue
-        holder = name.rpartition(".")[0] if "." in name else ""
+        holder = name.rpartition(".")[0]
         for child_name, child in _blocks_of(module):
             key = (type(child), holder)
             groups[key].append(f"{name}.{child_name}" if name else child_name)
             if isinstance(module, nn.ModuleList):
                 listed.add(key)
-    stacks = [tuple(names) for key, names in groups.items()
-              if len(names) >= MIN_BLOCKS or key in listed]  # fmt: skip
-    blocks = {name for stack in stacks for name in stack}
-    return tuple(
-        stack for stack in stacks if not any(within(name, blocks) for name in stack)
+    stacks = sorted(
+        (
+            tuple(names)
+            for key, names in groups.items()
+            if len(names) >= MIN_BLOCKS or key in listed
+        ),
+        key=lambda stack: stack[0].count("."),
     )
+    # A stack inside a block of a stack of MIN_BLOCKS modules is dropped (the outer one is the
+    # longer path and is judged whenever it runs); inside a list of one or two blocks it is
+    # kept, since that outer list may run once (the doctor then prefers the outer by calls).
+    certain = {name for stack in stacks if len(stack) >= MIN_BLOCKS for name in stack}
+    return tuple(stack for stack in stacks if not any(within(name, certain) for name in stack))
 
 
 def within(name: str, modules: set[str]) -> bool:
@@ -101,9 +109,9 @@ def cloned_weights(model: nn.Module) -> list[tuple[tuple[str, str], ...]]:
     across depth); a whole network held twice under named attributes (an EMA teacher, a DQN
     target network) is identical on purpose. A tensor registered under several names (tied
     embeddings, ALBERT's shared layer) is one parameter, never a clone of itself; nor are
-    deterministic patterns (identity, Dirac, constants: at most two distinct values), which
-    are the same in every layer by design. Same-shape weights are compared on a few fixed
-    elements first, then in full with ``torch.equal``.
+    deterministic patterns (identity, Dirac, constants, repeated rows), which are the same in
+    every layer by design. Same-shape weights are compared on a few fixed elements first, then
+    in full with ``torch.equal``.
     """
     parameters = dict(model.named_parameters(remove_duplicate=False))
     by_shape: dict[tuple[object, ...], list[_Weight]] = defaultdict(list)
@@ -185,6 +193,9 @@ def _part_at_container(name: str, other: str, containers: set[str]) -> bool:
 
 
 def _random_looking(tensor: torch.Tensor) -> bool:
-    """More than two distinct values: not a constant, identity or Dirac pattern."""
+    """Not a deterministic pattern: more than two distinct values (not a constant, identity or
+    Dirac init) and a first row unlike the second (not Mamba's ``A_log = log(1..N)`` rows)."""
     flat = tensor.reshape(-1)
-    return bool(torch.unique(flat[: 4096]).numel() > 2)
+    rows = tensor.reshape(tensor.shape[0], -1)
+    repeated_rows = rows.shape[0] > 1 and torch.equal(rows[0], rows[1])
+    return bool(torch.unique(flat[:4096]).numel() > 2) and not repeated_rows

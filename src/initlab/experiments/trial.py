@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from initlab.doctor import doctor
-from initlab.doctor.findings import trend
+from initlab.doctor.finding import trend
 from initlab.errors import ConfigError, UnknownNameError, did_you_mean
 from initlab.experiments.inits import initialize
 from initlab.train import (

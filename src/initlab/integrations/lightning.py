@@ -44,7 +44,7 @@ from typing import Any
 import torch
 
 from initlab.doctor import DoctorReport, Thresholds, doctor
-from initlab.doctor.findings import Finding
+from initlab.doctor.finding import Finding
 from initlab.errors import ConfigError, InitlabError
 from initlab.optional import require
 from initlab.plan.assignments import Assignments

@@ -76,12 +76,7 @@ from initlab.schemes import (
     get,
 )
 
-__all__ = ["RELU_FAMILY", "Plan", "auto_scheme", "derive_magnitudes", "fill_parameter"]
-
-RELU_FAMILY = frozenset(
-    {"relu", "leaky_relu", "relu6", "elu", "celu", "gelu", "gelu_tanh", "silu", "mish",
-     "softplus", "hardswish"}
-)  # fmt: skip
+__all__ = ["Plan", "auto_scheme", "derive_magnitudes", "fill_parameter"]
 
 
 def auto_scheme(site: ParameterSite, activation: Activation | None) -> Scheme | None:

@@ -14,7 +14,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from initlab.doctor.diagnose import DoctorReport
-from initlab.doctor.findings import Finding
+from initlab.doctor.finding import Finding
 from initlab.optional import MissingDependencyError
 from initlab.report.doctor import (
     LAYER_COLUMNS,
@@ -165,6 +165,7 @@ def _layers_table(report: DoctorReport, heading: str = "Per-layer statistics") -
         if reference is not None
         else ""
     )
+    caption += "".join(f'<p class="muted">{escape(note)}</p>' for note in report.skipped)
     return (
         f"<h2>{escape(heading)}</h2>"
         f"{caption}<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
