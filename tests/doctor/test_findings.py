@@ -187,7 +187,7 @@ def test_large_inputs_get_an_estimated_spectrum() -> None:
     initlab.init_model(model, "orthogonal")
     spectrum = doctor(model, torch.randn(4, 300), jacobian=True).jacobian
     assert spectrum is not None
-    assert spectrum.method == "estimate"
+    assert spectrum.method == "forward-mode estimate"
     assert spectrum.smallest is None
     assert spectrum.largest == pytest.approx(1.0, rel=0.05)
     # Hutchinson with 8 probes of a 300-dim isometry: ||J w||^2 ~ chi2(300)/300 per probe,

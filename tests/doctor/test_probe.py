@@ -13,7 +13,7 @@ from torch import nn
 from initlab.doctor.probe import FORWARD_FIELDS, ForwardStopped, Probe, probed_modules
 from initlab.plan.activations import layer_names
 
-RECTIFIERS = (nn.ReLU, nn.LeakyReLU)
+RECTIFIERS = (nn.ReLU,)  # hard rectifiers: the only activations whose units can die
 
 
 class Scaled(nn.Module):

@@ -13,6 +13,16 @@ Without ``loss_fn`` the backward pass propagates a random Gaussian cotangent
 :math:`L = \langle f(x), \varepsilon\rangle`), so gradient scales reflect the network alone,
 not a loss's arbitrary normalization. The model is left as it was: its ``.grad`` fields and its
 buffers (BatchNorm running statistics) are restored.
+
+The batch is a tensor, a tuple/list of inputs (``model(*batch)``) or a mapping of keyword inputs
+(``model(**batch)``, e.g. a Hugging Face tokenizer's output); the output may be a tensor, a
+tuple, a dict or a ``ModelOutput`` (``logits`` is measured when present, else the first
+floating-point tensor, or what ``output_fn`` picks). See :mod:`initlab.doctor.model_io`.
+
+A model that runs forward and backward is always diagnosed: what cannot be measured (the
+Jacobian of token ids, the activations of a model that cannot be read...) is left out with its
+reason in :attr:`DoctorReport.skipped` (the Jacobian's in :attr:`JacobianSpectrum.skipped`),
+never raised.
 """
 
 from __future__ import annotations
@@ -22,19 +32,29 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-from initlab.doctor.findings import Finding, Thresholds, find, merged_plan
+from initlab.doctor.finding import Finding, Thresholds, merged_plan
+from initlab.doctor.findings import find
 from initlab.doctor.metrics import (
     JacobianSpectrum,
     WeightRecord,
     jacobian_spectrum,
     weight_records,
 )
-from initlab.doctor.probe import LayerRecord, Probe
+from initlab.doctor.model_io import (
+    Batch,
+    OutputFunction,
+    call_model,
+    check_batch,
+    describe,
+    output_tensor,
+    short_reason,
+)
+from initlab.doctor.probe import LayerRecord, Probe, probed_modules
 from initlab.errors import InitlabError
 from initlab.plan.activations import ActivationMap, detect_activations
 from initlab.plan.plan import Plan
@@ -42,6 +62,7 @@ from initlab.plan.plan import Plan
 __all__ = ["DoctorReport", "doctor"]
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -55,6 +76,8 @@ class DoctorReport:
         jacobian: the input-output Jacobian's spectrum (``None`` if not computed).
         activations: the activation found after each layer.
         thresholds: the thresholds the findings used.
+        skipped: what could not be measured or judged, one plain line each (the Jacobian's
+            reason is :attr:`JacobianSpectrum.skipped`).
     """
 
     findings: tuple[Finding, ...]
@@ -63,6 +86,7 @@ class DoctorReport:
     jacobian: JacobianSpectrum | None
     activations: ActivationMap | None
     thresholds: Thresholds = field(default_factory=Thresholds)
+    skipped: tuple[str, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -84,12 +108,17 @@ class DoctorReport:
         return merged_plan(self.findings)
 
     def rows(self) -> list[dict[str, Any]]:
-        """Tidy per-module rows: forward and gradient statistics plus the weight's, if any."""
+        """Tidy per-call rows: forward and gradient statistics plus the weight's, if any.
+
+        ``layer`` is the module's name and ``call`` which of its calls the row is (0 for the
+        first); a module called several times has one row per call.
+        """
         by_layer = {w.layer: w for w in self.weights}
         rows = []
         for record in self.records:
             row: dict[str, Any] = {
                 "layer": record.name,
+                "call": record.call,
                 "kind": record.kind,
                 "index": record.index,
             }
@@ -123,6 +152,7 @@ class DoctorReport:
                 "weights": [asdict(w) for w in self.weights],
                 "jacobian": asdict(self.jacobian) if self.jacobian else None,
                 "activation_method": self.activations.method if self.activations else "",
+                "skipped": list(self.skipped),
             }
         )
         return data
@@ -181,94 +211,179 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _check_batch(batch: Any) -> None:
-    if not isinstance(batch, torch.Tensor):
-        raise InitlabError(
-            f"doctor: batch must be a torch.Tensor, got {type(batch).__name__}. "
-            "Pass one input batch, e.g. next(iter(loader))[0]."
-        )
-    if batch.is_floating_point() and not bool(torch.isfinite(batch).all()):
-        raise InitlabError(
-            "doctor: the input batch contains NaN or inf; clean the data before diagnosing."
-        )
-
-
 def doctor(
     model: nn.Module,
-    batch: torch.Tensor,
+    batch: Batch,
     loss_fn: LossFunction | None = None,
     target: torch.Tensor | None = None,
     *,
     jacobian: bool = True,
     thresholds: Thresholds | None = None,
     seed: int = 0,
+    output_fn: OutputFunction | None = None,
 ) -> DoctorReport:
     """Measure signal propagation of ``model`` on ``batch`` and judge it.
 
     Args:
         model: the model, as initialized (it is left unchanged).
-        batch: one input batch on the model's device.
+        batch: one input batch on the model's device: a tensor, a tuple/list of inputs
+            (``model(*batch)``) or a mapping of keyword inputs (``model(**batch)``).
         loss_fn: ``loss_fn(output, target)``; without it a random cotangent is backpropagated.
         target: the targets for ``loss_fn``.
         jacobian: also estimate the input-output Jacobian's spectrum.
         thresholds: where measurements become findings (see :class:`Thresholds`).
         seed: seed of the probes' own generator (cotangent, Jacobian directions).
+        output_fn: the tensor to measure from the model's output (default: ``logits`` when
+            present, else the first floating-point tensor), e.g. ``lambda out: out["hidden"]``.
 
     Raises:
-        InitlabError: a batch that is not a tensor or holds NaN/inf, a loss_fn without target,
-            or a model that fails on the batch (its error message is quoted).
+        InitlabError: a batch that is not a tensor/tuple/mapping of tensors, holds NaN/inf or no
+            example; a model on the meta device; a loss_fn without target; a model that fails
+            on the batch or returns no floating-point tensor (its error message is quoted).
+
+    Example:
+        >>> report = doctor(model, torch.randn(64, 784))
+        >>> report = doctor(bert, {"input_ids": ids, "attention_mask": mask})
     """
-    _check_batch(batch)
+    check_batch(batch)
+    if any(parameter.is_meta for parameter in model.parameters()):
+        raise InitlabError(
+            "doctor: the model's parameters are on the meta device (they hold no values); "
+            "materialize it first, e.g. initlab.scale.materialize(...)."
+        )
     if loss_fn is not None and target is None:
         raise InitlabError("doctor: loss_fn needs target=...; or drop loss_fn for a random one.")
+    if output_fn is not None and not callable(output_fn):
+        raise InitlabError(
+            f"doctor: output_fn must be a function of the model's output, got "
+            f"{describe(output_fn)}."
+        )
     limits = thresholds or Thresholds()
+    skipped: list[str] = []
     saved_grads = {n: p.grad for n, p in model.named_parameters()}
     saved_buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
     try:
         for parameter in model.parameters():
             parameter.grad = None
-        records = _measure(model, batch, loss_fn, target, seed)
-        weights = weight_records(model)
+        records = _measure(model, batch, loss_fn, target, seed, output_fn, skipped)
+        weights: list[WeightRecord] = _advisory(
+            lambda: weight_records(model),
+            [],
+            "weight statistics skipped: the model's weights could not be read as matrices",
+            skipped,
+        )
     finally:
         _restore(model, saved_grads, saved_buffers)
-    spectrum = jacobian_spectrum(model, batch, seed=seed) if jacobian else None
-    try:
-        activations: ActivationMap | None = detect_activations(model)
-    except Exception:  # activation detection is advisory; a model it cannot read has none
-        activations = None
-    findings = find(records, weights, activations, limits)
-    return DoctorReport(
-        tuple(findings), tuple(records), tuple(weights), spectrum, activations, limits
+    spectrum: JacobianSpectrum | None = None
+    if jacobian:  # jacobian_spectrum reports its own failures; this catches the unforeseen
+        spectrum = _advisory(
+            lambda: jacobian_spectrum(model, batch, seed=seed, output_fn=output_fn),
+            None,
+            "Jacobian skipped: it could not be computed",
+            skipped,
+        )
+    activations: ActivationMap | None = _advisory(
+        lambda: detect_activations(model, example=batch),
+        None,
+        "activation detection skipped: the model could not be read (the init-mismatch "
+        "findings need it)",
+        skipped,
     )
+    findings: list[Finding] = _advisory(
+        lambda: find(records, weights, activations, limits, model=model),
+        [],
+        "findings skipped: the measurements could not be judged (a bug in initlab: please "
+        "report it)",
+        skipped,
+    )
+    return DoctorReport(
+        tuple(findings),
+        tuple(records),
+        tuple(weights),
+        spectrum,
+        activations,
+        limits,
+        tuple(skipped),
+    )
+
+
+def _advisory(compute: Callable[[], _T], fallback: _T, what: str, skipped: list[str]) -> _T:
+    """``compute()``, or ``fallback`` with a one-line note in ``skipped`` when it fails.
+
+    The advisory parts of a diagnosis (weights, Jacobian, activations, findings) must not cost
+    the user the measurements that did succeed.
+    """
+    try:
+        return compute()
+    except Exception as error:
+        skipped.append(f"{what} ({short_reason(error)}).")
+        return fallback
+
+
+def _batch_text(batch: Batch) -> str:
+    if isinstance(batch, torch.Tensor):
+        return f"a batch of shape {tuple(batch.shape)}"
+    return f"the batch ({describe(batch)})"
 
 
 def _measure(
     model: nn.Module,
-    batch: torch.Tensor,
+    batch: Batch,
     loss_fn: LossFunction | None,
     target: torch.Tensor | None,
     seed: int,
+    output_fn: OutputFunction | None,
+    skipped: list[str],
 ) -> list[LayerRecord]:
-    with Probe(model) as probe:
+    # A model with no probed submodule (a bare nn.LSTM) is measured as one module, by its output.
+    # enable_grad: a doctor called inside a torch.no_grad() block still measures gradients.
+    with Probe(model, probed_modules(model) or [""]) as probe, torch.enable_grad():
         try:
-            output = model(batch)
+            output = call_model(model, batch)
         except Exception as error:
             raise InitlabError(
-                f"doctor: the model failed on a batch of shape {tuple(batch.shape)}: "
+                f"doctor: the model failed on {_batch_text(batch)}: "
                 f"{type(error).__name__}: {error}"
             ) from None
-        tensor = output if isinstance(output, torch.Tensor) else output[0]
+        tensor = output_tensor(output, output_fn)
         if tensor.requires_grad:
             if loss_fn is not None and target is not None:
-                loss = loss_fn(tensor, target)
+                try:
+                    loss = loss_fn(tensor, target)
+                except Exception as error:
+                    raise InitlabError(
+                        f"doctor: loss_fn failed on the output ({describe(tensor)}) and the "
+                        f"target ({describe(target)}): {type(error).__name__}: {error}"
+                    ) from None
             else:
                 generator = torch.Generator(device=tensor.device).manual_seed(seed)
                 cotangent = torch.randn(
                     tensor.shape, generator=generator, device=tensor.device, dtype=tensor.dtype
                 )
                 loss = (tensor * cotangent).sum()
-            loss.backward()  # type: ignore[no-untyped-call]
-        return probe.collect()
+            try:
+                loss.backward()  # type: ignore[no-untyped-call]
+            except Exception as error:
+                skipped.append(
+                    f"gradients skipped: the backward pass failed ({short_reason(error)})."
+                )
+        elif torch.is_inference_mode_enabled():
+            skipped.append("gradients skipped: autograd is off inside torch.inference_mode().")
+        else:
+            skipped.append(
+                "gradients skipped: the output does not require grad (no parameter on its path "
+                "requires grad)."
+            )
+        records = probe.collect()
+        if probe.unmeasured:
+            names = ", ".join(probe.unmeasured[:4]) + (
+                ", ..." if len(probe.unmeasured) > 4 else ""
+            )
+            skipped.append(
+                f"{len(probe.unmeasured)} module(s) not measured: their outputs could not be "
+                f"reduced to statistics ({names})."
+            )
+        return records
 
 
 def _restore(

@@ -1,4 +1,4 @@
-r"""Weight-side measurements and the input-output Jacobian's spectrum.
+r"""Weight-side measurements (and, re-exported, the input-output Jacobian's spectrum).
 
 Weights: for every weight matrix/kernel, its std and mean, the *effective gain*
 :math:`g^2 = \operatorname{Var}(W)\cdot\text{fan\_in}` (2 for He, 1 for LeCun,
@@ -7,35 +7,23 @@ the fraction of output rows (filters) that duplicate another row or are all zero
 no gradient step can break), and after backward the gradient std and
 :math:`\lVert\nabla W\rVert / \lVert W\rVert`.
 
-Jacobian: the singular values of :math:`J = \partial f(x)/\partial x` for one example measure
-dynamical isometry (Pennington et al., 2017): a well-conditioned deep net has them all near 1.
-When the output is small (at most :data:`EXACT_JACOBIAN_LIMIT` values, e.g. a classifier's
-logits) :math:`J` is built exactly, one reverse-mode product per output; otherwise the mean
-squared singular value is estimated by Hutchinson's
-:math:`\mathbb E\lVert J^\top\omega\rVert^2 = \lVert J\rVert_F^2` and the largest by power
-iteration on :math:`JJ^\top`, and the smallest is not estimated. Everything is reverse mode
-(forward-mode AD costs a slow one-time load in torch), and the smallest singular value is
-reported only when the output has no more values than the input (else it is 0). Probes
-draw from their own generator, never the model's stream, and buffers (e.g. BatchNorm running
-statistics) are restored afterwards.
+The Jacobian's singular values live in :mod:`initlab.doctor.jacobian`; :class:`JacobianSpectrum`
+and :func:`jacobian_spectrum` are importable from here too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
+from initlab.doctor.jacobian import EXACT_JACOBIAN_LIMIT, JacobianSpectrum, jacobian_spectrum
 from initlab.fans import compute_fans
 from initlab.plan.sites import parameter_sites
 
 __all__ = ["EXACT_JACOBIAN_LIMIT", "JacobianSpectrum", "WeightRecord", "jacobian_spectrum",
            "weight_records"]  # fmt: skip
-
-EXACT_JACOBIAN_LIMIT = 256
-JACOBIAN_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -142,114 +130,3 @@ def _duplicate_row_fraction(keys: torch.Tensor) -> torch.Tensor:
     sorted_keys = keys[:, order]
     repeats = (sorted_keys[:, 1:] == sorted_keys[:, :-1]).all(dim=0)
     return repeats.float().sum() / rows
-
-
-@dataclass(frozen=True)
-class JacobianSpectrum:
-    """Singular values of the input-output Jacobian, for one example.
-
-    Attributes:
-        largest: the largest singular value.
-        smallest: the smallest (``None`` when estimated rather than computed exactly).
-        mean_square: the mean of the squared singular values.
-        method: ``"exact"`` or ``"estimate"``.
-        skipped: why it was not computed (e.g. integer inputs), else ``""``.
-    """
-
-    largest: float | None
-    smallest: float | None
-    mean_square: float | None
-    method: str
-    skipped: str = ""
-
-    @property
-    def spread(self) -> float | None:
-        """largest / smallest (the condition number), when both are known."""
-        if self.largest is None or not self.smallest:
-            return None
-        return self.largest / self.smallest
-
-
-def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
-
-
-def _restore(model: nn.Module, saved: dict[str, torch.Tensor]) -> None:
-    buffers = dict(model.named_buffers())
-    with torch.no_grad():
-        for name, value in saved.items():
-            buffers[name].copy_(value)
-
-
-def jacobian_spectrum(
-    model: nn.Module,
-    batch: torch.Tensor,
-    *,
-    example: int = 0,
-    probes: int = 8,
-    power_iterations: int = 10,
-    seed: int = 0,
-) -> JacobianSpectrum:
-    """Singular values of d model(batch)[example] / d batch[example] (see the module docstring).
-
-    The whole batch is passed (so BatchNorm sees its usual statistics); only ``example``'s
-    input is perturbed and only its output read.
-    """
-    if not torch.is_floating_point(batch):
-        return JacobianSpectrum(None, None, None, "", skipped="the input is not floating point")
-    saved = _snapshot(model)
-    try:
-        return _spectrum(model, batch, example, probes, power_iterations, seed)
-    finally:
-        _restore(model, saved)
-
-
-def _spectrum(
-    model: nn.Module, batch: torch.Tensor, example: int, probes: int, iterations: int, seed: int
-) -> JacobianSpectrum:
-    # A sub-batch keeps the cost down while normalization layers still see several examples.
-    base = batch.detach()[: max(JACOBIAN_BATCH, example + 1)]
-    in_shape = base.shape[1:]
-    anchor = base[example].reshape(-1).clone().requires_grad_(True)
-    full = torch.cat([base[:example], anchor.reshape(1, *in_shape), base[example + 1 :]])
-    output: Any = model(full)
-    image = (output if isinstance(output, torch.Tensor) else output[0])[example].reshape(-1)
-    image = image.float()
-    in_features, out_features = anchor.numel(), image.numel()
-
-    def pullback(cotangent: torch.Tensor, *, create_graph: bool = False) -> torch.Tensor:
-        """J^T cotangent (reverse mode; forward-mode AD would cost a slow first-use load)."""
-        (grad,) = torch.autograd.grad(
-            image, anchor, cotangent, retain_graph=True, create_graph=create_graph,
-            allow_unused=True,
-        )  # fmt: skip
-        return torch.zeros_like(anchor) if grad is None else grad
-
-    if out_features <= EXACT_JACOBIAN_LIMIT:
-        rows = torch.eye(out_features, device=image.device, dtype=image.dtype)
-        jacobian = torch.stack([pullback(row) for row in rows]).detach()
-        values = torch.linalg.svdvals(jacobian.float()).cpu()
-        smallest = float(values.min()) if out_features <= in_features else 0.0
-        return JacobianSpectrum(
-            float(values.max()), smallest, float(values.square().mean()), "exact"
-        )
-    generator = torch.Generator(device=image.device).manual_seed(seed)
-
-    def gaussian() -> torch.Tensor:
-        return torch.randn(image.shape, generator=generator, device=image.device)
-
-    # Hutchinson: E ||J^T w||^2 = ||J||_F^2 for w ~ N(0, I).
-    squares = torch.stack([pullback(gaussian()).detach().square().sum() for _ in range(probes)])
-    mean_square = float(squares.mean()) / min(in_features, out_features)
-    # Power iteration on J J^T; J v comes from differentiating v -> J^T u w.r.t. u.
-    dummy = torch.zeros_like(image, requires_grad=True)
-    transposed = pullback(dummy, create_graph=True)
-    vector = gaussian()
-    vector = vector / vector.norm()
-    largest = 0.0
-    for _ in range(iterations):
-        back = pullback(vector).detach()
-        (forward,) = torch.autograd.grad(transposed, dummy, back, retain_graph=True)
-        largest = float(forward.norm().sqrt())
-        vector = forward / forward.norm().clamp_min(1e-30)
-    return JacobianSpectrum(largest, None, mean_square, "estimate")

@@ -33,7 +33,7 @@ __all__ = [
     "output_tensor",
     "replace_input",
     "short_reason",
-    "take_examples",
+    "slice_examples",
 ]
 
 Batch: TypeAlias = torch.Tensor | Sequence[Any] | Mapping[str, Any]
@@ -87,8 +87,8 @@ def check_batch(batch: Any, feature: str = "doctor") -> None:
     tensors = [(name, value) for name, value in items if isinstance(value, torch.Tensor)]
     if not tensors:
         raise InitlabError(
-            f"{feature}: the batch holds no tensor (got {describe(batch)}); give the model's "
-            "inputs as tensors."
+            f"{feature}: the batch holds no torch.Tensor (got {describe(batch)}); give the "
+            "model's inputs as tensors, e.g. torch.tensor(values)."
         )
     for name, tensor in tensors:
         if tensor.dim() > 0 and tensor.shape[0] == 0:
@@ -133,24 +133,26 @@ def replace_input(batch: Batch, name: str, tensor: torch.Tensor) -> Batch:
     if isinstance(batch, torch.Tensor):
         return tensor
     if isinstance(batch, Mapping):
-        return {key: tensor if f"batch[{key!r}]" == name else value for key, value in batch.items()}
+        return {
+            key: tensor if f"batch[{key!r}]" == name else value for key, value in batch.items()
+        }
     items = [tensor if f"batch[{index}]" == name else value for index, value in enumerate(batch)]
     return tuple(items) if isinstance(batch, tuple) else items
 
 
-def take_examples(batch: Batch, count: int) -> Batch:
-    """The first ``count`` examples: every tensor whose leading size is the batch's is cut."""
+def slice_examples(batch: Batch, start: int, stop: int) -> Batch:
+    """Examples ``start:stop``: every tensor whose leading size is the batch's is cut."""
     size = batch_size(batch)
-    if count >= size:
+    if start <= 0 and stop >= size:
         return batch
 
     def cut(value: Any) -> Any:
         if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == size:
-            return value[:count]
+            return value[start:stop]
         return value
 
     if isinstance(batch, torch.Tensor):
-        return batch[:count]
+        return batch[start:stop]
     if isinstance(batch, Mapping):
         return {key: cut(value) for key, value in batch.items()}
     items = [cut(value) for value in batch]

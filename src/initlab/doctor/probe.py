@@ -6,10 +6,13 @@ concatenates everything, copies it to the host once, and derives the statistics 
 float64, so a probe costs one host sync whatever the depth, and a handful of kernel launches
 per module.
 
-Forward statistics of a layer's output :math:`h \in \mathbb R^{B \times C \times \dots}`:
-mean, std, RMS, the std of its input, the fraction of exactly-zero values, the fraction of
-*units* (channels) that are zero for the whole batch, the fraction in saturation
-(:math:`|\tanh| > 0.99`, sigmoid :math:`< 0.01` or :math:`> 0.99`), the mean over channels of the
+Every call of a probed module is recorded (a shared activation, a layer applied N times).
+Forward statistics of a call's output :math:`h \in \mathbb R^{B \times C \times \dots}`:
+mean, std, RMS, the std of its input, for hard rectifiers (:mod:`initlab.layers`: ReLU, ReLU6;
+not leaky ones) the fraction of exactly-zero values and of *units* (channels) that are zero for
+the whole batch, for saturating activations the fraction in saturation (outside the interval
+:attr:`initlab.layers.ActivationKind.saturation`: :math:`|\tanh| \ge 0.99`, sigmoid and
+hardsigmoid :math:`\le 0.01` or :math:`\ge 0.99`), the mean over channels of the
 squared channel mean and of the channel variance (Brock et al., 2021, signal propagation plots),
 the mean cosine similarity between the batch's examples (how far the inputs have collapsed to one
 direction), and the count of NaN/inf values. Backward: the std of :math:`\partial L/\partial h`
@@ -29,7 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from initlab.doctor.model_io import first_floating_tensor
 from initlab.doctor.signal_path import block_stacks
+from initlab.errors import InitlabError
 from initlab.layers import activation_kind, is_norm, module_activation
 from initlab.plan.activations import layer_names
 
@@ -48,8 +53,6 @@ FORWARD_FIELDS = (
     "cosine",
     "nonfinite",
 )
-_SATURATING = {"Tanh": "tanh", "Sigmoid": "sigmoid", "Hardtanh": "tanh", "Softsign": "tanh"}
-_RECTIFIERS = ("ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "Threshold")
 
 
 class ForwardStopped(Exception):  # noqa: N818 (a control-flow signal, not an error)
@@ -61,7 +64,7 @@ class ForwardStopped(Exception):  # noqa: N818 (a control-flow signal, not an er
 
 @dataclass(frozen=True)
 class LayerRecord:
-    """The statistics of one probed module, as host floats.
+    """The statistics of one call of a probed module, as host floats.
 
     Attributes:
         name: the module's qualified name.
@@ -70,6 +73,8 @@ class LayerRecord:
         forward: the values of :data:`FORWARD_FIELDS`.
         grad_std: std of the gradient of the loss w.r.t. the output (``None`` without backward).
         grad_rms: RMS of that gradient.
+        call: which call of the module this is: 0 for the first, 1, 2... for later ones (a
+            shared activation, a layer applied several times).
     """
 
     name: str
@@ -78,6 +83,14 @@ class LayerRecord:
     forward: dict[str, float]
     grad_std: float | None
     grad_rms: float | None
+    call: int = 0
+
+    @property
+    def label(self) -> str:
+        """The name (``(model)`` for the model itself), with ``(call n)`` after it for a
+        module's second and later calls."""
+        name = self.name or "(model)"
+        return name if self.call == 0 else f"{name} (call {self.call + 1})"
 
 
 def probed_modules(model: nn.Module) -> list[str]:
@@ -106,26 +119,53 @@ def probed_modules(model: nn.Module) -> list[str]:
     return names
 
 
-def _is_activation_or_norm(kind: str) -> bool:
-    lowered = kind.lower()
+def _measurable(tensor: torch.Tensor) -> bool:
+    """A dense real floating-point tensor with values (what the reductions can read)."""
     return (
-        kind in _RECTIFIERS
-        or "norm" in lowered
-        or lowered in ("gelu", "silu", "mish", "elu", "selu", "celu", "softplus", "hardswish")
+        tensor.is_floating_point()
+        and tensor.layout == torch.strided
+        and not tensor.is_nested
+        and tensor.numel() > 0
     )
-
-
-def _first_tensor(value: Any) -> torch.Tensor | None:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, tuple | list) and value and isinstance(value[0], torch.Tensor):
-        return value[0]
-    return None
 
 
 _COSINE_EXAMPLES = 64
 _EXACT = (torch.float32, torch.float64)
 _NAN = float("nan")
+
+_Key = tuple[str, int]
+"""A module's qualified name and the index of its call (0 for the first)."""
+
+
+@dataclass(frozen=True)
+class _Watch:
+    """How a module's output is read, decided once when the probe is built.
+
+    ``can_die``: a hard rectifier (:attr:`initlab.layers.ActivationKind.can_die`), whose zeros
+    and dead units are counted. ``saturation``: the activation's saturation interval, if any.
+    ``is_layer``: a layer (or a saturating activation, which is read like one): the std of its
+    input and the between-example cosine of its output are measured too.
+    """
+
+    kind: str
+    can_die: bool
+    saturation: tuple[float, float] | None
+    is_layer: bool
+
+
+def _watch(module: nn.Module, is_layer: bool) -> _Watch:
+    found = module_activation(module)
+    try:
+        activation = activation_kind(found[0]) if found is not None else None
+    except (InitlabError, KeyError):  # a name gains.py knows but kinds.py does not judge
+        activation = None
+    saturation = activation.saturation if activation is not None else None
+    return _Watch(
+        kind=type(module).__name__,
+        can_die=activation is not None and activation.can_die,
+        saturation=saturation,
+        is_layer=is_layer or saturation is not None,
+    )
 
 
 def _widened(tensor: torch.Tensor) -> torch.Tensor:
@@ -138,18 +178,20 @@ class _Reduced:
     """What a forward hook leaves on the device for :meth:`Probe.collect` to finish.
 
     ``pieces`` are, in order: the per-unit mean and mean square (``units`` each), the count of
-    nonzeros (rectifiers), the count in saturation (saturating activations), the input's sum
-    and 2-norm (a layer whose input no probed module produced), and for the cosine similarity
-    the norms of the first ``cosine_rows`` examples and the norm of their normalized sum.
+    nonzeros (hard rectifiers), the count in saturation (saturating activations), the input's
+    sum and 2-norm (a layer whose input no probed module produced), and for the cosine
+    similarity the norms of the first ``cosine_rows`` examples and the norm of their normalized
+    sum.
     """
 
     pieces: tuple[torch.Tensor, ...]
     units: int
     numel: int
+    examples: int
     zeros: bool
     saturated: bool
     input_numel: int
-    input_from: str | None
+    input_from: _Key | None
     cosine_rows: int
 
     @property
@@ -159,11 +201,11 @@ class _Reduced:
         return 2 * self.units + self.zeros + self.saturated + inputs + cosine
 
 
-def _reduce_output(kind: str, output: torch.Tensor) -> list[torch.Tensor]:
+def _reduce_output(watch: _Watch, output: torch.Tensor) -> list[torch.Tensor]:
     """The device-side reductions of one output (see :class:`_Reduced`).
 
-    Two per-unit means (of :math:`h` and :math:`h^2`) carry every moment; rectifiers add one
-    count of the nonzeros, saturating activations one comparison. Every full-size pass is a
+    Two per-unit means (of :math:`h` and :math:`h^2`) carry every moment; hard rectifiers add
+    one count of the nonzeros, saturating activations one comparison. Every full-size pass is a
     kernel launch (a parallel region on CPU) and every full-size temporary an allocation, so
     their number, not the arithmetic, is what a probe costs: the mean square of a contiguous
     map is read through per-row 2-norms (no squared copy) and the zeros are counted through
@@ -177,13 +219,14 @@ def _reduce_output(kind: str, output: torch.Tensor) -> list[torch.Tensor]:
     else:
         unit_sq = h.square().mean(dim=dims)
     pieces = [h.mean(dim=dims).reshape(-1), unit_sq.reshape(-1)]
-    if kind in _RECTIFIERS:  # NaN counts as nonzero, as it is not == 0
+    if watch.can_die:  # NaN counts as nonzero, as it is not == 0
         pieces.append(torch.sign(h).nan_to_num_(nan=1.0).abs_().sum())
-    saturating = _SATURATING.get(kind)
-    if saturating == "tanh":
-        pieces.append((h.abs() > 0.99).sum())
-    elif saturating == "sigmoid":
-        pieces.append(((h < 0.01) | (h > 0.99)).sum())
+    if watch.saturation is not None:
+        low, high = watch.saturation
+        if low == -high:  # one comparison for a symmetric interval (tanh, hardtanh, softsign)
+            pieces.append((h.abs() >= high).sum())
+        else:
+            pieces.append(((h <= low) | (h >= high)).sum())
     return pieces
 
 
@@ -227,7 +270,11 @@ def _std_rms(total: float, norm: float, count: int) -> tuple[float, float]:
 def _forward_fields(
     reduced: _Reduced, values: np.ndarray[Any, Any], input_std: float
 ) -> dict[str, float]:
-    """The :data:`FORWARD_FIELDS` from one module's reduced values (host, float64)."""
+    """The :data:`FORWARD_FIELDS` from one module's reduced values (host, float64).
+
+    A unit is dead when it is 0 on every example: with a single example that says nothing
+    about the unit, so the dead fraction is NaN then (as is the cosine).
+    """
     units = reduced.units
     unit_mean, unit_sq = values[:units], values[units : 2 * units]
     at = 2 * units
@@ -240,7 +287,8 @@ def _forward_fields(
         channel_mean_sq = float((unit_mean**2).mean())
         if reduced.zeros:
             zero_fraction = 1.0 - float(values[at]) / max(reduced.numel, 1)
-            dead_fraction = float((unit_sq == 0).mean())
+            if reduced.examples > 1:
+                dead_fraction = float((unit_sq == 0).mean())
             at += 1
         if reduced.saturated:
             saturated = float(values[at]) / max(reduced.numel, 1)
@@ -272,6 +320,10 @@ def _forward_fields(
 class Probe:
     """Hooks that record per-layer statistics; use as a context manager.
 
+    Every call of a probed module is recorded (a ReLU module applied twice, ALBERT's one layer
+    applied N times): records come in forward-call order, each with its module's name and the
+    index of the call (:attr:`LayerRecord.call`), and the gradient of each call's own output.
+
     Example:
         >>> with Probe(model) as probe:
         ...     loss = loss_fn(model(batch), target)
@@ -286,6 +338,10 @@ class Probe:
         stop_early: raise :class:`ForwardStopped` as soon as every probed module has run, so
             the layers after them are not computed (for forward-only measurements of a few
             early modules, as LSUV makes).
+
+    Attributes:
+        unmeasured: names of modules whose output could not be reduced (a hook never breaks
+            the model's forward pass; those calls are left out of the records).
     """
 
     def __init__(
@@ -304,18 +360,21 @@ class Probe:
         if missing:
             raise KeyError(f"Probe: no module named {missing[0]!r} in the model.")
         self._modules = {name: available[name] for name in self.names}
-        self._layers = set(layer_names(model)) | {
-            name for name in self.names if type(available[name]).__name__ in _SATURATING
+        layers = set(layer_names(model))
+        self._watches = {
+            name: _watch(module, name in layers) for name, module in self._modules.items()
         }
         self.gradients = gradients
         self.cosine = cosine
         self.stop_early = stop_early
-        self._order: list[str] = []
-        self._forward: dict[str, _Reduced] = {}
-        self._backward: dict[str, tuple[torch.Tensor, int]] = {}
-        # id(output) -> (the output, its version, the module): a layer fed by a probed module's
+        self.unmeasured: list[str] = []
+        self._calls: dict[str, int] = {}
+        self._order: list[_Key] = []
+        self._forward: dict[_Key, _Reduced] = {}
+        self._backward: dict[_Key, tuple[torch.Tensor, int]] = {}
+        # id(output) -> (the output, its version, its call): a layer fed by a probed call's
         # output, unchanged since (no in-place op bumped its version), reuses that output's std.
-        self._outputs: dict[int, tuple[weakref.ref[torch.Tensor], int, str]] = {}
+        self._outputs: dict[int, tuple[weakref.ref[torch.Tensor], int, _Key]] = {}
         self._handles: list[Any] = []
 
     def __enter__(self) -> Probe:
@@ -338,47 +397,55 @@ class Probe:
         self._handles.clear()
 
     def _make_hook(self, name: str) -> Any:
-        kind = type(self._modules[name]).__name__
+        watch = self._watches[name]
 
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            tensor = _first_tensor(output)
-            if tensor is None or name in self._forward:
-                return
-            self._order.append(name)
-            is_layer = name in self._layers
-            pieces = _reduce_output(kind, tensor)
-            source = _first_tensor(inputs) if is_layer else None
-            input_from, input_numel = None, 0
-            if source is not None and source.is_floating_point() and source.numel() > 1:
-                input_from = self._producer(source)
-                if input_from is None:
-                    pieces.append(_moments(source))
-                    input_numel = source.numel()
-            cosine = _cosine_pieces(tensor) if self.cosine and is_layer else []
-            pieces.extend(cosine)
-            self._forward[name] = _Reduced(
-                pieces=tuple(pieces),
-                units=pieces[0].numel(),
-                numel=tensor.numel(),
-                zeros=kind in _RECTIFIERS,
-                saturated=kind in _SATURATING,
-                input_numel=input_numel,
-                input_from=input_from,
-                cosine_rows=cosine[0].numel() if cosine else 0,
-            )
-            if not tensor.is_inference():  # inference tensors keep no version counter
-                self._outputs[id(tensor)] = (weakref.ref(tensor), tensor._version, name)
-            if self.gradients and tensor.requires_grad:
-                tensor.register_hook(  # type: ignore[no-untyped-call]
-                    lambda grad: self._record_grad(name, grad)
-                )
-            if self.stop_early and len(self._forward) == len(self._modules):
+            tensor = first_floating_tensor(output)
+            if tensor is not None and _measurable(tensor):
+                call = self._calls.get(name, 0)
+                self._calls[name] = call + 1
+                try:
+                    self._record((name, call), watch, inputs, tensor)
+                except Exception:  # a probe must never break the forward pass it observes
+                    if name not in self.unmeasured:
+                        self.unmeasured.append(name)
+            if self.stop_early and len(self._calls) == len(self._modules):
                 raise ForwardStopped
 
         return hook
 
-    def _producer(self, source: torch.Tensor) -> str | None:
-        """The probed module whose (unchanged) output ``source`` is, if any."""
+    def _record(self, key: _Key, watch: _Watch, inputs: Any, tensor: torch.Tensor) -> None:
+        pieces = _reduce_output(watch, tensor)
+        source = first_floating_tensor(inputs) if watch.is_layer else None
+        input_from, input_numel = None, 0
+        if source is not None and _measurable(source) and source.numel() > 1:
+            input_from = self._producer(source)
+            if input_from is None:
+                pieces.append(_moments(source))
+                input_numel = source.numel()
+        cosine = _cosine_pieces(tensor) if self.cosine and watch.is_layer else []
+        pieces.extend(cosine)
+        self._order.append(key)
+        self._forward[key] = _Reduced(
+            pieces=tuple(pieces),
+            units=pieces[0].numel(),
+            numel=tensor.numel(),
+            examples=tensor.shape[0] if tensor.dim() > 1 else 1,
+            zeros=watch.can_die,
+            saturated=watch.saturation is not None,
+            input_numel=input_numel,
+            input_from=input_from,
+            cosine_rows=cosine[0].numel() if cosine else 0,
+        )
+        if not tensor.is_inference():  # inference tensors keep no version counter
+            self._outputs[id(tensor)] = (weakref.ref(tensor), tensor._version, key)
+        if self.gradients and tensor.requires_grad:
+            tensor.register_hook(  # type: ignore[no-untyped-call]
+                lambda grad: self._record_grad(key, grad)
+            )
+
+    def _producer(self, source: torch.Tensor) -> _Key | None:
+        """The probed call whose (unchanged) output ``source`` is, if any."""
         if source.is_inference():
             return None
         known = self._outputs.get(id(source))
@@ -386,57 +453,63 @@ class Probe:
             return known[2]
         return None
 
-    def _record_grad(self, name: str, grad: torch.Tensor) -> None:
+    def _record_grad(self, key: _Key, grad: torch.Tensor) -> None:
         # NaN/inf entries make the statistics NaN/inf, as in the forward pass: the doctor
         # reports where the backward pass first goes non-finite.
-        self._backward[name] = (_moments(grad), grad.numel())
+        if _measurable(grad):
+            self._backward[key] = (_moments(grad), grad.numel())
 
     def reset(self) -> None:
         """Forget what was recorded (hooks stay), for another pass."""
+        self.unmeasured.clear()
+        self._calls.clear()
         self._order.clear()
         self._forward.clear()
         self._backward.clear()
         self._outputs.clear()
 
     def collect(self) -> list[LayerRecord]:
-        """The records of every module that ran, in call order (one device-to-host copy)."""
+        """The records of every call of a probed module, in call order (one device-to-host
+        copy)."""
         if not self._order:
             return []
         pieces: list[torch.Tensor] = []
-        for name in self._order:
-            pieces.extend(self._forward[name].pieces)
-            if name in self._backward:
-                pieces.append(self._backward[name][0])
+        for key in self._order:
+            pieces.extend(self._forward[key].pieces)
+            if key in self._backward:
+                pieces.append(self._backward[key][0])
         device = pieces[0].device
         flat = torch.cat([piece.reshape(-1).float().to(device) for piece in pieces])
         values = flat.cpu().double().numpy()
         records: list[LayerRecord] = []
-        stds: dict[str, float] = {}
+        stds: dict[_Key, float] = {}
         at = 0
-        for index, name in enumerate(self._order):
-            reduced = self._forward[name]
+        for index, key in enumerate(self._order):
+            reduced = self._forward[key]
             chunk = values[at : at + reduced.size]
             at += reduced.size
             input_std = stds.get(reduced.input_from, _NAN) if reduced.input_from else _NAN
             forward = _forward_fields(reduced, chunk, input_std)
-            stds[name] = forward["std"]
+            stds[key] = forward["std"]
             grad_std = grad_rms = None
-            if name in self._backward:
+            if key in self._backward:
                 total, norm = values[at], values[at + 1]
                 at += 2
-                count = self._backward[name][1]
+                count = self._backward[key][1]
                 if count == 1:
                     grad_std = grad_rms = abs(float(total))
                 else:
                     grad_std, grad_rms = _std_rms(float(total), float(norm), count)
+            name, call = key
             records.append(
                 LayerRecord(
                     name=name,
-                    kind=type(self._modules[name]).__name__,
+                    kind=self._watches[name].kind,
                     index=index,
                     forward=forward,
                     grad_std=grad_std,
                     grad_rms=grad_rms,
+                    call=call,
                 )
             )
         return records

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from initlab.doctor.diagnose import DoctorReport
-from initlab.doctor.findings import Finding
+from initlab.doctor.finding import Finding
 from initlab.plan.plan import Plan
 
 __all__ = [
@@ -133,7 +133,7 @@ def layer_cells(report: DoctorReport) -> list[list[str]]:
         ratio = std / reference if reference else math.nan
         rows.append(
             [
-                record.name,
+                record.label,
                 record.kind,
                 _number(std),
                 _number(ratio),
@@ -183,6 +183,8 @@ def findings_panel(report: DoctorReport, *, title: str = "initlab doctor") -> Pa
     summary = jacobian_summary(report)
     if summary:
         lines.extend([Text(""), Text(summary, "dim")])
+    for note in report.skipped:
+        lines.append(Text(note, "dim"))
     return Panel(
         Group(*lines),
         title=Text(title),
@@ -194,7 +196,7 @@ def findings_panel(report: DoctorReport, *, title: str = "initlab doctor") -> Pa
 def layers_table(report: DoctorReport, *, title: str = "per-layer statistics") -> Table:
     """The per-layer table: scales, dead/saturated units, similarity, gradients, weight gain."""
     table = Table(title=Text(title), title_justify="left")
-    longest = max((len(record.name) for record in report.records), default=5)
+    longest = max((len(record.label) for record in report.records), default=5)
     table.add_column(
         LAYER_COLUMNS[0][0], style="bold", overflow="fold", min_width=min(longest, 32)
     )
@@ -218,23 +220,23 @@ def _arrow(before: float | None, after: float | None, style: str = "") -> Text:
 def before_after_table(before: DoctorReport, after: DoctorReport) -> RenderableType:
     """The fix side by side: per-layer scales and gradients before -> after, then both verdicts.
 
-    Rows are matched by module name (both reports describe the same model).
+    Rows are matched by module name and call (both reports describe the same model).
     """
     table = Table(title=Text("before -> after the fix"), title_justify="left")
-    longest = max((len(record.name) for record in before.records), default=5)
+    longest = max((len(record.label) for record in before.records), default=5)
     table.add_column("layer", style="bold", overflow="fold", min_width=min(longest, 32))
     table.add_column("kind", style="dim", overflow="fold", min_width=6)
     for name in ("output std", "dL/dh std", "dead/saturated", "gain^2"):
         table.add_column(name, justify="right")
-    later = {record.name: record for record in after.records}
+    later = {(record.name, record.call): record for record in after.records}
     gains_before = {w.layer: w.gain_sq for w in before.weights}
     gains_after = {w.layer: w.gain_sq for w in after.weights}
     for record in before.records:
-        match = later.get(record.name)
+        match = later.get((record.name, record.call))
         if match is None:
             continue
         table.add_row(
-            Text(record.name),
+            Text(record.label),
             Text(record.kind),
             _arrow(record.forward["std"], match.forward["std"]),
             _arrow(record.grad_std, match.grad_std),

@@ -166,7 +166,9 @@ def _signal_propagation(axes: Axes, report: DoctorReport) -> None:
 
 
 def _gains(axes: Axes, report: DoctorReport) -> None:
-    position = {r.name: r.index for r in report.records}
+    position: dict[str, int] = {}
+    for record in report.records:  # a layer called several times is placed at its first call
+        position.setdefault(record.name, record.index)
     placed = [(position[w.layer], w.gain_sq) for w in report.weights if w.layer in position]
     counts = [_log_series(axes, [x for x, _ in placed], [g for _, g in placed], marker="D",
                           ls="none", color="C0", label="weights")]  # fmt: skip
@@ -219,7 +221,7 @@ def doctor_figure(report: DoctorReport) -> Figure:
     Raises:
         MissingDependencyError: matplotlib is not installed (``pip install 'initlab[report]'``).
     """
-    names = [r.name for r in report.records]
+    names = [r.label for r in report.records]
     figure = _new_figure(14.0, 12.5)
     grid = figure.subplots(3, 2, sharex=True)
     panels = (_forward, _backward, _units, _signal_propagation, _gains)
@@ -240,19 +242,21 @@ def doctor_figure(report: DoctorReport) -> Figure:
 def comparison_figure(before: DoctorReport, after: DoctorReport) -> Figure:
     """Forward output std and backward dL/dh std per module, before and after a fix.
 
-    Both reports must describe the same model (modules are matched by name).
+    Both reports must describe the same model (modules are matched by name and call).
     """
-    names = [r.name for r in before.records]
+    names = [r.label for r in before.records]
     figure = _new_figure(14.0, 4.8)
     forward_axes, backward_axes = figure.subplots(1, 2, sharex=True)
     forward_counts: list[tuple[int, int]] = []
     backward_counts: list[tuple[int, int]] = []
-    position = {name: i for i, name in enumerate(names)}
+    position = {(r.name, r.call): i for i, r in enumerate(before.records)}
     for report, label, style in (
         (before, "before", {"color": "0.55", "ls": "--", "marker": "o", "ms": 3}),
         (after, "after the fix", {"color": "C2", "marker": "o", "ms": 4}),
     ):
-        rows = [(position[r.name], r) for r in report.records if r.name in position]
+        rows = [
+            (position[(r.name, r.call)], r) for r in report.records if (r.name, r.call) in position
+        ]
         xs = [x for x, _ in rows]
         stds = [r.forward["std"] for _, r in rows]
         forward_counts.append(_log_series(forward_axes, xs, stds, label=label, **style))

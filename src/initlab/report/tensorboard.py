@@ -15,7 +15,8 @@ What is written, at ``step``:
   ``channel_mean_sq``, ``channel_var``, ``cosine``, ``nonfinite``, ``grad_std``,
   ``weight_std``, ``weight_gain_sq`` (:math:`\mathrm{Var}(W) \cdot \text{fan\_in}`),
   ``weight_grad_to_weight``. These are the tags Lightning's ``DoctorCallback`` logs, so both
-  routes put the same number under the same name;
+  routes put the same number under the same name. A module's second and later calls go to
+  ``{prefix}/{layer}/call2/{statistic}``, ``call3``...;
 * scalars ``{prefix}/healthy`` (1 or 0), ``{prefix}/findings/critical`` and
   ``{prefix}/findings/warning`` (counts), and the input-output Jacobian's
   ``{prefix}/jacobian/largest``, ``smallest``, ``mean_square`` and ``spread`` when known;
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["SummaryWriterLike", "doctor_scalars", "write_doctor"]
 
 FEATURE = "DoctorReport.to_tensorboard"
-_NOT_STATISTICS = ("layer", "kind", "index", "activation_after")
+_NOT_STATISTICS = ("layer", "call", "kind", "index", "activation_after")
 _INVALID_TAG = re.compile(r"[^-/\w.]")
 
 
@@ -71,8 +72,10 @@ def _tag(*parts: str) -> str:
     return "/".join(_INVALID_TAG.sub("_", part) for part in parts)
 
 
-def _layer(name: str) -> str:
-    return name or "model"  # a model probed as a single module has the empty name
+def _layer(name: str, call: int = 0) -> str:
+    """The tag part of a module's ``call``: its name, then ``/call2``... for later calls."""
+    part = name or "model"  # a model probed as a single module has the empty name
+    return f"{part}/call{call + 1}" if call else part
 
 
 def _finite(value: Any) -> float | None:
@@ -86,7 +89,7 @@ def _layer_statistics(report: DoctorReport) -> Iterable[tuple[str, str, float]]:
         for key, raw in row.items():
             value = _finite(raw)
             if key not in _NOT_STATISTICS and value is not None:
-                yield _layer(str(row["layer"])), key, value
+                yield _layer(str(row["layer"]), int(row.get("call", 0))), key, value
 
 
 def _summary(report: DoctorReport) -> dict[tuple[str, ...], float]:
