@@ -458,3 +458,25 @@ def test_shared_or_deliberately_equal_weights_are_not_clones(name: str) -> None:
     model = NOT_CLONES[name]()
     batch = torch.randn(8, 16, 64, generator=generator())
     assert "cloned_layers" not in codes(diagnose(model, batch))
+
+
+def test_norm_scales_drawn_like_weights_are_a_warning() -> None:
+    """A weight rule that reached the norms (scales ~ N(0, 0.02)) is said; scales of 1, of 0
+    (zero-init residual) or learned away from 0 are not."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(16, 32), nn.LayerNorm(32), nn.ReLU(), nn.Linear(32, 32), nn.LayerNorm(32)
+    )
+    batch = torch.randn(64, 16)
+    assert "random_norm_scales" not in {f.code for f in doctor(model, batch).findings}
+    with torch.no_grad():
+        model[4].weight.zero_()
+    assert "random_norm_scales" not in {f.code for f in doctor(model, batch).findings}
+    with torch.no_grad():
+        model[1].weight.normal_(0.0, 0.02)
+    report = doctor(model, batch)
+    finding = next(f for f in report.findings if f.code == "random_norm_scales")
+    assert finding.layers == ("1",)
+    assert finding.severity == "warning"
+    report.fix.apply(model)
+    assert torch.equal(model[1].weight.detach(), torch.ones(32))

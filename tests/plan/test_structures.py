@@ -85,7 +85,8 @@ def test_lstm_auto_is_per_gate_xavier_orthogonal_and_forget_bias_one() -> None:
         forget = slice(hidden, 2 * hidden)
         assert torch.equal(bias_ih[forget], torch.ones(hidden))
         assert torch.equal(bias_hh[forget], torch.zeros(hidden))
-        assert not bias_ih[:hidden].any() and not bias_ih[2 * hidden :].any()
+        assert not bias_ih[:hidden].any()
+        assert not bias_ih[2 * hidden :].any()
 
 
 def test_per_gate_xavier_std_matches_the_law() -> None:
@@ -161,9 +162,11 @@ def test_weight_norm_is_initialized_through_its_direction() -> None:
     table = initlab.Plan().apply(model, seed=0)
     direction = _row(table, "0.parametrizations.weight.original1")
     magnitude = _row(table, "0.parametrizations.weight.original0")
-    assert direction.site.role == "weight" and direction.site.module_name == "0"
+    assert direction.site.role == "weight"
+    assert direction.site.module_name == "0"
     assert direction.std == pytest.approx(math.sqrt(2 / 64))  # He: a ReLU follows
-    assert magnitude.scheme is None and "derived" in magnitude.source
+    assert magnitude.scheme is None
+    assert "derived" in magnitude.source
     v = model[0].parametrizations.weight.original1.detach()
     assert torch.allclose(model[0].weight.detach(), v, atol=1e-6)
 
@@ -172,7 +175,8 @@ def test_rules_by_layer_type_reach_reparametrized_weights() -> None:
     model = nn.Sequential(spectral_norm(nn.Linear(8, 8)))
     plan = initlab.Plan([initlab.rule(types=nn.Linear, role="weight", scheme="zeros")], "keep")
     row = _row(plan.resolve(model), "0.parametrizations.weight.original")
-    assert str(row.scheme) == "zeros()" and "spectral" in row.site.fans_note.lower()
+    assert str(row.scheme) == "zeros()"
+    assert "spectral" in row.site.fans_note.lower()
 
 
 def test_old_style_weight_norm_parts() -> None:

@@ -401,8 +401,9 @@ def check_audit_after_auto(architecture: Architecture) -> initlab.Audit:
 
 # --- 3. doctor --------------------------------------------------------------------------------
 def check_doctor(architecture: Architecture) -> initlab.DoctorReport:
-    """The doctor runs on the stock init, and its critical findings are exactly those the
-    stock init deserves (``stock_critical``: none for all but a few)."""
+    """The doctor runs on the stock init, its critical findings are exactly those the stock
+    init deserves (``stock_critical``: none for all but a few), and it reports the warnings
+    the stock init deserves (``stock_warnings``)."""
     model, batch = architecture.model(), architecture.batch()
     report = initlab.doctor(model, batch)
     expected = set(architecture.stock_critical)
@@ -416,6 +417,11 @@ def check_doctor(architecture: Architecture) -> initlab.DoctorReport:
     problems += [
         f"{code} not reported, which this stock init deserves (see architectures.py)"
         for code in sorted(expected - {finding.code for finding in critical})
+    ]
+    reported = {finding.code for finding in report.findings}
+    problems += [
+        f"warning {code} not reported, which this stock init deserves (see architectures.py)"
+        for code in sorted(set(architecture.stock_warnings) - reported)
     ]
     _fail("critical findings on the stock init", problems)
     return report

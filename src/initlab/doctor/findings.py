@@ -35,6 +35,9 @@ from initlab.doctor.mismatch import mismatch_findings, normalized_layers
 from initlab.doctor.probe import LayerRecord
 from initlab.doctor.signal_path import block_stacks, cloned_weights, within
 from initlab.plan.activations import ActivationMap
+from initlab.plan.plan import Plan
+from initlab.plan.rules import rule
+from initlab.plan.sites import parameter_sites
 
 __all__ = ["find"]
 
@@ -121,14 +124,26 @@ def _forward_trend(layers: list[LayerRecord], unit: str, limits: Thresholds) -> 
 
 
 def _gradient_trend(layers: list[LayerRecord], unit: str, limits: Thresholds) -> list[Finding]:
-    grads = [r.grad_std for r in layers if r.grad_std is not None]
+    r"""Vanishing or exploding :math:`\partial L/\partial h`, judged on its norm per example,
+    :math:`\text{rms}(\partial L/\partial h)\sqrt{n}` with :math:`n` values per example.
+
+    The norm, not the per-value std: a fan_in-scaled layer (He, LeCun) keeps the gradient's norm
+    from its output to its input, not its per-value scale, which changes with the widths; and
+    where a stride or a pooling maps :math:`n` values onto :math:`n/T`, each value's gradient
+    is divided by :math:`T` (a mean over :math:`T` positions) while the norm changes by
+    :math:`\sqrt T` only. In a plain stack of equal widths the two are the same trend.
+    """
+    grads = [
+        r.grad_rms * math.sqrt(r.values_per_example) for r in layers if r.grad_rms is not None
+    ]
     if len(grads) < limits.min_layers or len(grads) != len(layers):
         return []
     # Toward the input: reversed order, so the compound factor is first / last layer.
     per_layer, total = trend(list(reversed(grads)))
     names = _names(layers)
     evidence = (
-        f"dL/dh std is {grads[-1]:.3g} at the last {unit} and {grads[0]:.3g} at the first "
+        f"the norm of dL/dh per example is {grads[-1]:.3g} at the last {unit} and "
+        f"{grads[0]:.3g} at the first "
         f"(trend x{per_layer:.3g} per {unit} toward the input, x{total:.3g} overall)"
     )
     if total < limits.vanishing:
@@ -351,6 +366,52 @@ def _clones(model: nn.Module) -> list[Finding]:
     ]
 
 
+def _random_norm_scales(model: nn.Module) -> list[Finding]:
+    """Norm scales drawn at random around 0 (e.g. N(0, 0.02), as for a Linear weight).
+
+    A norm's scale starts at 1 (or 0 at the end of a residual branch, on purpose): then the
+    norm hands on a unit-scale signal. Scales of random sign and size ~0.02 shrink every
+    normalized signal 50-fold and flip channels at random; no recipe does that on purpose,
+    it is a weight rule that reached the norms. Said of vectors of at least 8 scales whose
+    mean is within one std of 0 (constant vectors, whatever their value, are deliberate).
+    """
+    parameters = dict(model.named_parameters())
+    hit: list[tuple[str, float, float]] = []
+    for site in parameter_sites(model):
+        tensor = parameters.get(site.name)
+        if site.role != "norm_weight" or tensor is None or tensor.is_meta:
+            continue
+        if tensor.dim() != 1 or tensor.numel() < 8:
+            continue
+        values = tensor.detach().float()
+        std, mean = float(values.std()), float(values.mean())
+        if std > 0 and abs(mean) < std:
+            hit.append((site.module_name, mean, std))
+    if not hit:
+        return []
+    layers = tuple(name for name, _, _ in hit)
+    shown = "; ".join(f"{name}: mean {mean:.2g}, std {std:.2g}" for name, mean, std in hit[:3])
+    return [
+        Finding(
+            "random_norm_scales",
+            "warning",
+            f"{len(hit)} normalization layer(s) have scales drawn at random around 0: each "
+            "shrinks the signal it normalizes and flips channels at random.",
+            layers,
+            shown + (f"; and {len(hit) - 3} more" if len(hit) > 3 else ""),
+            "Start norm scales at 1 (a weight rule such as normal(std=0.02) probably reached "
+            "them; rules by role keep them apart: role='norm_weight' -> ones).",
+            "Norm outputs of unit scale.",
+            Plan(
+                [rule(f"{name}.weight", "ones") for name in layers],
+                "keep",
+                name="doctor-fix",
+                warn_unused=False,
+            ),
+        )
+    ]
+
+
 def find(
     records: Sequence[LayerRecord],
     weights: Sequence[WeightRecord],
@@ -383,6 +444,7 @@ def find(
             weights, activations, limits, normalized_layers(records, model, blocks)
         ),
         *(_clones(model) if model is not None else ()),
+        *(_random_norm_scales(model) if model is not None else ()),
     ]
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(findings, key=lambda f: order[f.severity])

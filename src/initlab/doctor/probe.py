@@ -75,6 +75,8 @@ class LayerRecord:
         grad_rms: RMS of that gradient.
         call: which call of the module this is: 0 for the first, 1, 2... for later ones (a
             shared activation, a layer applied several times).
+        values_per_example: how many values the output holds per example (units times
+            positions), so per-value statistics can be compared across a pooling or a stride.
     """
 
     name: str
@@ -84,6 +86,7 @@ class LayerRecord:
     grad_std: float | None
     grad_rms: float | None
     call: int = 0
+    values_per_example: int = 1
 
     @property
     def label(self) -> str:
@@ -510,6 +513,7 @@ class Probe:
                     grad_std=grad_std,
                     grad_rms=grad_rms,
                     call=call,
+                    values_per_example=max(reduced.numel // max(reduced.examples, 1), 1),
                 )
             )
         return records
