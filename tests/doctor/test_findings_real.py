@@ -175,10 +175,23 @@ STOCK = {
         initialized(SmallCNN(1, 10)), torch.randn(32, 1, 8, 8, generator=generator())),
     "initlab ResNet with batch norm, as built": lambda: (
         ResNet(3, 10), torch.randn(16, 3, 16, 16, generator=generator())),
-    "initlab ResNet without norm, auto": lambda: (
-        initialized(ResNet(3, 10, blocks=(3, 3, 3), norm=False)),
+    "initlab ResNet without norm, fixup": lambda: (
+        initialized(ResNet(3, 10, blocks=(3, 3, 3), norm=False), "fixup"),
+        torch.randn(16, 3, 16, 16, generator=generator())),
+    "initlab ResNet without norm, zero-init-residual": lambda: (
+        initialized(ResNet(3, 10, blocks=(3, 3, 3), norm=False), "zero-init-residual"),
         torch.randn(16, 3, 16, 16, generator=generator())),
 }  # fmt: skip
+
+
+def test_residual_stream_growth_without_norm_is_a_warning_naming_the_cure() -> None:
+    """He in every branch of a ResNet without norm adds the branch's variance at each block
+    (Zhang et al., 2019): x1.3 per block, tenfold over 9. That is a warning, not an alarm."""
+    model = initialized(ResNet(3, 10, blocks=(3, 3, 3), norm=False))
+    report = diagnose(model, torch.randn(16, 3, 16, 16, generator=generator()))
+    [finding] = report.findings
+    assert (finding.code, finding.severity) == ("exploding_forward", "warning")
+    assert "fixup" in finding.fix
 
 
 @pytest.mark.parametrize("name", list(STOCK))
@@ -480,3 +493,22 @@ def test_norm_scales_drawn_like_weights_are_a_warning() -> None:
     assert finding.severity == "warning"
     report.fix.apply(model)
     assert torch.equal(model[1].weight.detach(), torch.ones(32))
+
+
+def test_a_signal_halving_per_layer_is_said() -> None:
+    """The seen case: ConvTranspose2d(16, 16, 4, stride 2, padding 1) x 5 with ReLU, He drawn
+    with stride-blind fans (torch's kaiming_normal_): the RMS halves per layer, 20-fold over
+    the stack. Below the hundredfold of a vanishing signal, but a warning, not "healthy";
+    the plan's stride-aware fans keep it."""
+    torch.manual_seed(0)
+    layers = [m for _ in range(5) for m in (nn.ConvTranspose2d(16, 16, 4, 2, 1), nn.ReLU())]
+    model = nn.Sequential(*layers)
+    for module in model:
+        if isinstance(module, nn.ConvTranspose2d):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+    batch = torch.randn(4, 16, 4, 4, generator=generator())
+    codes = {(f.code, f.severity) for f in diagnose(model, batch).findings}
+    assert ("vanishing_forward", "warning") in codes
+    initlab.init_model(model, "kaiming")
+    assert diagnose(model, batch).healthy

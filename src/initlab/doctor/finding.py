@@ -29,6 +29,11 @@ class Thresholds:
             signal is said to vanish. 1e-2: a hundredfold loss of scale is far outside what
             normalization-free training recovers from in its first steps.
         exploding: compound factor above which it explodes (1e2, symmetric to ``vanishing``).
+        drifting: compound forward factor beyond which (below it, or above its inverse) the
+            signal is said to shrink or grow: a warning, not yet a vanishing signal. 0.1: a
+            tenfold change over the stack is what a per-layer factor of 1/2 gives over 4
+            layers (a stride-blind transposed conv, Xavier before ReLU); variance-preserving
+            inits stay within a factor 2 (tests/zoo: 31 stock architectures).
         min_layers: points on a path (layer calls, or block calls of a stack) needed before a
             depth trend is judged (3: a line through two points is no trend).
         dead: fraction of a rectifier's units that are zero for the whole batch. 0.5: at He
@@ -59,6 +64,7 @@ class Thresholds:
 
     vanishing: float = 1e-2
     exploding: float = 1e2
+    drifting: float = 1e-1
     min_layers: int = 3
     dead: float = 0.5
     collapse: float = 0.9

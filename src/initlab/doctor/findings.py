@@ -36,6 +36,7 @@ from initlab.doctor.probe import LayerRecord
 from initlab.doctor.signal_path import block_stacks, cloned_weights, within
 from initlab.plan.activations import ActivationMap
 from initlab.plan.plan import Plan
+from initlab.plan.presets import residual_blocks
 from initlab.plan.rules import rule
 from initlab.plan.sites import parameter_sites
 
@@ -116,6 +117,30 @@ def _forward_trend(layers: list[LayerRecord], unit: str, limits: Thresholds) -> 
                 evidence.replace("falls", "grows"),
                 "Use a variance-preserving init (He/Xavier/LeCun by activation) instead of a "
                 "fixed large std such as N(0, 1).",
+                "A per-layer std factor near 1.",
+                fix_plan(names),
+            )
+        ]
+    if total < limits.drifting or total > 1.0 / limits.drifting:
+        shrinks = total < 1.0
+        return [
+            Finding(
+                "vanishing_forward" if shrinks else "exploding_forward",
+                "warning",
+                f"The forward signal {'shrinks' if shrinks else 'grows'} with depth, "
+                f"x{per_layer:.2g} per {unit}: not yet {'vanished' if shrinks else 'exploded'}"
+                ", but a deeper stack of the same would be.",
+                names,
+                evidence if shrinks else evidence.replace("falls", "grows"),
+                "Check each layer's fans and gain against the activation after it (the plan "
+                "table shows both): He for ReLU-family, Xavier with the gain for tanh/sigmoid."
+                + (
+                    " Residual blocks without normalization add their branch's variance to the "
+                    "stream at every block: scale the branches down (the 'fixup' or "
+                    "'zero-init-residual' presets) or add normalization."
+                    if unit == "block" and not shrinks
+                    else ""
+                ),
                 "A per-layer std factor near 1.",
                 fix_plan(names),
             )
@@ -310,8 +335,24 @@ def _layers_before(records: Sequence[LayerRecord], hits: Sequence[LayerRecord]) 
     return list(dict.fromkeys(names))
 
 
-def _symmetry(weights: Sequence[WeightRecord], limits: Thresholds) -> list[Finding]:
-    hit = [w for w in weights if max(w.duplicate_rows, w.zero_rows) >= limits.symmetric]
+def _symmetry(
+    weights: Sequence[WeightRecord], limits: Thresholds, model: nn.Module | None
+) -> list[Finding]:
+    """Units that start equal and get equal gradients (see :class:`WeightRecord`).
+
+    The last layer of a residual branch is spared when it is zero (Fixup, zero-init
+    residual): its output joins the skip path, whose later layers tell its units apart as soon
+    as a zero classifier head (which blocks every gradient at the first step) has moved.
+    """
+    branch_ends = (
+        {branch[-1] for branch in residual_blocks(model).values()} if model is not None else set()
+    )
+    hit = [
+        w
+        for w in weights
+        if w.symmetric_rows >= limits.symmetric
+        and not (w.layer in branch_ends and w.zero_rows == 1.0)
+    ]
     if not hit:
         return []
     return [
@@ -322,11 +363,13 @@ def _symmetry(weights: Sequence[WeightRecord], limits: Thresholds) -> list[Findi
             "identical through training, since they receive identical gradients.",
             tuple(w.layer for w in hit),
             "; ".join(
-                f"{w.name}: {w.duplicate_rows:.0%} duplicate rows, {w.zero_rows:.0%} zero rows"
+                f"{w.name}: {w.symmetric_rows:.0%} of its rows equal another row, and so do "
+                f"their gradients ({w.zero_rows:.0%} zero rows)"
                 for w in hit[:4]
             ),
             "Break the symmetry with a random init (He/Xavier/orthogonal); constant and zero "
-            "init are for biases and norm scales only.",
+            "init are for biases and norm scales (a zero last layer of a residual branch or a "
+            "zero classifier head is fine: its units get different gradients).",
             "Distinct rows in every weight.",
             fix_plan([w.layer for w in hit]),
         )
@@ -436,7 +479,7 @@ def find(
     blocks = {name for stack in stacks for name in stack}
     findings = [
         *_nonfinite(records),
-        *_symmetry(weights, limits),
+        *_symmetry(weights, limits, model),
         *_depth(records, {w.layer for w in weights}, stacks, limits),
         *_saturation(records, limits),
         *_dead_and_collapse(records, limits),

@@ -28,7 +28,15 @@ __all__ = ["EXACT_JACOBIAN_LIMIT", "JacobianSpectrum", "WeightRecord", "jacobian
 
 @dataclass(frozen=True)
 class WeightRecord:
-    """Measurements of one weight parameter (host floats)."""
+    """Measurements of one weight parameter (host floats).
+
+    ``duplicate_rows`` and ``zero_rows`` describe the weight alone; ``symmetric_rows`` is the
+    fraction of rows (units) that equal another row *and* whose gradient rows are equal too:
+    units no gradient step can tell apart. Equal rows with different gradients are not
+    symmetric: a zero-initialized last layer of a residual branch (Fixup, zero-init-residual)
+    or a zero classifier head gets a different gradient per unit from the first step. Without
+    a gradient it is the fraction of duplicate or zero rows.
+    """
 
     name: str
     layer: str
@@ -42,6 +50,7 @@ class WeightRecord:
     zero_rows: float
     grad_std: float | None
     grad_to_weight: float | None
+    symmetric_rows: float = 0.0
 
 
 def weight_records(model: nn.Module) -> list[WeightRecord]:
@@ -54,11 +63,7 @@ def weight_records(model: nn.Module) -> list[WeightRecord]:
     probes: dict[tuple[int, torch.device], torch.Tensor] = {}
     for site in sites:
         weight = parameters[site.name].detach().float()
-        matrix = weight.reshape(weight.shape[0], -1)
-        if site.layout == "keras":
-            matrix = weight.reshape(-1, weight.shape[-1]).T
-        elif site.layout == "torch_transposed":
-            matrix = weight.transpose(0, 1).reshape(weight.shape[1], -1)
+        matrix = _as_matrix(weight, site.layout)
         key = (matrix.shape[1], matrix.device)
         if key not in probes:
             probes[key] = _row_probe(*key)
@@ -81,12 +86,19 @@ def weight_records(model: nn.Module) -> list[WeightRecord]:
             grad_mean = g.sum() / count
             grad_std = (grad_norm.square() / count - grad_mean.square()).clamp_min(0).sqrt()
             ratio = grad_norm / weight_norm.clamp_min(1e-30)
+            grad_keys = _as_matrix(g, site.layout) @ probes[key][:, :2]
+            symmetric = _duplicate_row_fraction(torch.cat([keys[:, :2], grad_keys], dim=1))
         else:
             grad_std = ratio = torch.full((), float("nan"), device=weight.device)
-        rows.append(torch.stack([weight_mean, weight_std, duplicate, zero, grad_std, ratio]))
+            symmetric = torch.maximum(duplicate, zero)
+        rows.append(
+            torch.stack([weight_mean, weight_std, duplicate, zero, grad_std, ratio, symmetric])
+        )
     values = torch.stack([row.to(rows[0].device) for row in rows]).cpu().tolist()
     records = []
-    for site, (mean, std, duplicate, zero, grad_std, ratio) in zip(sites, values, strict=True):
+    for site, (mean, std, duplicate, zero, grad_std, ratio, symmetric) in zip(
+        sites, values, strict=True
+    ):
         fans = site.fans or compute_fans(site.fan_shape, layout=site.layout, groups=site.groups)
         records.append(
             WeightRecord(
@@ -102,9 +114,19 @@ def weight_records(model: nn.Module) -> list[WeightRecord]:
                 zero_rows=zero,
                 grad_std=None if grad_std != grad_std else grad_std,
                 grad_to_weight=None if ratio != ratio else ratio,
+                symmetric_rows=symmetric,
             )
         )
     return records
+
+
+def _as_matrix(weight: torch.Tensor, layout: str) -> torch.Tensor:
+    """The weight as (output units, inputs): one row per unit, whatever its layout."""
+    if layout == "keras":
+        return weight.reshape(-1, weight.shape[-1]).T
+    if layout == "torch_transposed":
+        return weight.transpose(0, 1).reshape(weight.shape[1], -1)
+    return weight.reshape(weight.shape[0], -1)
 
 
 def _row_probe(columns: int, device: torch.device) -> torch.Tensor:
@@ -118,15 +140,18 @@ def _row_probe(columns: int, device: torch.device) -> torch.Tensor:
 def _duplicate_row_fraction(keys: torch.Tensor) -> torch.Tensor:
     """Fraction of rows equal to an earlier row, on the device, from the rows' ``keys``.
 
-    The keys are the rows' projections on two fixed random directions (sorting scalars, not
+    The keys are the rows' projections on fixed random directions (sorting scalars, not
     rows); equal rows always project equally, and distinct real-valued rows collide with
-    probability ~0.
+    probability ~0. Rows are sorted by all keys (stable sorts from the last key to the first),
+    so equal rows end up next to each other.
     """
     rows = keys.shape[0]
     if rows < 2:
         return torch.zeros((), device=keys.device)
     keys = keys.T
-    order = torch.argsort(keys[0])
+    order = torch.arange(rows, device=keys.device)
+    for column in reversed(range(keys.shape[0])):
+        order = order[torch.argsort(keys[column, order], stable=True)]
     sorted_keys = keys[:, order]
     repeats = (sorted_keys[:, 1:] == sorted_keys[:, :-1]).all(dim=0)
     return repeats.float().sum() / rows
