@@ -243,8 +243,9 @@ def _allocate(model: nn.Module, device: torch.device, table: Assignments) -> Non
     if kept:
         warnings.warn(
             f"materialize: the plan keeps {', '.join(kept)}, which have no value after a "
-            "meta-device build; they got their module's reset_parameters(). Add a rule for "
-            "them to choose their values.",
+            "meta-device build; they got their module's own init (its reset_parameters(), or "
+            "the model's _init_weights for Hugging Face models). Add a rule for them to choose "
+            "their values.",
             stacklevel=3,
         )
 
