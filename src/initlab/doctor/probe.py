@@ -21,20 +21,30 @@ direction), and the count of NaN/inf values. Backward: the std of :math:`\partia
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from initlab.doctor.model_io import first_floating_tensor
+from initlab.doctor.reductions import (
+    NAN,
+    Key,
+    Reduced,
+    Watch,
+    cosine_pieces,
+    forward_fields,
+    measurable,
+    moments,
+    reduce_output,
+    std_rms,
+    watch_for,
+)
 from initlab.doctor.signal_path import block_stacks
-from initlab.errors import InitlabError
 from initlab.layers import activation_kind, is_norm, module_activation
 from initlab.plan.activations import layer_names
 
@@ -122,204 +132,6 @@ def probed_modules(model: nn.Module) -> list[str]:
     return names
 
 
-def _measurable(tensor: torch.Tensor) -> bool:
-    """A dense real floating-point tensor with values (what the reductions can read)."""
-    return (
-        tensor.is_floating_point()
-        and tensor.layout == torch.strided
-        and not tensor.is_nested
-        and tensor.numel() > 0
-    )
-
-
-_COSINE_EXAMPLES = 64
-_EXACT = (torch.float32, torch.float64)
-_NAN = float("nan")
-
-_Key = tuple[str, int]
-"""A module's qualified name and the index of its call (0 for the first)."""
-
-
-@dataclass(frozen=True)
-class _Watch:
-    """How a module's output is read, decided once when the probe is built.
-
-    ``can_die``: a hard rectifier (:attr:`initlab.layers.ActivationKind.can_die`), whose zeros
-    and dead units are counted. ``saturation``: the activation's saturation interval, if any.
-    ``is_layer``: a layer (or a saturating activation, which is read like one): the std of its
-    input and the between-example cosine of its output are measured too.
-    """
-
-    kind: str
-    can_die: bool
-    saturation: tuple[float, float] | None
-    is_layer: bool
-
-
-def _watch(module: nn.Module, is_layer: bool) -> _Watch:
-    found = module_activation(module)
-    try:
-        activation = activation_kind(found[0]) if found is not None else None
-    except (InitlabError, KeyError):  # a name gains.py knows but kinds.py does not judge
-        activation = None
-    saturation = activation.saturation if activation is not None else None
-    return _Watch(
-        kind=type(module).__name__,
-        can_die=activation is not None and activation.can_die,
-        saturation=saturation,
-        is_layer=is_layer or saturation is not None,
-    )
-
-
-def _widened(tensor: torch.Tensor) -> torch.Tensor:
-    """float32 for half precision (squares of fp16 overflow past 256), the tensor otherwise."""
-    return tensor if tensor.dtype in _EXACT else tensor.float()
-
-
-@dataclass(frozen=True)
-class _Reduced:
-    """What a forward hook leaves on the device for :meth:`Probe.collect` to finish.
-
-    ``pieces`` are, in order: the per-unit mean and mean square (``units`` each), the count of
-    nonzeros (hard rectifiers), the count in saturation (saturating activations), the input's
-    sum and 2-norm (a layer whose input no probed module produced), and for the cosine
-    similarity the norms of the first ``cosine_rows`` examples and the norm of their normalized
-    sum.
-    """
-
-    pieces: tuple[torch.Tensor, ...]
-    units: int
-    numel: int
-    examples: int
-    zeros: bool
-    saturated: bool
-    input_numel: int
-    input_from: _Key | None
-    cosine_rows: int
-
-    @property
-    def size(self) -> int:
-        inputs = 2 if self.input_numel else 0
-        cosine = self.cosine_rows + 1 if self.cosine_rows else 0
-        return 2 * self.units + self.zeros + self.saturated + inputs + cosine
-
-
-def _reduce_output(watch: _Watch, output: torch.Tensor) -> list[torch.Tensor]:
-    """The device-side reductions of one output (see :class:`_Reduced`).
-
-    Two per-unit means (of :math:`h` and :math:`h^2`) carry every moment; hard rectifiers add
-    one count of the nonzeros, saturating activations one comparison. Every full-size pass is a
-    kernel launch (a parallel region on CPU) and every full-size temporary an allocation, so
-    their number, not the arithmetic, is what a probe costs: the mean square of a contiguous
-    map is read through per-row 2-norms (no squared copy) and the zeros are counted through
-    ``sign`` (a comparison to 0 makes a bool tensor whose sum is several times slower).
-    """
-    h = _widened(output.detach())
-    dims = (0, *range(2, h.dim())) if h.dim() > 1 else (0,)
-    if h.dim() > 2 and h.is_contiguous():
-        rows = h.reshape(h.shape[0], h.shape[1], -1)
-        unit_sq = torch.linalg.vector_norm(rows, dim=2).square().mean(dim=0) / rows.shape[2]
-    else:
-        unit_sq = h.square().mean(dim=dims)
-    pieces = [h.mean(dim=dims).reshape(-1), unit_sq.reshape(-1)]
-    if watch.can_die:  # NaN counts as nonzero, as it is not == 0
-        pieces.append(torch.sign(h).nan_to_num_(nan=1.0).abs_().sum())
-    if watch.saturation is not None:
-        low, high = watch.saturation
-        if low == -high:  # one comparison for a symmetric interval (tanh, hardtanh, softsign)
-            pieces.append((h.abs() >= high).sum())
-        else:
-            pieces.append(((h <= low) | (h >= high)).sum())
-    return pieces
-
-
-def _cosine_pieces(output: torch.Tensor) -> list[torch.Tensor]:
-    r"""What the mean between-example cosine similarity needs, for the first 64 examples.
-
-    With :math:`u_i = x_i/\lVert x_i\rVert` the mean over pairs :math:`i \ne j` of
-    :math:`u_i\cdot u_j` is :math:`(\lVert\sum_i u_i\rVert^2 - \sum_i \lVert u_i\rVert^2) /
-    (n(n-1))`: the row norms and one matrix-vector product, not an :math:`n \times n` Gram
-    matrix. 64 examples put its standard error at about 1/64 of its spread, plenty for a
-    collapse diagnosis. Empty for a single example.
-    """
-    if output.dim() < 2 or output.shape[0] < 2:
-        return []
-    h = _widened(output.detach())
-    rows = h[:_COSINE_EXAMPLES].reshape(min(h.shape[0], _COSINE_EXAMPLES), -1)
-    norms = torch.linalg.vector_norm(rows, dim=1)
-    total = norms.clamp_min(1e-12).reciprocal() @ rows
-    return [norms, torch.linalg.vector_norm(total)]
-
-
-def _moments(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum and 2-norm of all of ``tensor``: two read-only, vectorized passes."""
-    x = _widened(tensor.detach())
-    return torch.stack([x.sum(), torch.linalg.vector_norm(x)])
-
-
-def _std_rms(total: float, norm: float, count: int) -> tuple[float, float]:
-    r"""Population std and RMS from a sum and a 2-norm.
-
-    .. math:: \sigma^2 = \lVert x\rVert_2^2/n - \bar x^2,
-        \quad \text{rms} = \lVert x\rVert_2/\sqrt n
-    """
-    count = max(count, 1)
-    mean = total / count
-    mean_sq = norm * norm / count
-    variance = mean_sq - mean * mean
-    return math.sqrt(max(variance, 0.0)), math.sqrt(mean_sq)  # max keeps NaN: NaN stays NaN
-
-
-def _forward_fields(
-    reduced: _Reduced, values: np.ndarray[Any, Any], input_std: float
-) -> dict[str, float]:
-    """The :data:`FORWARD_FIELDS` from one module's reduced values (host, float64).
-
-    A unit is dead when it is 0 on every example: with a single example that says nothing
-    about the unit, so the dead fraction is NaN then (as is the cosine).
-    """
-    units = reduced.units
-    unit_mean, unit_sq = values[:units], values[units : 2 * units]
-    at = 2 * units
-    zero_fraction = dead_fraction = saturated = cosine = _NAN
-    with np.errstate(all="ignore"):  # NaN/inf outputs give NaN/inf statistics, quietly
-        mean = float(unit_mean.mean())
-        mean_sq = float(unit_sq.mean())
-        variance = mean_sq - mean * mean
-        channel_var = float(np.maximum(unit_sq - unit_mean**2, 0.0).mean())
-        channel_mean_sq = float((unit_mean**2).mean())
-        if reduced.zeros:
-            zero_fraction = 1.0 - float(values[at]) / max(reduced.numel, 1)
-            if reduced.examples > 1:
-                dead_fraction = float((unit_sq == 0).mean())
-            at += 1
-        if reduced.saturated:
-            saturated = float(values[at]) / max(reduced.numel, 1)
-            at += 1
-        if reduced.input_numel:
-            total, norm = float(values[at]), float(values[at + 1])
-            input_std = _std_rms(total, norm, reduced.input_numel)[0]
-            at += 2
-        if reduced.cosine_rows:
-            n = reduced.cosine_rows
-            norms = values[at : at + n]
-            diagonal = float(((norms / np.maximum(norms, 1e-12)) ** 2).sum())
-            cosine = (float(values[at + n]) ** 2 - diagonal) / (n * (n - 1))
-    return {
-        "mean": mean,
-        "std": math.sqrt(max(variance, 0.0)),
-        "rms": math.sqrt(mean_sq),
-        "input_std": input_std,
-        "zero_fraction": zero_fraction,
-        "dead_fraction": dead_fraction,
-        "saturated_fraction": saturated,
-        "channel_mean_sq": channel_mean_sq,
-        "channel_var": channel_var,
-        "cosine": cosine,
-        "nonfinite": float(np.count_nonzero(~np.isfinite(unit_sq))),
-    }
-
-
 class Probe:
     """Hooks that record per-layer statistics; use as a context manager.
 
@@ -365,19 +177,19 @@ class Probe:
         self._modules = {name: available[name] for name in self.names}
         layers = set(layer_names(model))
         self._watches = {
-            name: _watch(module, name in layers) for name, module in self._modules.items()
+            name: watch_for(module, name in layers) for name, module in self._modules.items()
         }
         self.gradients = gradients
         self.cosine = cosine
         self.stop_early = stop_early
         self.unmeasured: list[str] = []
         self._calls: dict[str, int] = {}
-        self._order: list[_Key] = []
-        self._forward: dict[_Key, _Reduced] = {}
-        self._backward: dict[_Key, tuple[torch.Tensor, int]] = {}
+        self._order: list[Key] = []
+        self._forward: dict[Key, Reduced] = {}
+        self._backward: dict[Key, tuple[torch.Tensor, int]] = {}
         # id(output) -> (the output, its version, its call): a layer fed by a probed call's
         # output, unchanged since (no in-place op bumped its version), reuses that output's std.
-        self._outputs: dict[int, tuple[weakref.ref[torch.Tensor], int, _Key]] = {}
+        self._outputs: dict[int, tuple[weakref.ref[torch.Tensor], int, Key]] = {}
         self._handles: list[Any] = []
 
     def __enter__(self) -> Probe:
@@ -404,7 +216,7 @@ class Probe:
 
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
             tensor = first_floating_tensor(output)
-            if tensor is not None and _measurable(tensor):
+            if tensor is not None and measurable(tensor):
                 call = self._calls.get(name, 0)
                 self._calls[name] = call + 1
                 try:
@@ -417,19 +229,19 @@ class Probe:
 
         return hook
 
-    def _record(self, key: _Key, watch: _Watch, inputs: Any, tensor: torch.Tensor) -> None:
-        pieces = _reduce_output(watch, tensor)
+    def _record(self, key: Key, watch: Watch, inputs: Any, tensor: torch.Tensor) -> None:
+        pieces = reduce_output(watch, tensor)
         source = first_floating_tensor(inputs) if watch.is_layer else None
         input_from, input_numel = None, 0
-        if source is not None and _measurable(source) and source.numel() > 1:
+        if source is not None and measurable(source) and source.numel() > 1:
             input_from = self._producer(source)
             if input_from is None:
-                pieces.append(_moments(source))
+                pieces.append(moments(source))
                 input_numel = source.numel()
-        cosine = _cosine_pieces(tensor) if self.cosine and watch.is_layer else []
+        cosine = cosine_pieces(tensor) if self.cosine and watch.is_layer else []
         pieces.extend(cosine)
         self._order.append(key)
-        self._forward[key] = _Reduced(
+        self._forward[key] = Reduced(
             pieces=tuple(pieces),
             units=pieces[0].numel(),
             numel=tensor.numel(),
@@ -447,7 +259,7 @@ class Probe:
                 lambda grad: self._record_grad(key, grad)
             )
 
-    def _producer(self, source: torch.Tensor) -> _Key | None:
+    def _producer(self, source: torch.Tensor) -> Key | None:
         """The probed call whose (unchanged) output ``source`` is, if any."""
         if source.is_inference():
             return None
@@ -456,11 +268,11 @@ class Probe:
             return known[2]
         return None
 
-    def _record_grad(self, key: _Key, grad: torch.Tensor) -> None:
+    def _record_grad(self, key: Key, grad: torch.Tensor) -> None:
         # NaN/inf entries make the statistics NaN/inf, as in the forward pass: the doctor
         # reports where the backward pass first goes non-finite.
-        if _measurable(grad):
-            self._backward[key] = (_moments(grad), grad.numel())
+        if measurable(grad):
+            self._backward[key] = (moments(grad), grad.numel())
 
     def reset(self) -> None:
         """Forget what was recorded (hooks stay), for another pass."""
@@ -485,14 +297,14 @@ class Probe:
         flat = torch.cat([piece.reshape(-1).float().to(device) for piece in pieces])
         values = flat.cpu().double().numpy()
         records: list[LayerRecord] = []
-        stds: dict[_Key, float] = {}
+        stds: dict[Key, float] = {}
         at = 0
         for index, key in enumerate(self._order):
             reduced = self._forward[key]
             chunk = values[at : at + reduced.size]
             at += reduced.size
-            input_std = stds.get(reduced.input_from, _NAN) if reduced.input_from else _NAN
-            forward = _forward_fields(reduced, chunk, input_std)
+            input_std = stds.get(reduced.input_from, NAN) if reduced.input_from else NAN
+            forward = forward_fields(reduced, chunk, input_std)
             stds[key] = forward["std"]
             grad_std = grad_rms = None
             if key in self._backward:
@@ -502,7 +314,7 @@ class Probe:
                 if count == 1:
                     grad_std = grad_rms = abs(float(total))
                 else:
-                    grad_std, grad_rms = _std_rms(float(total), float(norm), count)
+                    grad_std, grad_rms = std_rms(float(total), float(norm), count)
             name, call = key
             records.append(
                 LayerRecord(
