@@ -6,8 +6,9 @@ noisy layer neither raises nor hides a finding: the *trend* factor per layer :ma
 compound :math:`r^{L-1}` over the :math:`L` weight layers are what the thresholds see.
 
 Vanishing or exploding gradients are judged from :math:`\partial L/\partial h` at each layer's
-output, not from weight-gradient norms: those stay nearly flat across depth even when the
-backward signal dies (Glorot & Bengio, 2010, eq. 14).
+output (its norm per example), not from weight-gradient norms: those stay nearly flat across
+depth even when the backward signal dies (Glorot & Bengio, 2010, eq. 14). A hundredfold change
+over the depth is critical; a tenfold change of the forward signal is a warning.
 
 Depth is read on the signal path. A model built as a stack of repeated blocks (a transformer's
 layers, a ResNet's residual blocks; see :mod:`initlab.doctor.signal_path`) is judged on what
