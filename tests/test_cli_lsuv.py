@@ -57,7 +57,7 @@ def test_lsuv_exits_1_when_a_layer_does_not_converge(run: typer.testing.CliRunne
 def test_lsuv_bad_input_is_one_line(run: typer.testing.CliRunner) -> None:
     result = run.invoke(cli.app, ["lsuv", *CNN, "--input-shape", "32,1,8,8", "--save", "w.pt"])
     assert result.exit_code == 2
-    assert "--save writes a .safetensors file" in result.output
+    assert "--save 'w.pt': this option writes a .safetensors file" in result.output
     assert "Traceback" not in result.output
 
 

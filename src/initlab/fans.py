@@ -38,8 +38,9 @@ Strides are ignored, as in every framework: the counts are those of a stride-1 l
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Literal, get_args
 
 from initlab.errors import ShapeError, UnknownNameError, did_you_mean
@@ -51,6 +52,7 @@ __all__ = [
     "compute_fans",
     "fan_in",
     "fan_out",
+    "shape_tuple",
     "torch_fans",
 ]
 
@@ -94,8 +96,20 @@ class Fans:
         raise UnknownNameError(did_you_mean("fan mode", str(mode), FAN_MODES))
 
 
-def _shape_tuple(shape: Sequence[int]) -> tuple[int, ...]:
-    dims = tuple(int(s) for s in shape)
+def shape_tuple(shape: Sequence[int]) -> tuple[int, ...]:
+    """``shape`` as a tuple of ints >= 0; anything else raises :class:`ShapeError`."""
+    if isinstance(shape, str | bytes) or not isinstance(shape, Iterable):
+        raise ShapeError(
+            f"A shape must be a sequence of integer sizes such as (64, 32), got {shape!r} "
+            f"({type(shape).__name__})."
+        )
+    sizes = tuple(shape)
+    if not all(isinstance(s, Integral) and not isinstance(s, bool) for s in sizes):
+        raise ShapeError(
+            f"A shape's sizes must be integers, got {sizes!r} in shape {shape!r}; "
+            "give whole numbers, e.g. (64, 32)."
+        )
+    dims = tuple(int(s) for s in sizes)
     if any(s < 0 for s in dims):
         raise ShapeError(f"Shape {dims} has a negative dimension; sizes must be >= 0.")
     return dims
@@ -111,7 +125,7 @@ def _rank_error(dims: tuple[int, ...], layout: str) -> ShapeError:
 
 
 def _per_group(channels: int, groups: int, dims: tuple[int, ...], axis: str) -> int:
-    if groups < 1:
+    if isinstance(groups, bool) or not isinstance(groups, Integral) or groups < 1:
         raise ShapeError(f"groups must be a positive integer, got {groups}.")
     if channels % groups:
         raise ShapeError(
@@ -181,7 +195,7 @@ def compute_fans(
         >>> compute_fans((3, 3, 16, 32), layout="keras")
         Fans(fan_in=144, fan_out=288, receptive_field=9)
     """
-    dims = _shape_tuple(shape)
+    dims = shape_tuple(shape)
     if layout == "jax":
         return _jax_fans(dims, in_axis, out_axis, batch_axis)
     if layout in ("keras", "keras_depthwise"):

@@ -242,6 +242,12 @@ def gain(name: str, param: float | None = None, *, kind: GainKind = "auto") -> f
     Raises:
         UnknownNameError: unknown activation, or ``kind="torch"`` for one torch has no gain for.
     """
+    if param is not None and (
+        isinstance(param, bool) or not isinstance(param, int | float) or not math.isfinite(param)
+    ):
+        raise ConfigError(
+            f"gain({name!r}): param must be a number (finite) or None, got {param!r}."
+        )
     if kind == "second_moment":
         return second_moment_gain(name, param)
     if kind not in ("auto", "torch"):

@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from initlab.arguments import check_seed, describe_value
 from initlab.errors import ConfigError
-from initlab.fans import Layout
-from initlab.schemes import get
+from initlab.fans import Layout, shape_tuple
+from initlab.schemes import Constant, get
 
 __all__ = [
     "constant",
@@ -78,9 +79,25 @@ def sample(
         **params: the scheme's parameters.
     """
     if rng is not None and seed is not None:
-        raise ConfigError("Pass either rng or seed, not both.")
+        raise ConfigError(
+            f"{scheme}: pass either rng or seed, not both (got rng={rng!r} and seed={seed!r})."
+        )
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise ConfigError(
+            f"{scheme}: rng must be a numpy.random.Generator, got {describe_value(rng)}; "
+            "e.g. rng=np.random.default_rng(0) (torch generators go to initlab.init)."
+        )
+    if seed is not None:
+        check_seed(scheme, seed)
+    chosen = get(scheme, **params)
+    if not isinstance(chosen, Constant) and not np.issubdtype(np.dtype(dtype), np.floating):
+        # Random draws cast to an integer dtype truncate to (mostly) zeros without a word.
+        raise ConfigError(
+            f"{scheme}: dtype {np.dtype(dtype)} is not floating; random draws need a floating "
+            "dtype (np.float64, np.float32, np.float16)."
+        )
     generator = rng if rng is not None else np.random.default_rng(seed)
-    return get(scheme, **params).array(shape, generator, layout=layout, groups=groups, dtype=dtype)
+    return chosen.array(shape_tuple(shape), generator, layout=layout, groups=groups, dtype=dtype)
 
 
 def _named(scheme: str) -> Callable[..., Array]:

@@ -261,8 +261,8 @@ def test_gradients_are_measured_inside_no_grad_and_missing_ones_are_explained() 
     frozen = initlab.doctor(model, batch)
     assert all(r.grad_std is None for r in frozen.records)
     assert frozen.skipped == (
-        "gradients skipped: the output does not require grad (no parameter on its path "
-        "requires grad).",
+        "gradients skipped: every parameter has requires_grad=False (a frozen model), so no "
+        "gradient can be measured; call model.requires_grad_(True) first.",
     )
     assert frozen.jacobian is not None
     assert frozen.jacobian.method == EXACT  # the Jacobian differentiates w.r.t. the input

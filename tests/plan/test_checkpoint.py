@@ -63,7 +63,8 @@ def test_safetensors_with_a_stripped_prefix_copies_what_the_file_holds(tmp_path:
     save_file(encoder_only, str(path))
     model = Net()
     plan = Plan([rule(scheme="checkpoint", path=str(path), strip_prefix="module.")])
-    table = plan.apply(model, seed=0)
+    with pytest.warns(UserWarning, match="head.weight, head.bias"):
+        table = plan.apply(model, seed=0)  # the head's: reported, then initialized by default
     for name, tensor in model.named_parameters():
         from_file = name.startswith("encoder.")
         assert torch.equal(tensor, source.state_dict()[name]) == from_file, name
@@ -117,7 +118,8 @@ def test_parameters_missing_from_the_file_fall_to_later_rules(tmp_path: Path) ->
         default="keep",
     )
     model = Net()
-    table = plan.apply(model)
+    with pytest.warns(UserWarning, match="encoder.2.weight, head.weight"):
+        table = plan.apply(model)
     assert torch.equal(model.encoder[0].weight, source.encoder[0].weight)
     assert torch.equal(model.head.weight, torch.ones(3, 8))
     assert table["encoder.0.weight"].rule_index == 0
@@ -251,7 +253,8 @@ def test_a_checkpoint_default_keeps_what_the_file_lacks(tmp_path: Path) -> None:
     save_file({"head.weight": source.head.weight.detach().clone()}, str(path))
     model = Net()
     before = model.encoder[0].weight.detach().clone()
-    table = Plan(default=Checkpoint(str(path))).apply(model)
+    with pytest.warns(UserWarning, match="they are kept as they are"):
+        table = Plan(default=Checkpoint(str(path))).apply(model)
     assert torch.equal(model.head.weight, source.head.weight)
     assert torch.equal(model.encoder[0].weight, before)
     assert table["encoder.0.weight"].source.endswith(f"keep (not in checkpoint {path})")

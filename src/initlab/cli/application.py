@@ -1,7 +1,9 @@
 """The ``initlab`` Typer app, its consoles, and what every command shares.
 
-Rendering only: the work is done by the library. A user error (:class:`InitlabError`) is
-printed as one line, no traceback, exit code 2.
+Rendering only: the work is done by the library. Every command exits with one of
+:data:`EXIT_CODES`: a user error (:class:`InitlabError`, or a usage error Typer finds) is one
+line, no traceback, exit code 2; any other exception is a bug, one line naming it and exit code
+3, with the traceback only under ``--debug`` or ``INITLAB_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+import sysconfig
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperGroup
 
 from initlab.errors import ConfigError, InitlabError
 
@@ -25,12 +31,18 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
+    "EXIT_CODES",
+    "EXIT_INTERNAL_ERROR",
+    "EXIT_OK",
+    "EXIT_PROBLEMS",
+    "EXIT_USAGE",
     "FACTORY_HELP",
     "DataOption",
     "FactoryArgument",
     "InputShapeOption",
     "KwargsOption",
     "app",
+    "check_output_path",
     "console",
     "current_directory_importable",
     "error_console",
@@ -39,17 +51,143 @@ __all__ = [
     "user_errors",
 ]
 
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL_ERROR = 3
+EXIT_CODES = (
+    "Exit codes: 0 success (doctor: healthy); 1 problems found (doctor) or not converged "
+    "(lsuv); 2 usage or input error; 3 internal error (a bug: add --debug or set "
+    "INITLAB_DEBUG=1 for its traceback)."
+)
+DEBUG_FLAG = "--debug"
+DEBUG_VARIABLE = "INITLAB_DEBUG"
+
+console = Console()
+error_console = Console(stderr=True)
+
+
+def print_error(message: str) -> None:
+    """One ``error: ...`` line on stderr, never wrapped (a CI log greps it)."""
+    error_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+
+
+class InitlabGroup(TyperGroup):
+    """The app's Click group: every command's exit code and error lines are decided here.
+
+    Click's own handling (standalone mode) is turned off so that each kind of failure maps to
+    one of :data:`EXIT_CODES` and prints one line, whichever command raised it.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for command in self.commands.values():  # every command's --help ends with the codes
+            command.epilog = command.epilog or EXIT_CODES
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        debug = _take_debug_flag(argv) or _debug_from_environment()
+        try:
+            result = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+            code = result if isinstance(result, int) else EXIT_OK  # an Exit's code, or None
+        except InitlabError as error:
+            print_error(str(error))
+            code = EXIT_USAGE
+        except typer.TyperException as error:  # Click's usage errors: bad option, value, command
+            if type(error).__name__ != "NoArgsIsHelpError":  # that one has printed the help
+                print_error(_usage_message(error))
+            code = EXIT_USAGE
+        except typer.Abort as error:  # Typer turns an EOFError escaping a command into Abort
+            if error.__cause__ is None:
+                print_error("aborted.")
+                code = EXIT_USAGE
+            else:
+                code = _internal_error(error.__cause__, debug)
+        except Exception as error:
+            code = _internal_error(error, debug)
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+def _take_debug_flag(argv: list[str]) -> bool:
+    """Remove ``--debug`` from ``argv`` (before a ``--``), wherever the user put it."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    found = DEBUG_FLAG in argv[:end]
+    argv[:end] = [arg for arg in argv[:end] if arg != DEBUG_FLAG]
+    return found
+
+
+def _debug_from_environment() -> bool:
+    return os.environ.get(DEBUG_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _usage_message(error: typer.TyperException) -> str:
+    message = " ".join(error.format_message().split())
+    context = getattr(error, "ctx", None)  # a UsageError knows the command it came from
+    command = context.command_path if context is not None else app.info.name
+    return f"{message.rstrip('.')}. See '{command} --help'."
+
+
+def _internal_error(error: BaseException, debug: bool) -> int:
+    """Report an exception initlab did not anticipate: one line, or the traceback."""
+    if debug:
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        error_console.out(text.rstrip("\n"), highlight=False)
+    lines = str(error).strip().splitlines()
+    what = f"{type(error).__name__}: {lines[0] if lines else '(no message)'}"
+    user_frame = _user_frame(error)
+    if user_frame is None:
+        where = "internal error, a bug in initlab"
+        report = "; please report it with the traceback"
+    else:
+        where = f"error in your code ({Path(user_frame.filename).name}:{user_frame.lineno})"
+        report = ""
+    how = "" if debug else f"; add {DEBUG_FLAG} or set {DEBUG_VARIABLE}=1 for the traceback"
+    print_error(f"{where}: {what}{how}{report}.")
+    return EXIT_INTERNAL_ERROR
+
+
+_INITLAB = Path(__file__).resolve().parent.parent
+_LIBRARIES = tuple(
+    Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "purelib", "platlib")
+)
+
+
+def _user_frame(error: BaseException) -> traceback.FrameSummary | None:
+    """The frame of the user's own code the exception came from, if it did not come from ours.
+
+    Walks out from where it was raised past installed libraries (torch, numpy, the standard
+    library): the first frame left is initlab's (a bug here) or the user's (their module).
+    """
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        if frame.filename.startswith("<"):
+            continue
+        path = Path(frame.filename).resolve()
+        if path.is_relative_to(_INITLAB):
+            return None
+        if not any(path.is_relative_to(library) for library in _LIBRARIES):
+            return frame
+    return None
+
+
 app = typer.Typer(
     name="initlab",
+    cls=InitlabGroup,
     help="Weight initialization, measured: schemes, plans, a signal-propagation doctor, LSUV, "
     "training sweeps.",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-console = Console()
-error_console = Console(stderr=True)
 
 FACTORY_HELP = (
     "Import path of a function or class that returns the model, "
@@ -82,15 +220,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(command: F) -> F:
-    """Print an :class:`InitlabError` as one line (no traceback) and exit with code 2."""
+    """Print an :class:`InitlabError` as one line (no traceback) and exit with code 2.
+
+    The app's group does the same for every command; this keeps a command called as a plain
+    function (in a test or a script) to the same contract.
+    """
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except InitlabError as error:
-            error_console.print(Text.assemble(("error: ", "bold red"), str(error)), soft_wrap=True)
-            raise typer.Exit(code=2) from None
+            print_error(str(error))
+            raise typer.Exit(code=EXIT_USAGE) from None
 
     return run  # type: ignore[return-value]
 
@@ -138,3 +280,42 @@ def model_and_batch(
         torch.manual_seed(seed)  # the factory's own init draws from torch's global stream
         model = load_factory(factory, parse_kwargs(kwargs))
     return model, batch
+
+
+def check_output_path(path: Path | None, option: str, suffixes: tuple[str, ...]) -> None:
+    """Fail before the work if ``option``'s file ``path`` could not be written after it.
+
+    A missing folder is an error, not created: like ``cp`` or ``tar -f``, and unlike a silently
+    created ``reprots/`` folder, it catches a typo while the fix is one ``mkdir`` away.
+
+    Args:
+        path: the file the option names (``None``: the option was not given).
+        option: the option's name for the message, e.g. ``"--json"``.
+        suffixes: the suffixes the command writes, the preferred first (``(".json",)``).
+
+    Raises:
+        ConfigError: the path is a folder, has another suffix, or its folder is missing,
+            not a folder, or not writable.
+    """
+    if path is None:
+        return
+    shown = f"{option} {str(path)!r}"
+    folder = path.parent
+    if path.is_dir():
+        raise ConfigError(
+            f"{shown} is a folder; give a file in it, e.g. {str(path / ('out' + suffixes[0]))!r}."
+        )
+    if path.suffix.lower() not in suffixes:
+        raise ConfigError(
+            f"{shown}: this option writes a {' or '.join(suffixes)} file; give a path ending "
+            f"in {suffixes[0]}."
+        )
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{shown}: {str(folder)!r} is not a folder but a file.")
+    if not folder.exists():
+        raise ConfigError(
+            f"{shown}: the folder {str(folder)!r} does not exist. Create it first "
+            f"(mkdir -p {folder}) or correct the path."
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{shown}: the folder {str(folder)!r} is not writable.")

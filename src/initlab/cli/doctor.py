@@ -70,11 +70,14 @@ def doctor_command(
 ) -> None:
     """Signal propagation at init: findings in plain words, the fix, a per-layer table.
 
-    Exit code 0 when healthy, 1 when problems were found (a CI gate), for the model as built.
+    Exit code 0 when healthy, 1 when problems were found (a CI gate), for the model as built
+    (or as --plan initialized it).
     """
     from initlab.doctor.diagnose import doctor
     from initlab.report import doctor as render_doctor
 
+    cli.check_output_path(json_path, "--json", (".json",))
+    cli.check_output_path(html_path, "--html", (".html", ".htm"))
     model, batch = cli.model_and_batch(factory, kwargs, data, input_shape, seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -11,7 +11,6 @@ from rich.table import Table
 from rich.text import Text
 
 from initlab.cli import application as cli
-from initlab.errors import ConfigError
 
 
 @cli.app.command("lsuv")
@@ -40,8 +39,7 @@ def lsuv_command(
     """
     from initlab.lsuv import lsuv
 
-    if save is not None and save.suffix != ".safetensors":
-        raise ConfigError(f"--save writes a .safetensors file, got {str(save)!r}.")
+    cli.check_output_path(save, "--save", (".safetensors",))
     model, batch = cli.model_and_batch(factory, kwargs, data, input_shape, seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

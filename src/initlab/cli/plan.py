@@ -85,8 +85,18 @@ def plan_command(
     from initlab.plan.factory import load_factory
     from initlab.report.plan import assignments_view, rules_view
 
+    if show:
+        ignored = [name for name, given in (("--apply", apply), ("--save", save is not None),
+                   ("--json", json_path is not None)) if given]  # fmt: skip
+        if ignored:
+            raise ConfigError(
+                f"--show prints the plan's rules only, so {', '.join(ignored)} would do nothing: "
+                "drop --show to plan for the model, or drop them."
+            )
     if save is not None and not apply:
         raise ConfigError("--save writes the initialized weights: add --apply.")
+    cli.check_output_path(json_path, "--json", (".json",))
+    cli.check_output_path(save, "--save", (".safetensors",))
     model = None
     if factory is not None:
         with cli.current_directory_importable():

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from initlab.arguments import check_module, check_seed
 from initlab.doctor.finding import Finding, Thresholds, merged_plan
 from initlab.doctor.findings import find
 from initlab.doctor.metrics import (
@@ -55,7 +56,7 @@ from initlab.doctor.model_io import (
     short_reason,
 )
 from initlab.doctor.probe import LayerRecord, Probe, probed_modules
-from initlab.errors import InitlabError
+from initlab.errors import ConfigError, InitlabError
 from initlab.plan.activations import ActivationMap, detect_activations
 from initlab.plan.plan import Plan
 
@@ -245,18 +246,30 @@ def doctor(
         >>> report = doctor(model, torch.randn(64, 784))
         >>> report = doctor(bert, {"input_ids": ids, "attention_mask": mask})
     """
+    check_module("doctor", model)
     check_batch(batch)
+    seed = check_seed("doctor", seed)
     if any(parameter.is_meta for parameter in model.parameters()):
-        raise InitlabError(
+        raise ConfigError(
             "doctor: the model's parameters are on the meta device (they hold no values); "
             "materialize it first, e.g. initlab.scale.materialize(...)."
         )
     if loss_fn is not None and target is None:
-        raise InitlabError("doctor: loss_fn needs target=...; or drop loss_fn for a random one.")
+        raise ConfigError("doctor: loss_fn needs target=...; or drop loss_fn for a random one.")
+    if target is not None and loss_fn is None:
+        raise ConfigError(
+            "doctor: target is given but loss_fn is not, so the target would be ignored; pass "
+            "loss_fn=... too (e.g. torch.nn.functional.cross_entropy), or drop target."
+        )
     if output_fn is not None and not callable(output_fn):
-        raise InitlabError(
+        raise ConfigError(
             f"doctor: output_fn must be a function of the model's output, got "
             f"{describe(output_fn)}."
+        )
+    if thresholds is not None and not isinstance(thresholds, Thresholds):
+        raise ConfigError(
+            f"doctor: thresholds must be an initlab.Thresholds, got {describe(thresholds)}; "
+            "e.g. thresholds=initlab.Thresholds(dead=0.5)."
         )
     limits = thresholds or Thresholds()
     skipped: list[str] = []
@@ -348,6 +361,7 @@ def _measure(
         tensor = output_tensor(output, output_fn)
         if tensor.requires_grad:
             if loss_fn is not None and target is not None:
+                _check_target(tensor, target)
                 try:
                     loss = loss_fn(tensor, target)
                 except Exception as error:
@@ -370,9 +384,13 @@ def _measure(
         elif torch.is_inference_mode_enabled():
             skipped.append("gradients skipped: autograd is off inside torch.inference_mode().")
         else:
+            frozen = not any(p.requires_grad for p in model.parameters())
             skipped.append(
-                "gradients skipped: the output does not require grad (no parameter on its path "
-                "requires grad)."
+                "gradients skipped: every parameter has requires_grad=False (a frozen model), "
+                "so no gradient can be measured; call model.requires_grad_(True) first."
+                if frozen
+                else "gradients skipped: the output does not require grad (no parameter on its "
+                "path has requires_grad=True)."
             )
         records = probe.collect()
         if probe.unmeasured:
@@ -384,6 +402,20 @@ def _measure(
                 f"reduced to statistics ({names})."
             )
         return records
+
+
+def _check_target(output: torch.Tensor, target: Any) -> None:
+    """A target whose examples do not pair with the output's is an input error, not a loss's:
+    some losses would broadcast it silently (mse_loss with a warning only)."""
+    if not isinstance(target, torch.Tensor):
+        raise ConfigError(f"doctor: target must be a torch.Tensor, got {describe(target)}.")
+    # Same rank, other batch size: never a pairing (a flattened target has another rank).
+    if output.dim() == target.dim() > 0 and target.shape[0] != output.shape[0]:
+        raise ConfigError(
+            f"doctor: target has shape {tuple(target.shape)} ({target.shape[0]} examples) but "
+            f"the output has shape {tuple(output.shape)} ({output.shape[0]} examples); give "
+            "the targets of this batch."
+        )
 
 
 def _restore(

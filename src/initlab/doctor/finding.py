@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from initlab.errors import ConfigError
 from initlab.plan.plan import Plan
 from initlab.plan.rules import rule
 
@@ -74,6 +75,49 @@ class Thresholds:
     mismatch_depth: int = 6
     mismatch_loss: float = 1 / 32
     mismatch_fan_in: int = 16
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                example = "Thresholds(dead=0.5)" if isinstance(value, dict) else "a number"
+                raise ConfigError(
+                    f"Thresholds: {name} must be a number, got {value!r} "
+                    f"({type(value).__name__}); pass thresholds by keyword, e.g. {example}."
+                )
+            if not math.isfinite(value):
+                raise ConfigError(f"Thresholds: {name} must be finite, got {value!r}.")
+        for name in _FRACTIONS:
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ConfigError(
+                    f"Thresholds: {name} is a fraction and must be in [0, 1], got {value!r}."
+                )
+        for name in _FACTORS_BELOW_ONE:
+            value = getattr(self, name)
+            if not 0 < value < 1:
+                raise ConfigError(
+                    f"Thresholds: {name} is a factor below 1 and must be in (0, 1), got {value!r}."
+                )
+        if not self.exploding > 1:
+            raise ConfigError(
+                "Thresholds: exploding is a growth factor and must be > 1, "
+                f"got {self.exploding!r}."
+            )
+        if not self.gain_tolerance > 0:
+            raise ConfigError(
+                f"Thresholds: gain_tolerance must be > 0, got {self.gain_tolerance!r}."
+            )
+        for name in _COUNTS:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"Thresholds: {name} is a count and must be an integer >= 1, got {value!r}."
+                )
+
+
+_FRACTIONS = ("dead", "collapse", "saturated", "symmetric")
+_FACTORS_BELOW_ONE = ("vanishing", "drifting", "mismatch_loss")
+_COUNTS = ("min_layers", "mismatch_depth", "mismatch_fan_in")
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,15 @@ code.
 from __future__ import annotations
 
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from initlab.arguments import check_seed
 from initlab.errors import ConfigError
+from initlab.fans import shape_tuple
 
 __all__ = ["digits_batch", "file_batch", "gaussian_batch", "input_batch"]
 
@@ -23,8 +26,13 @@ DIGITS_FEATURES = 64
 
 def gaussian_batch(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
     """A standard normal batch of ``shape`` from its own generator (the global RNG untouched)."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=generator)
+    dims = shape_tuple(shape)
+    if not dims or 0 in dims:
+        raise ConfigError(
+            f"gaussian_batch: shape must have positive sizes, batch size first, got {dims}."
+        )
+    generator = torch.Generator().manual_seed(check_seed("gaussian_batch", seed))
+    return torch.randn(dims, generator=generator)
 
 
 def _fit(array: np.ndarray, shape: tuple[int, ...] | None, source: str) -> np.ndarray:
@@ -76,7 +84,7 @@ def digits_batch(shape: tuple[int, ...] | None = None) -> torch.Tensor:
 
 
 def file_batch(path: str | Path, shape: tuple[int, ...] | None = None) -> torch.Tensor:
-    """A batch from a ``.npy`` file or a ``.npz`` file (its ``x`` array, else its first).
+    """A batch from a ``.npy`` file or a ``.npz`` file (its ``x`` array, or its only array).
 
     Floating-point data becomes float32; integer data (token ids) stays integer (int64).
 
@@ -89,17 +97,37 @@ def file_batch(path: str | Path, shape: tuple[int, ...] | None = None) -> torch.
             f"--data {str(path)!r}: no such file. Give a .npy or .npz file, or 'digits'."
         )
     try:
-        loaded = np.load(target, allow_pickle=False)
-    except (OSError, ValueError) as error:
+        # The file is opened here, so a corrupt archive cannot leave it open.
+        with target.open("rb") as handle:
+            loaded = np.load(handle, allow_pickle=False)
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                with loaded:
+                    array = _npz_array(loaded, target)
+            else:
+                array = loaded
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        reason = str(error) or type(error).__name__
+        if isinstance(error, EOFError):
+            reason = "the file is empty or cut short"
         raise ConfigError(
-            f"--data {str(path)!r}: not a readable .npy/.npz file ({error})."
+            f"--data {str(path)!r}: not a readable .npy/.npz file ({reason}). Save it with "
+            "np.save(path, array) or np.savez(path, x=array)."
         ) from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            array = _npz_array(loaded, target)
-    else:
-        array = loaded
-    fitted = _fit(np.asarray(array), shape, f"--data {str(path)!r}")
+    source = f"--data {str(path)!r}"
+    data = np.asarray(array)
+    if data.ndim == 0:
+        raise ConfigError(
+            f"{source}: the array is a scalar (shape ()); give a batch of examples, "
+            "shape (N, ...), batch size first."
+        )
+    if data.shape[0] == 0 or data.size == 0:
+        raise ConfigError(
+            f"{source}: the array holds 0 examples (shape {data.shape}); give a batch of at "
+            "least one example, ideally 16 or more."
+        )
+    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+        raise ConfigError(f"{source}: the array contains NaN or inf; clean the data first.")
+    fitted = _fit(data, shape, source)
     if np.issubdtype(fitted.dtype, np.floating):
         return torch.from_numpy(np.ascontiguousarray(fitted, dtype=np.float32))
     if np.issubdtype(fitted.dtype, np.integer) or fitted.dtype == np.bool_:
@@ -112,7 +140,16 @@ def file_batch(path: str | Path, shape: tuple[int, ...] | None = None) -> torch.
 def _npz_array(loaded: np.lib.npyio.NpzFile, target: Path) -> np.ndarray:
     if not loaded.files:
         raise ConfigError(f"--data {str(target)!r}: the .npz file holds no array.")
-    return np.asarray(loaded["x" if "x" in loaded.files else loaded.files[0]])
+    if "x" in loaded.files:
+        return np.asarray(loaded["x"])
+    if len(loaded.files) > 1:
+        # Picking one of several arrays would silently measure the wrong data (labels, say).
+        raise ConfigError(
+            f"--data {str(target)!r}: the .npz file has no array named 'x' and several others "
+            f"({', '.join(repr(key) for key in loaded.files)}); save the inputs as 'x' "
+            "(np.savez(path, x=inputs, ...)) or in a file of their own."
+        )
+    return np.asarray(loaded[loaded.files[0]])
 
 
 def input_batch(source: str | None, shape: tuple[int, ...] | None, seed: int = 0) -> torch.Tensor:

@@ -19,7 +19,7 @@ from typing import Any, TypeAlias
 
 import torch
 
-from initlab.errors import InitlabError
+from initlab.errors import ConfigError, InitlabError
 
 __all__ = [
     "Batch",
@@ -78,7 +78,7 @@ def check_batch(batch: Any, feature: str = "doctor") -> None:
     """
     if not isinstance(batch, torch.Tensor | tuple | list | Mapping):
         hint = " Convert it with torch.from_numpy(...)." if hasattr(batch, "__array__") else ""
-        raise InitlabError(
+        raise ConfigError(
             f"{feature}: batch must be a torch.Tensor, a tuple/list of tensors (model(*batch)) "
             f"or a mapping of tensors (model(**batch)), got {describe(batch)}.{hint} Pass one "
             "input batch, e.g. next(iter(loader))[0]."
@@ -86,19 +86,19 @@ def check_batch(batch: Any, feature: str = "doctor") -> None:
     items = _items(batch)
     tensors = [(name, value) for name, value in items if isinstance(value, torch.Tensor)]
     if not tensors:
-        raise InitlabError(
+        raise ConfigError(
             f"{feature}: the batch holds no torch.Tensor (got {describe(batch)}); give the "
             "model's inputs as tensors, e.g. torch.tensor(values)."
         )
     for name, tensor in tensors:
         if tensor.dim() > 0 and tensor.shape[0] == 0:
-            raise InitlabError(
+            raise ConfigError(
                 f"{feature}: {name} holds 0 examples (shape {tuple(tensor.shape)}); give a "
                 "batch of at least one example, ideally 16 or more."
             )
         strided = tensor.layout == torch.strided and not tensor.is_nested
         if strided and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise InitlabError(
+            raise ConfigError(
                 f"{feature}: {name} contains NaN or inf; clean the data before diagnosing."
             )
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
+from initlab.arguments import check_module, check_seed
 from initlab.doctor.model_io import Batch, call_model, check_batch, describe
 from initlab.doctor.probe import ForwardStopped, Probe
 from initlab.errors import ConfigError, InitlabError
@@ -63,7 +64,9 @@ def lsuv(
         >>> [round(row.final_var, 1) for row in log.rows]
         [1.0, 1.0]
     """
+    check_module("lsuv", model)
     _check_settings(tol, max_iter, target_var)
+    seed = check_seed("lsuv", seed)
     check_batch(batch, "lsuv")
     saved = {name: value.detach().clone() for name, value in model.named_buffers()}
     messages: list[str] = []
@@ -116,13 +119,17 @@ def lsuv(
 
 
 def _check_settings(tol: float, max_iter: int, target_var: float) -> None:
-    if not (isinstance(tol, int | float) and math.isfinite(tol) and tol > 0):
+    if isinstance(tol, bool) or not (
+        isinstance(tol, int | float) and math.isfinite(tol) and tol > 0
+    ):
         raise ConfigError(f"lsuv: tol must be a positive number, got {tol!r}; e.g. tol=0.1.")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
         raise ConfigError(
             f"lsuv: max_iter must be an integer >= 0, got {max_iter!r}; e.g. max_iter=10."
         )
-    if not (isinstance(target_var, int | float) and math.isfinite(target_var) and target_var > 0):
+    if isinstance(target_var, bool) or not (
+        isinstance(target_var, int | float) and math.isfinite(target_var) and target_var > 0
+    ):
         raise ConfigError(
             f"lsuv: target_var must be a positive number, got {target_var!r}; e.g. target_var=1.0."
         )

@@ -10,9 +10,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from initlab.arguments import check_module, check_seed, describe_value
+from initlab.errors import ConfigError
 from initlab.plan.assignments import Assignments
 from initlab.plan.plan import Plan
-from initlab.plan.presets import preset
+from initlab.plan.presets import PRESET_NAMES, preset
 from initlab.plan.sites import parameter_sites
 
 __all__ = ["Audit", "audit", "init_model"]
@@ -36,12 +38,29 @@ def init_model(
         >>> initlab.init_model(model, "kaiming", seed=0)
         >>> initlab.init_model(gpt, "gpt2")            # n_layer read from the model
     """
+    check_module("init_model", model)
+    seed = check_seed("init_model", seed)
+    return _as_plan("init_model", plan, model, options).apply(model, seed=seed, example=example)
+
+
+def _as_plan(where: str, plan: Any, model: nn.Module, options: dict[str, Any]) -> Plan:
+    """``plan`` itself, or the preset (or ``"auto"`` plan) it names."""
     if isinstance(plan, Plan):
-        return plan.apply(model, seed=seed, example=example)
-    chosen = (
-        Plan(default="auto", name="auto") if plan == "auto" else preset(plan, model, **options)
-    )
-    return chosen.apply(model, seed=seed, example=example)
+        if options:
+            raise ConfigError(
+                f"{where}: options {sorted(options)} go to a preset; a Plan takes none."
+            )
+        return plan
+    if not isinstance(plan, str):
+        raise ConfigError(
+            f"{where}: plan must be a preset name ({', '.join(PRESET_NAMES)}), 'auto' or an "
+            f"initlab.Plan, got {describe_value(plan)}; e.g. {where}(model, 'kaiming')."
+        )
+    if plan == "auto":
+        if options:
+            raise ConfigError(f"{where}: plan 'auto' takes no options, got {sorted(options)}.")
+        return Plan(default="auto", name="auto")
+    return preset(plan, model, **options)
 
 
 @dataclass(frozen=True)
@@ -87,15 +106,19 @@ def _deterministic(tensor: torch.Tensor) -> bool:
     return bool(torch.unique(tensor.detach()).numel() * 2 <= tensor.numel())
 
 
-def audit(model: nn.Module, plan: Plan | None = None) -> Audit:
+def audit(model: nn.Module, plan: Plan | str | None = None) -> Audit:
     """What ``plan`` (if given) reaches in ``model``, and parameters with identical values.
+
+    ``plan`` may be a :class:`Plan` or, as in :func:`init_model`, a preset name or ``"auto"``.
 
     Tied parameters (one tensor under two names) are not "identical": they are one parameter.
     A weight norm's magnitude is reached when its direction is (it is derived from it).
     """
+    check_module("audit", model)
     unreached: list[str] = []
     contested: list[tuple[str, int, tuple[int, ...]]] = []
     if plan is not None:
+        plan = _as_plan("audit", plan, model, {})
         for row in plan.resolve(model):
             derived = bool(row.site.magnitude_of)  # set from its direction when applied
             if row.rule_index is None and row.scheme is None and not derived:

@@ -319,6 +319,20 @@ class CheckpointFiles:
             return True
         return self._bind(scheme).find_key((site.name, *site.tied_to)) is not None
 
+    def mapping_hint(self, scheme: Checkpoint, names: Sequence[str]) -> str:
+        """Why no key of ``scheme``'s file maps to any of ``names``: the prefixes of both."""
+        keys = sorted(self._bind(scheme).open().keys)
+        if not keys:
+            return f"Checkpoint {scheme.path} holds no tensor."
+        return (
+            f"Checkpoint {scheme.path}'s keys start with {_prefixes(keys)} (e.g. {keys[0]!r}); "
+            f"the model's parameters with {_prefixes(names)} (e.g. {names[0]!r}). With "
+            f"strip_prefix={scheme.strip_prefix!r} and add_prefix={scheme.add_prefix!r} no key "
+            "maps to a parameter: fix strip_prefix / add_prefix."
+            if names
+            else f"The model has no parameter; checkpoint {scheme.path} has {len(keys)} keys."
+        )
+
     def resolve(
         self, scheme: Checkpoint, site: ParameterSite, source: str
     ) -> tuple[Checkpoint | None, str]:
@@ -335,3 +349,10 @@ class CheckpointFiles:
             return None, f"{source} -> keep (not in checkpoint {scheme.path})"
         bound.check_shape(site, key)
         return bound, f"{source} -> checkpoint {scheme.path} [{key}]"
+
+
+def _prefixes(names: Sequence[str], shown: int = 4) -> str:
+    """The distinct first dotted components of ``names``, e.g. ``'module.', 'head.'``."""
+    firsts = dict.fromkeys(name.split(".", 1)[0] + ("." if "." in name else "") for name in names)
+    listed = [repr(first) for first in list(firsts)[:shown]]
+    return ", ".join(listed) + (", ..." if len(firsts) > shown else "")

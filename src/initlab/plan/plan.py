@@ -45,7 +45,7 @@ import dataclasses
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -53,8 +53,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from initlab.arguments import check_module, check_seed, describe_value
 from initlab.counter import counter_fill_, elementwise_law
-from initlab.errors import InitlabError
+from initlab.errors import ConfigError, InitlabError
 from initlab.fans import Fans, Layout, compute_fans
 from initlab.layers import activation_kind
 from initlab.plan.activations import Activation, ActivationMap, detect_activations
@@ -119,13 +120,23 @@ class Plan:
         name: str = "plan",
         warn_unused: bool = True,
     ) -> None:
+        if isinstance(rules, Rule) or not isinstance(rules, Sequence | Iterable):
+            raise ConfigError(
+                f"Plan: rules must be a list of rules, got {describe_value(rules)}; "
+                "e.g. Plan([initlab.rule(role='bias', scheme='zeros')])."
+            )
         self.rules: tuple[Rule, ...] = tuple(rules)
         for index, item in enumerate(self.rules):
             if not isinstance(item, Rule):
-                raise InitlabError(
+                raise ConfigError(
                     f"Plan rule {index} is a {type(item).__name__}, not a Rule; "
                     "build rules with initlab.rule(...)."
                 )
+        if not isinstance(default, str | Scheme):
+            raise ConfigError(
+                f"Plan: default must be 'auto', 'keep', a scheme name or a Scheme, got "
+                f"{describe_value(default)}."
+            )
         self.default: str | Scheme = (
             default if isinstance(default, Scheme) or default in ("auto", "keep") else get(default)
         )
@@ -176,29 +187,46 @@ class Plan:
                 each layer's activation by running the model once on it, functional calls
                 included (see :func:`initlab.plan.detect_activations`).
         """
+        check_module("Plan.resolve", model)
         modules = dict(model.named_modules(remove_duplicate=False))
         needed = self._needs_activations()
         activations = detect_activations(model, example=example) if needed else None
         used: set[int] = set()
         rows = []
         files = CheckpointFiles()  # a checkpoint rule matches only the parameters its file holds
+        missing: dict[int, list[str]] = {}  # checkpoint rule -> selected names its file lacks
+        names: list[str] = []
         for site in parameter_sites(model):
             module = modules[site.module_name]
-            matched = [
-                i
-                for i, r in enumerate(self.rules)
-                if r.matches(site, module) and files.provides(r.scheme, site)
-            ]
+            names.append(site.name)
+            matched = []
+            for i, r in enumerate(self.rules):
+                if not r.matches(site, module):
+                    continue
+                if files.provides(r.scheme, site):
+                    matched.append(i)
+                elif isinstance(r.scheme, Checkpoint) and r.scheme.key_of(site.name) is not None:
+                    missing.setdefault(i, []).append(site.name)
             used.update(matched)
             rows.append(self._assign(site, matched, activations, files))
         unused = tuple(
             (index, item.describe()) for index, item in enumerate(self.rules) if index not in used
         )
         for index, description in unused if self.warn_unused else ():
+            scheme = self.rules[index].scheme
+            hint = (
+                " " + files.mapping_hint(scheme, names) if isinstance(scheme, Checkpoint) else ""
+            )
             warnings.warn(
-                f"Plan {self.name!r}: rule {index} ({description}) matched no parameter.",
+                f"Plan {self.name!r}: rule {index} ({description}) matched no parameter.{hint}",
                 stacklevel=2,
             )
+        kept = [row.name for row in rows if "(not in checkpoint" in row.source]
+        for index, lacking in missing.items():
+            if index in used:
+                _warn_not_in_checkpoint(f"rule {index}", self.rules[index].scheme, lacking)
+        if kept and isinstance(self.default, Checkpoint):
+            _warn_not_in_checkpoint("the default", self.default, kept)
         return Assignments(
             rows=tuple(rows),
             unused_rules=unused,
@@ -266,7 +294,10 @@ class Plan:
         Raises:
             InitlabError: a scheme that does not fit a parameter (the message names both).
         """
+        check_module("Plan.apply", model)
+        seed = check_seed("Plan.apply", seed)
         check_stream(stream)
+        _check_not_meta(model)
         table = self.resolve(model, example=example)
         parameters = dict(model.named_parameters(remove_duplicate=False))
         with torch.no_grad():
@@ -276,6 +307,32 @@ class Plan:
                 fill_parameter(parameters[row.name], row, seed, stream=stream)
         derive_magnitudes(model, table)
         return dataclasses.replace(table, seed=seed)
+
+
+def _warn_not_in_checkpoint(what: str, scheme: Scheme | str, names: list[str]) -> None:
+    """The parameters a checkpoint was meant to provide but its file does not hold."""
+    shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+    path = scheme.path if isinstance(scheme, Checkpoint) else scheme
+    fallback = "kept as they are" if what == "the default" else "initialized by later rules"
+    warnings.warn(
+        f"{what} (checkpoint {path}): {len(names)} parameter(s) it selects are not in "
+        f"checkpoint {path}, so they are {fallback} or the default: {shown}. Narrow the rule "
+        "(pattern=..., add_prefix=...) if that is intended, or check the file.",
+        stacklevel=3,
+    )
+
+
+def _check_not_meta(model: nn.Module) -> None:
+    """A model on the meta device holds no storage to fill: say so instead of doing nothing."""
+    meta = [name for name, p in model.named_parameters() if p.is_meta]
+    if meta:
+        shown = ", ".join(meta[:3]) + (", ..." if len(meta) > 3 else "")
+        raise ConfigError(
+            f"Plan.apply: {len(meta)} parameter(s) of {type(model).__name__} are on the meta "
+            f"device ({shown}) and hold no values to fill. Build and initialize it with "
+            "initlab.scale.materialize(Model, plan), or allocate it first with "
+            "model.to_empty(device='cpu') and then apply the plan."
+        )
 
 
 def fill_parameter(

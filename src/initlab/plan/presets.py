@@ -318,6 +318,8 @@ def preset(name: str, model: nn.Module | None = None, **options: Any) -> Plan:
         UnknownNameError: an unknown preset.
         ConfigError: an option the preset does not take, or a model it cannot read.
     """
+    if not isinstance(name, str):
+        raise UnknownNameError(did_you_mean("preset", repr(name), PRESET_NAMES))
     key = name.strip().lower().replace("_", "-")
     if key not in _PRESETS:
         raise UnknownNameError(did_you_mean("preset", name, PRESET_NAMES))

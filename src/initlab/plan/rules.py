@@ -127,20 +127,30 @@ def _is_type(module: nn.Module, spec: TypeSpec) -> bool:
 def _depth_range(depth: int | Sequence[int] | range | None) -> tuple[int, int] | None:
     if depth is None:
         return None
-    if isinstance(depth, bool):
-        raise ConfigError(f"rule: depth must be an int, a range or [low, high], got {depth!r}.")
+    if isinstance(depth, bool) or not isinstance(depth, int | range | Sequence):
+        raise ConfigError(
+            f"rule: depth must be an int, a range or [low, high], got {depth!r} "
+            f"({type(depth).__name__})."
+        )
     if isinstance(depth, int):
-        return depth, depth
-    if isinstance(depth, range):
+        low, high = depth, depth
+    elif isinstance(depth, range):
         if depth.step != 1 or len(depth) == 0:
             raise ConfigError(f"rule: depth range must be non-empty with step 1, got {depth!r}.")
-        return depth.start, depth.stop - 1
-    values = list(depth)
-    if len(values) != 2 or not all(isinstance(v, int) for v in values) or values[0] > values[1]:
-        raise ConfigError(
-            f"rule: depth as a pair must be [low, high] (inclusive, low <= high), got {depth!r}."
-        )
-    return values[0], values[1]
+        low, high = depth.start, depth.stop - 1
+    else:
+        values = list(depth)
+        integers = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+        if len(values) != 2 or not integers or values[0] > values[1]:
+            raise ConfigError(
+                "rule: depth as a pair must be [low, high] (inclusive, low <= high), "
+                f"got {depth!r}."
+            )
+        low, high = values
+    if low < 0:
+        # Block indices count from 0; a negative one would silently match nothing.
+        raise ConfigError(f"rule: depth must be >= 0 (block indices count from 0), got {depth!r}.")
+    return low, high
 
 
 def _as_tuple(value: Any) -> tuple[Any, ...]:
@@ -149,6 +159,29 @@ def _as_tuple(value: Any) -> tuple[Any, ...]:
     if isinstance(value, str | type):
         return (value,)
     return tuple(value)
+
+
+def _type_specs(types: Any) -> tuple[TypeSpec, ...]:
+    """``types`` as a tuple of classes or class names."""
+    listed = (types,) if isinstance(types, str | type) else types
+    if types is None:
+        return ()
+    if not isinstance(listed, Sequence | set | frozenset) or not all(
+        isinstance(spec, str | type) for spec in listed
+    ):
+        raise ConfigError(
+            f"rule: types must be module classes or class names, e.g. types=nn.Linear or "
+            f"types=['Conv2d', nn.Linear], got {types!r} ({type(types).__name__})."
+        )
+    return tuple(listed)
+
+
+def _multiplier(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(
+            f"rule: multiplier must be a finite number, got {value!r} ({type(value).__name__})."
+        )
+    return float(value)
 
 
 def rule(
@@ -181,6 +214,12 @@ def rule(
         fans: ``"module"`` (default) or ``"torch"`` (torch's array rule).
         **params: the scheme's parameters.
     """
+    for field, value in (("pattern", pattern), ("regex", regex)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(
+                f"rule: {field} must be a string such as '*.weight', got {value!r} "
+                f"({type(value).__name__})."
+            )
     if scheme is None:
         raise ConfigError(
             "rule: give a scheme, e.g. rule('*.weight', 'he_normal') or scheme='zeros'."
@@ -197,9 +236,9 @@ def rule(
         scheme=resolved,
         pattern=pattern,
         regex=regex,
-        types=_as_tuple(types),
+        types=_type_specs(types),
         roles=_as_tuple(role),
         depth=_depth_range(depth),
-        multiplier=float(multiplier),
+        multiplier=_multiplier(multiplier),
         fans=fans,
     )

@@ -37,9 +37,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab.errors import InitlabError
+from initlab.arguments import check_device, check_float_dtype, check_seed, describe_value
+from initlab.errors import ConfigError, InitlabError
 from initlab.plan.assignments import Assignments
 from initlab.plan.plan import Plan
+from initlab.plan.presets import preset
 from initlab.rng import Stream, check_stream
 from initlab.scale.shards import initialize, is_dtensor
 
@@ -99,7 +101,7 @@ def _skipping_meta(function: Callable[..., torch.Tensor]) -> Callable[..., torch
 
 def materialize(
     factory_or_model: Factory | nn.Module,
-    plan: Plan,
+    plan: Plan | str,
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
     seed: int = 0,
@@ -114,7 +116,8 @@ def materialize(
         factory_or_model: a zero-argument callable returning the model (``GPT`` or
             ``lambda: GPT(config)``), or a model whose parameters are on the meta device (for
             instance built under ``torch.device("meta")`` and sharded with ``fully_shard``).
-        plan: the plan to apply (:func:`initlab.preset`, :class:`initlab.Plan`).
+        plan: the plan to apply (:class:`initlab.Plan`), or a preset name (``"kaiming"``,
+            built for the model as :func:`initlab.init_model` does) or ``"auto"``.
         device: where the parameters live.
         dtype: floating dtype for parameters and floating buffers (as ``Module.to(dtype)``).
         seed: the run's seed; with ``stream="counter"`` the values equal ``plan.apply(Model(),
@@ -139,13 +142,28 @@ def materialize(
         >>> model = materialize(lambda: nn.Linear(4, 2), initlab.preset("kaiming"), seed=0)
     """
     check_stream(stream)
-    target = torch.device(device)
+    target = check_device("materialize", device)
+    check_float_dtype("materialize", dtype)
+    seed = check_seed("materialize", seed)
+    if not isinstance(plan, Plan | str):
+        raise ConfigError(
+            f"materialize: plan must be an initlab.Plan or a preset name such as 'kaiming', "
+            f"got {describe_value(plan)}."
+        )
     if isinstance(factory_or_model, nn.Module):
         model = factory_or_model
+    elif not callable(factory_or_model):
+        raise ConfigError(
+            "materialize: factory_or_model must be a zero-argument callable returning the "
+            f"model (a class, or lambda: GPT(config)) or a meta-device model, got "
+            f"{describe_value(factory_or_model)}."
+        )
     elif meta:
         model = _build_on_meta(factory_or_model)
     else:
         model = factory_or_model()
+    if isinstance(plan, str):
+        plan = Plan(default="auto", name="auto") if plan == "auto" else preset(plan, model)
     if dtype is not None:
         model.to(dtype=dtype)
     on_meta = any(p.is_meta for p in model.parameters())
@@ -196,6 +214,7 @@ def _build_on_meta(factory: Factory) -> nn.Module:
         with parameters_on_meta():
             model = factory()
     except Exception as error:
+        _raise_if_factory_fails(factory, error)
         raise MaterializeError(
             f"Building the model on the meta device failed in {_failing_module(error)}: "
             f"{type(error).__name__}: {error}. The module reads parameter data while it is "
@@ -208,6 +227,27 @@ def _build_on_meta(factory: Factory) -> nn.Module:
             "class or a function that builds the model, e.g. lambda: GPT(config)."
         )
     return model
+
+
+def _raise_if_factory_fails(factory: Factory, error: Exception) -> None:
+    """Raise the factory's own error when the failure has nothing to do with the meta device.
+
+    A meta-device build fails either because a module reads parameter data while it is built
+    (torch's errors then speak of meta tensors: ``Tensor.item() cannot be called on meta
+    tensors``, ``Cannot copy out of meta tensor``) or because the factory itself is broken (a
+    wrong argument, a typo). Building again off the meta device would tell the two apart for
+    sure, at the cost of a full eager build of what may be a very large model, so the error's
+    own words decide.
+    """
+    if "meta" in str(error).lower():
+        return
+    name = getattr(factory, "__qualname__", type(factory).__name__)
+    raise MaterializeError(
+        f"materialize: the factory raised {type(error).__name__}: {error} (in "
+        f"{_failing_module(error)}; the factory is {name}). Nothing in it concerns the meta "
+        "device, so the fault is most likely in the factory or its arguments: fix the call so "
+        f"that {name}() builds the model (or try materialize(..., meta=False))."
+    ) from error
 
 
 def _failing_module(error: BaseException) -> str:

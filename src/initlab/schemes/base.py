@@ -206,6 +206,11 @@ def get(name: str | Scheme, **params: Any) -> Scheme:
 
 def from_config(config: Mapping[str, Any]) -> Scheme:
     """Inverse of :meth:`Scheme.to_config`: ``{"scheme": "he_normal", "mode": "fan_out"}``."""
+    if not isinstance(config, Mapping):
+        raise ConfigError(
+            f"A scheme config must be a mapping such as {{'scheme': 'he_normal'}}, got "
+            f"{config!r} ({type(config).__name__}); for a name alone use initlab.get(name)."
+        )
     if "scheme" not in config:
         raise ConfigError(
             f"A scheme config needs a 'scheme' key naming the scheme, got keys {sorted(config)}."
