@@ -68,7 +68,8 @@ def postgres_url() -> Iterator[str]:
         capture_output=True,
     )
     try:
-        yield f"postgresql+psycopg2://initlab@127.0.0.1:{port}/postgres"
+        # The form the README writes: SQLAlchemy 2.1 reads it as psycopg 3.
+        yield f"postgresql://initlab@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(
             _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),

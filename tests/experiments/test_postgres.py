@@ -11,6 +11,8 @@ import os
 import signal
 import time
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,7 @@ from initlab.experiments.sweep import (
     create_study,
     enqueue,
     grid_configurations,
+    run_sweep,
     run_worker,
 )
 from initlab.report.sweep import sweep_html
@@ -29,6 +32,12 @@ from initlab.report.sweep import sweep_html
 pytestmark = pytest.mark.postgres
 
 INITS = ["kaiming", "xavier", "lecun", "orthogonal"]
+
+
+def close(*storages: Any) -> None:
+    """Close the storages' pooled connections (psycopg 3 warns about connections left open)."""
+    for storage in storages:
+        getattr(storage, "_backend", storage).engine.dispose()  # a study's storage is cached
 
 
 def _wait_for_running(study: object, timeout: float) -> None:
@@ -46,12 +55,22 @@ def _wait_for_running(study: object, timeout: float) -> None:
 def test_killed_worker_trial_is_retried_and_nothing_is_lost(postgres_url: str) -> None:
     import optuna
 
-    space = SearchSpace.from_dict({"init": INITS, "depth": [4], "width": [64], "epochs": 15,
-                                   "batch_size": 32, "lr": [0.05], "sampler": "grid"})  # fmt: skip
+    space = SearchSpace.from_dict(
+        {
+            "init": INITS,
+            "depth": [4],
+            "width": [64],
+            "epochs": 15,
+            "batch_size": 32,
+            "lr": [0.05],
+            "sampler": "grid",
+        }
+    )
     study = create_study(space, postgres_url, "crash")
     enqueue(study, grid_configurations(space))
-    settings = SweepSettings(space.model_dump(), "digits-mlp", postgres_url, "crash",
-                             trials=len(INITS), heartbeat=1)  # fmt: skip
+    settings = SweepSettings(
+        space.model_dump(), "digits-mlp", postgres_url, "crash", trials=len(INITS), heartbeat=1
+    )
     context = multiprocessing.get_context("spawn")
     victim, survivor = (context.Process(target=run_worker, args=(settings,)) for _ in range(2))
     victim.start()
@@ -75,3 +94,35 @@ def test_killed_worker_trial_is_retried_and_nothing_is_lost(postgres_url: str) -
     table = trials_table(reloaded)
     document = sweep_html("crash", table, summary(table), curves_table(reloaded))
     assert "data:image/png;base64," in document
+    close(study._storage, reloaded._storage)
+
+
+def test_the_readme_url_form_is_psycopg_3_and_the_psycopg2_form_still_works(
+    postgres_url: str,
+) -> None:
+    import optuna
+
+    assert postgres_url.startswith("postgresql://"), "the form the README writes"
+    storage = open_storage(postgres_url)
+    assert storage.engine.dialect.driver == "psycopg"
+    old_form = open_storage(postgres_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    assert old_form.engine.dialect.driver == "psycopg2"
+    optuna.create_study(study_name="forms", storage=storage)
+    assert "forms" in optuna.get_all_study_names(old_form), "one database, either driver"
+    close(storage, old_form)
+
+
+def test_a_bad_space_touches_no_postgres_study(postgres_url: str, tmp_path: Path) -> None:
+    import optuna
+
+    from initlab.errors import ConfigError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('init: ["normal:-1"]\nepochs: 1\n')
+    with pytest.raises(ConfigError, match="normal:-1"):
+        run_sweep(
+            SearchSpace.from_file(bad), "digits-mlp", trials=1, storage=postgres_url, study="never"
+        )
+    storage = open_storage(postgres_url)
+    assert "never" not in optuna.get_all_study_names(storage)
+    close(storage)

@@ -58,17 +58,21 @@ def sweep_command(
     from initlab.experiments.results import summary, trials_table
     from initlab.experiments.space import SearchSpace
     from initlab.experiments.storage import default_url, redact
-    from initlab.experiments.sweep import run_sweep
-    from initlab.report.experiments import summary_table, trial_progress
+    from initlab.experiments.sweep import planned_trials, run_sweep
+    from initlab.report.experiments import failures_lines, summary_table, trial_progress
 
     search = SearchSpace.from_file(space)
     name = study or space.stem
     url = storage or default_url(name)
-    cli.console.print(f"study {name!r} in {redact(url)}: {trials} trials, {workers} worker(s)")
+    planned = planned_trials(search, trials)
+    cli.console.print(f"study {name!r} in {redact(url)}: {planned} trials, {workers} worker(s)")
     with trial_progress(cli.console, "trials") as update:
         handle = run_sweep(search, task, trials=trials, storage=url, study=name,
                            workers=workers, on_progress=update)  # fmt: skip
-    cli.console.print(summary_table(summary(trials_table(handle)), f"study {name}"))
+    table = trials_table(handle)
+    cli.console.print(summary_table(summary(table), f"study {name}"))
+    for line in failures_lines(table):
+        cli.console.print(line)
     cli.console.print(
         f"Report: initlab report {name}" + (f" --storage {redact(url)}" if storage else "")
     )
@@ -87,20 +91,32 @@ def report_command(
 ) -> None:
     """Tidy table, per-configuration summary and a self-contained HTML report of a study."""
     from initlab.experiments.results import curves_table, export, summary, trials_table
-    from initlab.experiments.storage import default_url, open_storage
+    from initlab.experiments.storage import default_url, open_storage, redact
     from initlab.optional import require
-    from initlab.report.experiments import summary_table
+    from initlab.report.experiments import failures_lines, summary_table
     from initlab.report.sweep import sweep_html, write_report
 
+    for path, suffixes in ((csv, (".csv",)), (parquet, (".parquet", ".pq"))):
+        if path is not None and path.suffix.lower() not in suffixes:
+            raise ConfigError(
+                f"Cannot export to {path}: give a path ending in {' or '.join(suffixes)}."
+            )
     optuna = require("optuna", "initlab report")
     url = storage or default_url(study)
+    opened = open_storage(url)
     try:
-        handle = optuna.load_study(study_name=study, storage=open_storage(url))
+        handle = optuna.load_study(study_name=study, storage=opened)
     except KeyError:
-        raise ConfigError(f"No study named {study!r} in that storage; check --storage.") from None
+        known = ", ".join(optuna.get_all_study_names(opened)) or "none"
+        raise ConfigError(
+            f"No study named {study!r} in {redact(url)}; studies there: {known}. "
+            "Check the name or --storage."
+        ) from None
     table = trials_table(handle)
     summarized = summary(table)
     cli.console.print(summary_table(summarized, f"study {study}"))
+    for line in failures_lines(table):
+        cli.console.print(line)
     target = out or Path("runs") / f"{study}.html"
     write_report(target, sweep_html(study, table, summarized, curves_table(handle)))
     for path in (csv, parquet):

@@ -14,6 +14,7 @@ a preset                  ``torch-default``, ``xavier``, ``kaiming`` (alias ``he
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -25,7 +26,7 @@ from initlab.plan.plan import Plan
 from initlab.plan.presets import PRESET_NAMES
 from initlab.plan.rules import rule
 
-__all__ = ["INIT_NAMES", "initialize"]
+__all__ = ["INIT_NAMES", "check_init", "initialize"]
 
 INIT_NAMES = (*PRESET_NAMES, "he", "auto", "zeros", "normal:STD", "lsuv")
 
@@ -37,6 +38,38 @@ def _weights_and_zero_bias(scheme: str, **params: Any) -> Plan:
         name=scheme,
         warn_unused=False,
     )
+
+
+def _normal_std(name: str) -> float:
+    text = name.strip().split(":", 1)[1]
+    try:
+        std = float(text)
+    except ValueError:
+        std = math.nan
+    if not (math.isfinite(std) and std >= 0):
+        raise ConfigError(
+            f"init {name!r}: expected normal:STD with STD a finite number >= 0, got {text!r}; "
+            "e.g. normal:0.01."
+        )
+    return std
+
+
+def check_init(name: str) -> str:
+    """The canonical form of the init called ``name``, checked without building a model.
+
+    Raises:
+        UnknownNameError: an unknown name.
+        ConfigError: ``normal:STD`` whose STD is not a finite number >= 0.
+    """
+    key = name.strip().lower()
+    if key == "he":
+        return "kaiming"
+    if key.startswith("normal:"):
+        _normal_std(key)
+        return key
+    if key in PRESET_NAMES or key in ("auto", "zeros", "lsuv"):
+        return key
+    raise UnknownNameError(did_you_mean("init", name, INIT_NAMES))
 
 
 def initialize(
@@ -54,26 +87,16 @@ def initialize(
         UnknownNameError: an unknown name.
         ConfigError: ``normal:STD`` with a bad STD, or ``lsuv`` without a batch.
     """
-    key = name.strip().lower()
-    if key == "he":
-        key = "kaiming"
+    key = check_init(name)
     if key in PRESET_NAMES or key == "auto":
         init_model(model, key, seed=seed)
     elif key == "zeros":
         _weights_and_zero_bias("zeros").apply(model, seed=seed)
     elif key.startswith("normal:"):
-        try:
-            std = float(key.split(":", 1)[1])
-        except ValueError:
-            raise ConfigError(
-                f"init {name!r}: expected normal:STD with a number, e.g. normal:0.01."
-            ) from None
-        _weights_and_zero_bias("normal", std=std).apply(model, seed=seed)
-    elif key == "lsuv":
+        _weights_and_zero_bias("normal", std=_normal_std(key)).apply(model, seed=seed)
+    else:  # lsuv
         if batch is None:
             raise ConfigError("init 'lsuv' needs a data batch to calibrate on.")
         from initlab.lsuv import lsuv
 
         lsuv(model, batch, seed=seed)
-    else:
-        raise UnknownNameError(did_you_mean("init", name, INIT_NAMES))

@@ -4,7 +4,8 @@ Columns of :func:`trials_table`: ``trial``, ``state``, every searched option (``
 ..., ``seed``), the doctor's verdict at init (``doctor_healthy``, ``doctor_findings``,
 ``doctor_forward_trend``, ``doctor_gradient_trend``, ``doctor_jacobian_mean_square``), the
 outcome (``best_val_accuracy``, ``final_val_accuracy``, ``test_accuracy``, ``final_train_loss``,
-``diverged``, ``epochs_run``, ``seconds``). :func:`summary` groups trials by configuration (all
+``diverged``, ``epochs_run``, ``seconds``) and, for a trial failed by its own error, ``error``
+(its type and message). :func:`summary` groups trials by configuration (all
 options but the seed) and gives mean, std and count over seeds.
 """
 
@@ -14,11 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from initlab.errors import ConfigError
+from initlab.experiments.ledger import ERROR_ATTRIBUTE
 from initlab.experiments.space import SEARCHED
 from initlab.experiments.trial import OUTCOME_ATTRIBUTE
 from initlab.optional import require
 
-__all__ = ["CONFIG_COLUMNS", "curves_table", "export", "summary", "trials_table"]
+__all__ = [
+    "CONFIG_COLUMNS",
+    "curves_table",
+    "export",
+    "failures",
+    "summary",
+    "trials_table",
+]
 
 CONFIG_COLUMNS = SEARCHED
 OUTCOMES = ("best_val_accuracy", "final_val_accuracy", "test_accuracy", "final_train_loss",
@@ -41,8 +50,9 @@ def trials_table(study: Any) -> Any:
         outcome = trial.user_attrs.get(OUTCOME_ATTRIBUTE, {})
         for name in (*DOCTOR, *OUTCOMES):
             row[name] = outcome.get(name)
+        row["error"] = trial.user_attrs.get(ERROR_ATTRIBUTE)
         rows.append(row)
-    columns = ["trial", "state", *CONFIG_COLUMNS, "seed", *DOCTOR, *OUTCOMES]
+    columns = ["trial", "state", *CONFIG_COLUMNS, "seed", *DOCTOR, *OUTCOMES, "error"]
     return pandas.DataFrame(rows, columns=columns)
 
 
@@ -65,6 +75,20 @@ def summary(table: Any) -> Any:
         seeds=("seed", "count"),
     )
     return result.reset_index().sort_values("best_val_accuracy_mean", ascending=False)
+
+
+def failures(table: Any) -> list[tuple[str, list[int]]]:
+    """The failed trials grouped by reason: ``(reason, trial numbers)``, most frequent first.
+
+    A trial failed by a kill or an interrupt (its work run again) has the reason
+    ``"interrupted"``.
+    """
+    failed = table[table["state"] == "fail"]
+    groups: dict[str, list[int]] = {}
+    for number, error in zip(failed["trial"], failed["error"], strict=True):
+        reason = error if isinstance(error, str) and error else "interrupted"
+        groups.setdefault(reason, []).append(int(number))
+    return sorted(groups.items(), key=lambda item: -len(item[1]))
 
 
 def curves_table(study: Any) -> Any:

@@ -9,11 +9,19 @@ grid (every grid point is enqueued up front and popped by the workers); random a
 draw a configuration for seed 0 and enqueue the same configuration for the other seeds, so
 every configuration ends with its spread.
 
+Exactly once: a (configuration, seed) that the study holds (complete, pruned, running, waiting,
+or failed by its own error) is never run again, with any sampler, by any worker, in this run or
+a resumed one; a trial drawing one is marked ``surplus`` and pruned, and is no part of any
+count or report. A trial whose code raises is failed once, its reason stored
+(:data:`ERROR_ATTRIBUTE`). Only work lost to a kill (heartbeat) or an interrupt is run again,
+at most ``RETRIES`` more times.
+
 Workers: ``workers`` processes (spawned, one torch thread each) join the same study through
 the storage; with PostgreSQL, processes on other machines can join too (same ``--storage`` and
 ``--study``). A killed worker's trial is failed by heartbeat and retried (see
-:mod:`initlab.experiments.storage`). The sweep stops when the study holds ``trials`` finished
-trials, counting those of earlier runs, so running the same command again resumes it.
+:mod:`initlab.experiments.storage`). The sweep stops when the study holds
+:func:`planned_trials` finished trials, counting those of earlier runs, so running the same
+command again resumes it.
 """
 
 from __future__ import annotations
@@ -27,20 +35,37 @@ from dataclasses import dataclass
 from typing import Any
 
 from initlab.errors import ConfigError
+from initlab.experiments.ledger import (
+    ERROR_ATTRIBUTE,
+    claim,
+    enqueue,
+    finished_trials,
+    planned_trials,
+    requeue_interrupted,
+    trial_key,
+)
 from initlab.experiments.space import SEARCHED, Range, SearchSpace
 from initlab.experiments.storage import HEARTBEAT_SECONDS, open_storage
 from initlab.experiments.trial import OUTCOME_ATTRIBUTE, get_task, run_configuration
 from initlab.optional import require
 
 __all__ = [
+    "ERROR_ATTRIBUTE",
     "SweepSettings",
+    "create_study",
     "enqueue",
     "finished_trials",
     "grid_configurations",
     "make_objective",
+    "planned_trials",
+    "requeue_interrupted",
     "run_sweep",
     "run_worker",
+    "trial_key",
 ]
+
+QUEUE_POLL_SECONDS = 0.25
+DUPLICATES_IN_A_ROW = 50  # a sampler proposing only done configurations this often is exhausted
 
 
 @dataclass(frozen=True)
@@ -60,9 +85,6 @@ def _suggest(trial: Any, name: str, option: Any) -> Any:
     if isinstance(option, Range):
         return trial.suggest_float(name, option.low, option.high, log=option.log)
     return trial.suggest_categorical(name, list(option))
-
-
-QUEUE_POLL_SECONDS = 0.25
 
 
 def _wait_for_queue(trial: Any, poll_seconds: float) -> None:
@@ -88,28 +110,63 @@ def _wait_for_queue(trial: Any, poll_seconds: float) -> None:
             optuna.storages.fail_stale_trials(study)
 
 
+def _surplus(trial: Any, reason: str) -> Any:
+    """Mark ``trial`` as holding no work; the objective raises what this returns."""
+    trial.set_user_attr("surplus", reason)
+    return require("optuna", "initlab sweep").TrialPruned(reason)
+
+
+def _reason(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def make_objective(
-    space: SearchSpace, task_name: str, *, poll_seconds: float = QUEUE_POLL_SECONDS
+    space: SearchSpace,
+    task_name: str,
+    *,
+    trials: int | None = None,
+    poll_seconds: float = QUEUE_POLL_SECONDS,
 ) -> Callable[[Any], float]:
-    """The Optuna objective of ``space`` on the task called ``task_name``."""
+    """The Optuna objective of ``space`` on the task called ``task_name``.
+
+    Every trial first claims its (configuration, seed): one already complete, running, waiting
+    or failed by its own error is not run again (the trial is marked ``surplus`` and pruned).
+    A trial that raises is failed once, its reason stored as :data:`ERROR_ATTRIBUTE`.
+
+    Args:
+        space: the search space.
+        task_name: the task.
+        trials: for random and TPE, the finished trials the sweep asks for (see
+            :func:`planned_trials`); ``None``: no limit.
+        poll_seconds: how often a grid worker with an empty queue looks again.
+    """
     optuna = require("optuna", "initlab sweep")
     task = get_task(task_name)
     data = task.load()
+    fresh_limit = None
+    if trials is not None and space.sampler != "grid":
+        fresh_limit = planned_trials(space, trials) // space.seeds
+    duplicates_in_a_row = [0]
 
-    def objective(trial: Any) -> float:
-        if space.sampler == "grid" and not trial.user_attrs.get("enqueued"):
-            trial.set_user_attr("surplus", True)  # the queue is empty: no work in this trial
-            _wait_for_queue(trial, poll_seconds)
-            raise optuna.TrialPruned("queue empty")
+    def run(trial: Any, enqueued: bool) -> float:
         config = {name: _suggest(trial, name, getattr(space, name)) for name in SEARCHED}
         if space.sampler == "grid":
             seed = int(trial.suggest_categorical("seed", list(range(space.seeds))))
         else:
             seed = int(trial.user_attrs.get("seed", 0))
-            if "seed" not in trial.user_attrs and space.seeds > 1:
-                for other in range(1, space.seeds):
-                    trial.study.enqueue_trial(config, user_attrs={"seed": other})
         trial.set_user_attr("seed", seed)
+        key = trial_key(trial)
+        refusal = claim(trial, key, None if enqueued else fresh_limit)
+        if refusal is not None:
+            duplicates_in_a_row[0] += refusal == "duplicate"
+            if refusal == "enough" or duplicates_in_a_row[0] >= DUPLICATES_IN_A_ROW:
+                trial.study.stop()
+            raise _surplus(trial, refusal)
+        duplicates_in_a_row[0] = 0
+        if not enqueued:
+            for other in range(1, space.seeds):
+                enqueue(trial.study, [{**config, "seed": other}], seed_as_attribute=True)
 
         def on_epoch(record: Any) -> None:
             if record.val_accuracy is not None and space.pruner != "none":
@@ -123,13 +180,29 @@ def make_objective(
         trial.set_user_attr(OUTCOME_ATTRIBUTE, outcome.attributes())
         return outcome.best_val_accuracy
 
+    def objective(trial: Any) -> float:
+        # Every enqueued trial carries its seed (a fresh one draws its configuration); studies
+        # queued by earlier versions mark theirs "enqueued".
+        enqueued = "seed" in trial.user_attrs or bool(trial.user_attrs.get("enqueued"))
+        if space.sampler == "grid" and not enqueued:
+            trial.set_user_attr("surplus", "queue empty")  # no work in this trial
+            _wait_for_queue(trial, poll_seconds)
+            raise optuna.TrialPruned("queue empty")
+        try:
+            return run(trial, enqueued)
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:  # the trial's own error: failed once, the reason kept
+            trial.set_user_attr(ERROR_ATTRIBUTE, _reason(error))
+            raise
+
     return objective
 
 
 def _sampler(space: SearchSpace, seed: int) -> Any:
     samplers = require("optuna", "initlab sweep").samplers
     if space.sampler in ("grid", "random"):
-        # Grid points are enqueued up front (see enqueue_grid); workers only pop the queue.
+        # Grid points are enqueued up front (see enqueue); workers only pop the queue.
         return samplers.RandomSampler(seed=seed)
     return samplers.TPESampler(seed=seed, n_startup_trials=5)
 
@@ -148,25 +221,8 @@ def grid_configurations(space: SearchSpace) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def enqueue(study: Any, configurations: list[dict[str, Any]]) -> None:
-    """Enqueue configurations (each with its ``seed``) not yet in the study.
-
-    A shared queue in the storage, rather than a grid sampler per worker, hands each point to
-    exactly one worker (Optuna claims a waiting trial atomically), so no point runs twice.
-    """
-    for params in configurations:
-        study.enqueue_trial(params, user_attrs={"enqueued": True}, skip_if_exists=True)
-
-
-def finished_trials(study: Any) -> int:
-    """Trials that ended (complete or pruned): what counts toward the sweep's total."""
-    states = require("optuna", "initlab sweep").trial.TrialState
-    ended = study.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED))
-    return sum(1 for trial in ended if not trial.user_attrs.get("surplus"))
-
-
 def _stop_at(total: int) -> Callable[[Any, Any], None]:
-    """Callback stopping a worker once the study holds ``total`` finished (non-surplus) trials."""
+    """Callback stopping a worker once the study holds ``total`` finished trials."""
 
     def stop(study: Any, _: Any) -> None:
         if finished_trials(study) >= total:
@@ -175,33 +231,48 @@ def _stop_at(total: int) -> Callable[[Any, Any], None]:
     return stop
 
 
+def _load(settings: SweepSettings, space: SearchSpace, storage: Any) -> Any:
+    optuna = require("optuna", "initlab sweep")
+    # Failed trials are stored with their reason and reported; Optuna's per-failure traceback
+    # in the log would only repeat them.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.load_study(study_name=settings.study, storage=storage)
+    # A fresh stream per run and worker, so a resumed random sweep does not redraw its past.
+    seed = settings.sampler_seed + 7919 * len(study.get_trials(deepcopy=False))
+    study.sampler = _sampler(space, seed)
+    study.pruner = _pruner(space)
+    return study
+
+
+def _optimize(study: Any, space: SearchSpace, settings: SweepSettings, *callbacks: Any) -> None:
+    if finished_trials(study) >= settings.trials:
+        return
+    objective = make_objective(space, settings.task, trials=settings.trials)
+    study.optimize(objective, callbacks=[_stop_at(settings.trials), *callbacks],
+                   catch=(Exception,))  # fmt: skip
+
+
 def run_worker(settings: SweepSettings) -> None:
     """One worker: join the study and run trials until it holds ``settings.trials`` finished."""
     import torch
 
     torch.set_num_threads(1)
-    optuna = require("optuna", "initlab sweep")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace.from_dict(settings.space)
-    study = optuna.load_study(
-        study_name=settings.study,
-        storage=open_storage(settings.storage, heartbeat=settings.heartbeat),
-        sampler=_sampler(space, settings.sampler_seed),
-        pruner=_pruner(space),
-    )
-    if finished_trials(study) >= settings.trials:
-        return
-    objective = make_objective(space, settings.task)
-    study.optimize(objective, callbacks=[_stop_at(settings.trials)], catch=(ConfigError,))
+    storage = open_storage(settings.storage, heartbeat=settings.heartbeat)
+    _optimize(_load(settings, space, storage), space, settings)
 
 
 def create_study(space: SearchSpace, storage_url: str, study_name: str) -> Any:
-    """Create the study (or load it: running the same sweep again resumes it)."""
+    """Create the study (or load it: running the same sweep again resumes it).
+
+    Raises:
+        ConfigError: the storage cannot be opened or reached (before any worker starts).
+    """
     optuna = require("optuna", "initlab sweep")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(
         study_name=study_name,
-        storage=open_storage(storage_url),
+        storage=open_storage(storage_url, create=True),
         direction="maximize",
         load_if_exists=True,
     )
@@ -220,33 +291,43 @@ def run_sweep(
 ) -> Any:
     """Run (or resume) a sweep and return the study.
 
+    Everything is checked before the storage is touched: the arguments, the task, the space
+    (at its construction). Then the storage is opened (an unreachable one is an error here,
+    before any worker starts), the work of killed or interrupted trials is queued again, and
+    the workers run until the study holds :func:`planned_trials` finished trials.
+
     Args:
         space: the search space.
         task: a task name (``digits-mlp``...).
-        trials: finished trials the study should hold at the end.
+        trials: finished trials the study should hold at the end (for random and TPE, rounded
+            up to whole configurations over all seeds).
         storage: the storage URL (SQLite file or PostgreSQL).
         study: the study's name.
         workers: worker processes on this machine (``1`` runs in this process).
-        on_progress: called with (finished, total) about once a second.
+        on_progress: called with (finished, planned) about once a second.
         configurations: explicit configurations (each with a ``seed``) to run instead of the
             space's grid; needs ``space.sampler == "grid"`` and lists covering their values.
+
+    Raises:
+        ConfigError: a bad argument or an unreachable storage.
+        UnknownNameError: an unknown task.
     """
-    if trials < 1 or workers < 1:
-        raise ConfigError(
-            f"trials and workers must be >= 1, got trials={trials}, workers={workers}."
-        )
+    for name, value in (("trials", trials), ("workers", workers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}.")
     get_task(task)
-    if configurations is not None:
-        if space.sampler != "grid":
-            raise ConfigError("Explicit configurations run from the queue: use sampler 'grid'.")
-        trials = min(trials, len(configurations))
-    elif space.sampler == "grid":
-        trials = min(trials, space.grid_size())
+    if configurations is not None and space.sampler != "grid":
+        raise ConfigError(
+            f"Explicit configurations run from the queue: use sampler 'grid', not "
+            f"{space.sampler!r}."
+        )
+    planned = planned_trials(space, trials, configurations)
     handle = create_study(space, storage, study)
+    requeue_interrupted(handle)
     if space.sampler == "grid":
-        enqueue(handle, configurations or grid_configurations(space)[:trials])
+        enqueue(handle, (configurations or grid_configurations(space))[:planned])
     settings = [
-        SweepSettings(space.model_dump(), task, storage, study, trials, sampler_seed=index)
+        SweepSettings(space.model_dump(), task, storage, study, planned, sampler_seed=index)
         for index in range(workers)
     ]
     if workers == 1:
@@ -258,7 +339,7 @@ def run_sweep(
     try:
         while any(p.is_alive() for p in processes):
             if on_progress is not None:
-                on_progress(finished_trials(handle), trials)
+                on_progress(finished_trials(handle), planned)
             time.sleep(1.0)
     except KeyboardInterrupt:
         for process in processes:
@@ -267,24 +348,21 @@ def run_sweep(
     for process in processes:
         process.join()
     if on_progress is not None:
-        on_progress(finished_trials(handle), trials)
+        on_progress(finished_trials(handle), planned)
     return handle
 
 
 def _run_here(
     settings: SweepSettings, handle: Any, on_progress: Callable[[int, int], None] | None
 ) -> Any:
-    optuna = require("optuna", "initlab sweep")
     space = SearchSpace.from_dict(settings.space)
-    study = optuna.load_study(study_name=settings.study, storage=handle._storage,
-                              sampler=_sampler(space, 0), pruner=_pruner(space))  # fmt: skip
+    study = _load(settings, space, handle._storage)
 
     def progress(current: Any, _: Any) -> None:
         if on_progress is not None:
             on_progress(finished_trials(current), settings.trials)
 
-    if finished_trials(study) < settings.trials:
-        study.optimize(make_objective(space, settings.task),
-                       callbacks=[_stop_at(settings.trials), progress],
-                       catch=(ConfigError,))  # fmt: skip
+    if on_progress is not None:
+        on_progress(finished_trials(study), settings.trials)
+    _optimize(study, space, settings, progress)
     return study

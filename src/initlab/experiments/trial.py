@@ -19,6 +19,7 @@ from initlab.doctor import doctor
 from initlab.doctor.finding import trend
 from initlab.errors import ConfigError, UnknownNameError, did_you_mean
 from initlab.experiments.inits import initialize
+from initlab.gains import ACTIVATIONS, find_activation
 from initlab.train import (
     MLP,
     Augment,
@@ -31,8 +32,19 @@ from initlab.train import (
     load_dataset,
     schedule,
 )
+from initlab.train.models import activation
+from initlab.train.schedule import SCHEDULES
 
-__all__ = ["OUTCOME_ATTRIBUTE", "TASKS", "Task", "TrialOutcome", "run_configuration"]
+__all__ = [
+    "OUTCOME_ATTRIBUTE",
+    "SWEEP_SCHEDULES",
+    "TASKS",
+    "Task",
+    "TrialOutcome",
+    "check_activation",
+    "check_schedule",
+    "run_configuration",
+]
 
 OUTCOME_ATTRIBUTE = "outcome"  # the Optuna user attribute holding a trial's TrialOutcome
 
@@ -126,6 +138,24 @@ def _schedule(name: str, epochs: int) -> Any:
     if name == "exponential":
         return schedule("exponential", gamma=0.9)
     return schedule(name)
+
+
+SWEEP_SCHEDULES = ("constant", "step", "cosine", "exponential", *SCHEDULES)
+
+
+def check_schedule(name: str) -> None:
+    """Raise if ``name`` is not a schedule a sweep can run (the short names or any of
+    :data:`initlab.train.SCHEDULES`)."""
+    if name not in SWEEP_SCHEDULES:
+        raise UnknownNameError(did_you_mean("schedule", name, SWEEP_SCHEDULES))
+    _schedule(name, epochs=10)
+
+
+def check_activation(name: str) -> None:
+    """Raise if ``name`` is not an activation the sweep's models can use."""
+    if find_activation(name) is None:
+        raise UnknownNameError(did_you_mean("activation", name, ACTIVATIONS))
+    activation(name)
 
 
 def train_config(

@@ -11,21 +11,31 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["demo_table", "summary_table", "trial_progress"]
+__all__ = ["demo_table", "failures_lines", "summary_table", "trial_progress"]
 
 
 @contextlib.contextmanager
 def trial_progress(console: Console, title: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar of finished trials; yields the ``on_progress(done, total)`` callback."""
+    """A progress bar of finished trials; yields the ``on_progress(done, total)`` callback.
+
+    The bar appears on the first call, so a sweep refused before its first trial (a storage
+    that cannot be reached) prints its error alone.
+    """
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(title, total=None)
+    progress = Progress(*columns, console=console, transient=False)
+    task = progress.add_task(title, total=None)
 
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+    def update(done: int, total: int) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
 
 def _verdict(findings: Any, healthy: Any) -> Text:
@@ -77,3 +87,23 @@ def summary_table(summary: Any, title: str) -> Table:
     for _, row in summary.iterrows():
         view.add_row(*(f"{v:.4g}" if isinstance(v, float) else Text(str(v)) for v in row))
     return view
+
+
+def failures_lines(table: Any, *, shown: int = 5) -> list[Text]:
+    """One line per reason of failed trials (the ``shown`` most frequent), after a headline;
+    nothing when no trial failed."""
+    from initlab.experiments.results import failures
+
+    grouped = failures(table)
+    if not grouped:
+        return []
+    failed = sum(len(numbers) for _, numbers in grouped)
+    complete = int((table["state"] == "complete").sum())
+    headline = f"{failed} trial(s) failed, {complete} complete"
+    if not complete:
+        headline += ": no trial completed, nothing to compare"
+    lines = [Text(headline, "bold red" if not complete else "yellow")]
+    for reason, numbers in grouped[:shown]:
+        listed = ", ".join(map(str, numbers[:8])) + (", ..." if len(numbers) > 8 else "")
+        lines.append(Text(f"  {len(numbers)} x {reason} (trials {listed})"))
+    return lines

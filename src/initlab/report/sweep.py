@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from initlab.experiments.results import varied_columns
+from initlab.experiments.results import failures, varied_columns
 from initlab.optional import require
 
 __all__ = ["curves_figure", "doctor_vs_outcome_figure", "outcome_figure", "sweep_html"]
@@ -91,7 +91,9 @@ def doctor_vs_outcome_figure(table: Any) -> Any:
         part = done[mask]
         axis.scatter(part["doctor_forward_trend"], part["best_val_accuracy"], c=colour,
                      label=name, alpha=0.8)  # fmt: skip
-    axis.set_xscale("log")
+    trend = done["doctor_forward_trend"]
+    if (trend.dropna() > 0).any():  # a log axis needs a positive value to show
+        axis.set_xscale("log")
     axis.set_xlabel("forward std factor over the stack at init (doctor)")
     axis.set_ylabel("best validation accuracy")
     axis.set_title("Does the doctor's verdict at init predict training?")
@@ -134,6 +136,22 @@ def _table_html(frame: Any, limit: int = 200) -> str:
     return f"<table><tr>{header}</tr>{''.join(body)}</table>"
 
 
+def _failures_html(table: Any, complete: int) -> str:
+    grouped = failures(table)
+    if not grouped:
+        return ""
+    headline = "No trial completed: every trial failed." if not complete else "Failed trials"
+    rows = "".join(
+        f"<tr><td>{html.escape(reason)}</td><td>{len(numbers)}</td>"
+        f"<td>{html.escape(', '.join(map(str, numbers)))}</td></tr>"
+        for reason, numbers in grouped
+    )
+    return (
+        f"<h2>{headline}</h2><table><tr><th>reason</th><th>trials</th><th>numbers</th></tr>"
+        f"{rows}</table>"
+    )
+
+
 def sweep_html(
     study_name: str,
     table: Any,
@@ -151,21 +169,24 @@ def sweep_html(
         if not curves.empty:
             named = ["trial", "label"] + ([panel] if panel else [])
             curves = curves.merge(table[named], on="trial")
-    figures = {
-        "curves": curves_figure(curves, keys, panel),
-        "outcome": outcome_figure(summary, keys),
-        "doctor_vs_outcome": doctor_vs_outcome_figure(table),
-    }
-    images = [
-        png_data_uri(figure, None if png_folder is None else png_folder / f"{name}.png")
-        for name, figure in figures.items()
-    ]
     complete = int((table["state"] == "complete").sum())
+    images = []
+    if complete:  # plots of nothing would only hide that nothing completed
+        figures = {
+            "curves": curves_figure(curves, keys, panel),
+            "outcome": outcome_figure(summary, keys),
+            "doctor_vs_outcome": doctor_vs_outcome_figure(table),
+        }
+        images = [
+            png_data_uri(figure, None if png_folder is None else png_folder / f"{name}.png")
+            for name, figure in figures.items()
+        ]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>initlab sweep {html.escape(study_name)}</title><style>{_STYLE}</style></head>",
         f"<body><h1>initlab sweep: {html.escape(study_name)}</h1>",
         f"<p class='meta'>{complete} complete trials of {len(table)}. {html.escape(note)}</p>",
+        _failures_html(table, complete),
         "<h2>Summary per configuration</h2>",
         _table_html(summary),
         *(f"<p><img alt='plot' src='{uri}'></p>" for uri in images),
