@@ -357,6 +357,36 @@ CLI_CASES = [
         "trials.csv",
         says=("trials.csv", ".parquet"),
     ),
+    cli_case(
+        "report-out-missing-folder",
+        "report",
+        "good",
+        "--storage",
+        "{good}",
+        "--out",
+        "reprots/good.html",
+        says=("--out", "reprots", "does not exist"),
+    ),
+    cli_case(
+        "report-csv-missing-folder",
+        "report",
+        "good",
+        "--storage",
+        "{good}",
+        "--csv",
+        "nofolder/trials.csv",
+        says=("--csv", "nofolder", "does not exist"),
+    ),
+    cli_case(
+        "report-out-wrong-suffix",
+        "report",
+        "good",
+        "--storage",
+        "{good}",
+        "--out",
+        "good.pdf",
+        says=("--out", "good.pdf", ".html"),
+    ),
 ]
 
 

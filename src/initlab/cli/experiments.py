@@ -96,11 +96,9 @@ def report_command(
     from initlab.report.experiments import failures_lines, summary_table
     from initlab.report.sweep import sweep_html, write_report
 
-    for path, suffixes in ((csv, (".csv",)), (parquet, (".parquet", ".pq"))):
-        if path is not None and path.suffix.lower() not in suffixes:
-            raise ConfigError(
-                f"Cannot export to {path}: give a path ending in {' or '.join(suffixes)}."
-            )
+    cli.check_output_path(out, "--out", (".html", ".htm"))
+    cli.check_output_path(csv, "--csv", (".csv",))
+    cli.check_output_path(parquet, "--parquet", (".parquet", ".pq"))
     optuna = require("optuna", "initlab report")
     url = storage or default_url(study)
     opened = open_storage(url)
