@@ -19,7 +19,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import typer.testing
-from rich.console import Console
+from one_line import assert_one_line, invoke, narrow_consoles
 
 from initlab.cli import application as cli
 
@@ -585,29 +585,8 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("INITLAB_DEBUG", raising=False)
-    # Narrow consoles: a long message must still come out as one line.
-    monkeypatch.setattr(cli, "console", Console(width=80, color_system=None))
-    monkeypatch.setattr(cli, "error_console", Console(width=60, stderr=True, color_system=None))
+    narrow_consoles(monkeypatch)
     return tmp_path
-
-
-def invoke(*args: str) -> typer.testing.Result:
-    return typer.testing.CliRunner().invoke(cli.app, list(args))
-
-
-def assert_one_line(result: typer.testing.Result, code: int, says: tuple[str, ...]) -> str:
-    assert result.exit_code == code, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
-        result.exception
-    )
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    for words in says:
-        assert words in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize("bad", params(CASES))

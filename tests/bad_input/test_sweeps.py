@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer.testing
-from rich.console import Console
+from one_line import assert_one_line, invoke, narrow_consoles
 
-from initlab.cli import application as cli
 from initlab.errors import ConfigError, InitlabError, UnknownNameError
 from initlab.experiments.space import SearchSpace
 from initlab.experiments.storage import default_url, open_storage
@@ -163,26 +161,8 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "adir").mkdir()
     (tmp_path / "notadb.db").write_text("not a database, and must stay so\n")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("INITLAB_DEBUG", raising=False)
-    # Narrow consoles: a long message must still come out as one line.
-    monkeypatch.setattr(cli, "console", Console(width=80, color_system=None))
-    monkeypatch.setattr(cli, "error_console", Console(width=60, stderr=True, color_system=None))
+    narrow_consoles(monkeypatch)
     return tmp_path
-
-
-def invoke(*args: str) -> typer.testing.Result:
-    return typer.testing.CliRunner().invoke(cli.app, list(args))
-
-
-def assert_one_line(result: typer.testing.Result, says: tuple[str, ...]) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    for words in says:
-        assert words in lines[0], lines[0]
-    return lines[0]
 
 
 def files_under(root: Path) -> dict[str, bytes]:
@@ -196,7 +176,7 @@ def test_cli_sweep_refuses_a_bad_space_before_touching_any_storage(
     (folder / "space.yaml").write_text(bad.text)
     before, files = snapshot(stored), files_under(folder)
     result = invoke("sweep", "space.yaml", "--trials", "1", "--storage", stored, "--study", "good")
-    assert_one_line(result, bad.says)
+    assert_one_line(result, 2, bad.says)
     assert snapshot(stored) == before
     assert files_under(folder) == files, "nothing is created: no runs/, no .db"
 
@@ -400,7 +380,7 @@ def test_cli_bad_input_is_one_line_exit_2_and_changes_nothing(
     start = time.monotonic()
     result = invoke(*args)
     elapsed = time.monotonic() - start
-    message = assert_one_line(result, bad.says)
+    message = assert_one_line(result, 2, bad.says)
     assert "hunter2" not in message
     assert elapsed < 15, f"an unreachable server must be an error fast, took {elapsed:.1f} s"
     assert snapshot(stored) == before
