@@ -634,3 +634,34 @@ def test_fan_based_schemes_reject_bias_shapes(name: str, shape: tuple[int, ...])
 def test_zero_fan_is_a_shape_error(scheme: Scheme, shape: tuple[int, ...]) -> None:
     with pytest.raises(ShapeError, match=re.escape(str(shape))):
         scheme.stats(shape)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "expected"),
+    [
+        (initlab.get("zeros"), initlab.get("zeros")),
+        (initlab.get("normal", std=0.5), initlab.get("normal", std=0.5)),
+        (initlab.get("uniform", a=-1.0, b=2.0), initlab.get("uniform", a=-1.0, b=2.0)),
+        (initlab.get("he_normal"), initlab.get("normal", std=math.sqrt(2.0 / 8))),
+        (initlab.get("xavier_uniform"), initlab.get("uniform", a=-0.5, b=0.5)),
+        (initlab.get("orthogonal"), None),
+        (initlab.get("sparse", sparsity=0.5), None),
+    ],
+    ids=str,
+)
+def test_law_for_is_the_elementwise_law_or_none(
+    scheme: initlab.Scheme, expected: initlab.Scheme | None
+) -> None:
+    fans = initlab.compute_fans((16, 8))  # fan_in 8, fan_out 16: xavier bound sqrt(6/24)
+    law = scheme.law_for(fans)
+    if expected is None:
+        assert law is None
+    else:
+        assert law is not None
+        assert law.to_config() == pytest.approx(expected.to_config())
+
+
+def test_law_for_without_fans() -> None:
+    assert initlab.get("he_normal").law_for(None) is None
+    normal = initlab.get("normal", std=0.5)
+    assert normal.law_for(None) is normal

@@ -13,7 +13,7 @@ from initlab.gains import calculate_gain, gain, second_moment_gain
 from initlab.lsuv import LsuvLog, lsuv
 from initlab.plan import Assignments, Plan, Rule, rule
 from initlab.plan.audit import Audit, audit, init_model
-from initlab.plan.presets import PRESET_NAMES, preset
+from initlab.plan.presets import PRESET_NAMES, as_plan, preset
 from initlab.schemes import Scheme, ValueStats, from_config, get, scheme_names
 
 __version__ = "0.1.0"
@@ -35,6 +35,7 @@ __all__ = [
     "UnknownNameError",
     "ValueStats",
     "__version__",
+    "as_plan",
     "audit",
     "calculate_gain",
     "compute_fans",

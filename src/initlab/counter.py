@@ -54,11 +54,11 @@ from initlab.errors import InitlabError, ShapeError
 from initlab.fans import Fans
 from initlab.rng import GOLDEN_GAMMA, CounterStream, Region, words_numpy, words_torch
 from initlab.schemes import Constant, Normal, Scheme, TruncatedNormal, Uniform
-from initlab.schemes.variance import _ScaledByFans
+from initlab.schemes.elementwise import ElementwiseLaw
 
 __all__ = ["Law", "counter_fill_", "elementwise_law", "erfinv_implementation"]
 
-Law = Constant | Uniform | Normal | TruncatedNormal
+Law = ElementwiseLaw
 Block = tuple[int, int, int, int]  # first run, last run + 1, first column, last column + 1
 _UInt64Array = np.ndarray[tuple[int, ...], np.dtype[np.uint64]]
 _Int64Array = np.ndarray[tuple[int, ...], np.dtype[np.int64]]
@@ -66,14 +66,10 @@ _MASK64 = (1 << 64) - 1
 
 
 def elementwise_law(scheme: Scheme, fans: Fans | None) -> Law | None:
-    """The i.i.d. law ``scheme`` draws from for a weight of ``fans``; ``None`` when the scheme
-    builds a whole matrix (orthogonal, identity, dirac, delta-orthogonal, sparse) or needs
-    fans it was not given."""
-    if isinstance(scheme, Constant | Uniform | Normal | TruncatedNormal):
-        return scheme
-    if isinstance(scheme, _ScaledByFans) and fans is not None:
-        return scheme.law_for(fans)
-    return None
+    """The i.i.d. law ``scheme`` draws from for a weight of ``fans`` (see
+    :meth:`initlab.schemes.Scheme.law_for`); ``None`` when the scheme builds a whole matrix
+    (orthogonal, identity, dirac, delta-orthogonal, sparse) or needs fans it was not given."""
+    return scheme.law_for(fans)
 
 
 # --- the steps from a signed word to a value ----------------------------------------------------

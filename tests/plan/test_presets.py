@@ -133,3 +133,45 @@ def test_fixup_scales_branches_by_depth_and_zeroes_their_last_layer() -> None:
 def test_unknown_preset_suggests_the_closest() -> None:
     with pytest.raises(UnknownNameError, match="Did you mean 'kaiming'"):
         initlab.preset("kaiming2")
+
+
+@pytest.mark.parametrize("name", initlab.PRESET_NAMES)
+def test_as_plan_builds_every_preset_by_name(name: str) -> None:
+    model = TinyResNet() if name in ("zero-init-residual", "fixup", "auto") else TinyGPT(2)
+    options = {"n_layer": 2, "initializer_range": 0.02} if name == "hf-gpt2" else {}
+    plan = initlab.as_plan(name, model, **options)
+    assert isinstance(plan, initlab.Plan)
+    assert plan.name == name
+    assert plan.to_config() == initlab.preset(name, model, **options).to_config()
+
+
+def test_auto_is_a_preset_and_as_plan_accepts_it() -> None:
+    assert "auto" in initlab.PRESET_NAMES
+    plan = initlab.as_plan("auto")
+    assert plan.to_config() == initlab.preset("auto").to_config()
+    assert (plan.name, plan.default) == ("auto", "auto")
+
+
+def test_as_plan_returns_a_plan_unchanged() -> None:
+    plan = initlab.Plan([initlab.rule(role="bias", scheme="zeros")], name="mine")
+    assert initlab.as_plan(plan) is plan
+    with pytest.raises(ConfigError, match=r"\['std'\].*a Plan takes none"):
+        initlab.as_plan(plan, std=0.1)
+
+
+@pytest.mark.parametrize("value", [None, 3, ["kaiming"], nn.Linear(2, 2)])
+def test_as_plan_refuses_what_is_neither_a_plan_nor_a_name(value: object) -> None:
+    with pytest.raises(ConfigError) as caught:
+        initlab.as_plan(value)  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert type(value).__name__ in message
+    assert all(name in message for name in initlab.PRESET_NAMES)
+
+
+def test_as_plan_unknown_name_and_bad_option() -> None:
+    with pytest.raises(UnknownNameError, match=r"Did you mean 'kaiming'.*auto"):
+        initlab.as_plan("kaimnig")
+    with pytest.raises(ConfigError, match="bogus"):
+        initlab.as_plan("kaiming", bogus=1)
+    with pytest.raises(ConfigError, match="preset 'auto'"):
+        initlab.as_plan("auto", std=0.1)

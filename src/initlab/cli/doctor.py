@@ -21,13 +21,13 @@ if TYPE_CHECKING:
 def _doctor_plan(spec: str, model: nn.Module) -> Plan:
     from initlab.errors import UnknownNameError
     from initlab.plan import Plan
-    from initlab.plan.presets import preset as build_preset
+    from initlab.plan.presets import as_plan
 
     path = Path(spec)
     if path.suffix.lower() in (".yaml", ".yml", ".toml", ".json") or path.is_file():
         return Plan.from_file(path)
     try:
-        return build_preset(spec, model)
+        return as_plan(spec, model)
     except UnknownNameError as error:
         raise UnknownNameError(
             f"--plan: {error} Or give a plan file (.yaml, .toml, .json)."

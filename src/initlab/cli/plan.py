@@ -22,19 +22,19 @@ def _choose_plan(
     preset: str | None, options: list[str], config: Path | None, model: nn.Module | None
 ) -> Plan:
     from initlab.plan import Plan
+    from initlab.plan.presets import as_plan
 
     if preset is not None and config is not None:
         raise ConfigError("--preset and --config are alternatives: give one of them.")
     if options and preset is None:
         raise ConfigError("--option sets a preset's option: add --preset NAME.")
     if preset is not None:
-        from initlab.plan.presets import preset as build_preset
         from initlab.report.values import parse_key_values
 
-        return build_preset(preset, model, **parse_key_values(options, option="--option"))
+        return as_plan(preset, model, **parse_key_values(options, option="--option"))
     if config is not None:
         return Plan.from_file(config)
-    return Plan(default="auto", name="auto")
+    return as_plan("auto")
 
 
 @cli.app.command("plan")

@@ -58,6 +58,7 @@ from initlab.doctor.model_io import (
 from initlab.doctor.probe import LayerRecord, Probe, probed_modules
 from initlab.errors import ConfigError, InitlabError
 from initlab.plan.activations import ActivationMap, detect_activations
+from initlab.plan.buffers import buffers_restored
 from initlab.plan.plan import Plan
 
 __all__ = ["DoctorReport", "doctor"]
@@ -274,19 +275,20 @@ def doctor(
     limits = thresholds or Thresholds()
     skipped: list[str] = []
     saved_grads = {n: p.grad for n, p in model.named_parameters()}
-    saved_buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
     try:
-        for parameter in model.parameters():
-            parameter.grad = None
-        records = _measure(model, batch, loss_fn, target, seed, output_fn, skipped)
-        weights: list[WeightRecord] = _advisory(
-            lambda: weight_records(model),
-            [],
-            "weight statistics skipped: the model's weights could not be read as matrices",
-            skipped,
-        )
+        with buffers_restored(model):
+            for parameter in model.parameters():
+                parameter.grad = None
+            records = _measure(model, batch, loss_fn, target, seed, output_fn, skipped)
+            weights: list[WeightRecord] = _advisory(
+                lambda: weight_records(model),
+                [],
+                "weight statistics skipped: the model's weights could not be read as matrices",
+                skipped,
+            )
     finally:
-        _restore(model, saved_grads, saved_buffers)
+        for name, parameter in model.named_parameters():
+            parameter.grad = saved_grads.get(name)
     spectrum: JacobianSpectrum | None = None
     if jacobian:  # jacobian_spectrum reports its own failures; this catches the unforeseen
         spectrum = _advisory(
@@ -416,16 +418,3 @@ def _check_target(output: torch.Tensor, target: Any) -> None:
             f"the output has shape {tuple(output.shape)} ({output.shape[0]} examples); give "
             "the targets of this batch."
         )
-
-
-def _restore(
-    model: nn.Module,
-    grads: dict[str, torch.Tensor | None],
-    buffers: dict[str, torch.Tensor],
-) -> None:
-    for name, parameter in model.named_parameters():
-        parameter.grad = grads.get(name)
-    current = dict(model.named_buffers())
-    with torch.no_grad():
-        for name, value in buffers.items():
-            current[name].copy_(value)

@@ -62,6 +62,7 @@ from initlab.doctor.model_io import (
     short_reason,
     slice_examples,
 )
+from initlab.plan.buffers import buffers_restored
 
 __all__ = ["EXACT_JACOBIAN_LIMIT", "JACOBIAN_BATCH", "JacobianSpectrum", "jacobian_spectrum"]
 
@@ -136,19 +137,13 @@ def jacobian_spectrum(
         return _skipped("the input is not floating point (token ids)")
     if torch.is_inference_mode_enabled():
         return _skipped("autograd is off inside torch.inference_mode()")
-    saved = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
     try:
-        with _same_randomness(found[1].device) as reset:
+        with buffers_restored(model), _same_randomness(found[1].device) as reset:
             return _spectrum(
                 model, batch, example, max(steps, 1), max(probes, 1), seed, output_fn, reset
             )
     except Exception as error:  # advisory: a failure is a skipped measurement, not a crash
         return _skipped(f"the model failed while it was evaluated ({short_reason(error)})")
-    finally:
-        buffers = dict(model.named_buffers())
-        with torch.no_grad():
-            for name, value in saved.items():
-                buffers[name].copy_(value)
 
 
 @contextlib.contextmanager

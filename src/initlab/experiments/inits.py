@@ -28,7 +28,7 @@ from initlab.plan.rules import rule
 
 __all__ = ["INIT_NAMES", "check_init", "initialize"]
 
-INIT_NAMES = (*PRESET_NAMES, "he", "auto", "zeros", "normal:STD", "lsuv")
+INIT_NAMES = (*PRESET_NAMES, "he", "zeros", "normal:STD", "lsuv")
 
 
 def _weights_and_zero_bias(scheme: str, **params: Any) -> Plan:
@@ -67,7 +67,7 @@ def check_init(name: str) -> str:
     if key.startswith("normal:"):
         _normal_std(key)
         return key
-    if key in PRESET_NAMES or key in ("auto", "zeros", "lsuv"):
+    if key in PRESET_NAMES or key in ("zeros", "lsuv"):
         return key
     raise UnknownNameError(did_you_mean("init", name, INIT_NAMES))
 
@@ -88,7 +88,7 @@ def initialize(
         ConfigError: ``normal:STD`` with a bad STD, or ``lsuv`` without a batch.
     """
     key = check_init(name)
-    if key in PRESET_NAMES or key == "auto":
+    if key in PRESET_NAMES:
         init_model(model, key, seed=seed)
     elif key == "zeros":
         _weights_and_zero_bias("zeros").apply(model, seed=seed)

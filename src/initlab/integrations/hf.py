@@ -35,7 +35,7 @@ Needs ``pip install 'initlab[hf]'``.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import dataclasses
 from typing import Any
 
 import torch
@@ -43,9 +43,10 @@ from torch import nn
 
 from initlab.errors import ConfigError
 from initlab.optional import require
+from initlab.plan.apply import apply_table
 from initlab.plan.assignments import Assignment, Assignments
-from initlab.plan.plan import Plan, fill_parameter
-from initlab.plan.presets import preset
+from initlab.plan.plan import Plan
+from initlab.plan.presets import as_plan
 
 require("transformers", "initlab.integrations.hf")
 
@@ -68,19 +69,6 @@ def is_loaded(tensor: torch.Tensor) -> bool:
 def loaded_parameters(model: nn.Module) -> tuple[str, ...]:
     """Qualified names of the parameters of ``model`` that transformers marked as loaded."""
     return tuple(name for name, tensor in model.named_parameters() if is_loaded(tensor))
-
-
-def _plan(model: nn.Module, plan: str | Plan, options: dict[str, Any]) -> Plan:
-    if isinstance(plan, Plan):
-        if options:
-            raise ConfigError(
-                f"init_pretrained: options {sorted(options)} are for a preset name; a Plan "
-                "takes none. Drop them, or pass the preset's name."
-            )
-        return plan
-    if plan == "auto":
-        return Plan(default="auto", name="auto")
-    return preset(plan, model, **options)
 
 
 def _zero_padding_row(module: nn.Module) -> bool:
@@ -128,40 +116,28 @@ def init_pretrained(
         UnknownNameError: an unknown preset name.
         ConfigError: options given with a Plan, or a preset that cannot read the model.
     """
-    chosen = _plan(model, plan, options)
-    table = chosen.resolve(model)
-    parameters = dict(model.named_parameters(remove_duplicate=False))
-    modules = dict(model.named_modules(remove_duplicate=False))
-    rows: list[Assignment] = []
+    chosen = as_plan(plan, model, **options)
+
     loaded: list[str] = []
+
+    def keep_loaded(row: Assignment, tensor: torch.Tensor) -> str | None:
+        if force or not is_loaded(tensor):
+            return None
+        if row.scheme is not None:
+            loaded.append(row.name)
+        return f"kept: loaded ({HF_INITIALIZED_FLAG}); plan said {row.source}"
+
+    table = apply_table(model, chosen.resolve(model), seed, skip=keep_loaded)
+    modules = dict(model.named_modules(remove_duplicate=False))
     zeroed: list[str] = []
     with torch.no_grad():
         for row in table:
-            tensor = parameters[row.name]
-            if row.scheme is not None and not force and is_loaded(tensor):
-                loaded.append(row.name)
-                row = replace(
-                    row,
-                    scheme=None,
-                    multiplier=1.0,
-                    fans=None,
-                    std=None,
-                    bound=None,
-                    source=f"kept: loaded ({HF_INITIALIZED_FLAG}); plan said {row.source}",
-                )
-            elif row.scheme is not None:
-                fill_parameter(tensor, row, seed)
-                module = modules[row.site.module_name]
-                if zero_padding and row.site.attribute == "weight" and _zero_padding_row(module):
-                    zeroed.append(row.name)
-            rows.append(row)
-    return Assignments(
-        rows=tuple(rows),
-        unused_rules=table.unused_rules,
-        activation_method=table.activation_method,
-        activation_fallback=table.activation_fallback,
-        seed=seed,
-        extra={"loaded": tuple(loaded), "padding_rows_zeroed": tuple(zeroed)},
+            module = modules[row.site.module_name]
+            drawn = row.scheme is not None and row.site.attribute == "weight"
+            if zero_padding and drawn and _zero_padding_row(module):
+                zeroed.append(row.name)
+    return dataclasses.replace(
+        table, extra={"loaded": tuple(loaded), "padding_rows_zeroed": tuple(zeroed)}
     )
 
 

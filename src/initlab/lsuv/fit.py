@@ -17,6 +17,7 @@ from initlab.doctor.probe import ForwardStopped, Probe
 from initlab.errors import ConfigError, InitlabError
 from initlab.lsuv.log import LsuvLog, LsuvRow, LsuvSkip
 from initlab.lsuv.targets import NEVER_RAN, Target, classify, orthonormal, unmeasurable
+from initlab.plan.buffers import buffers_restored
 
 __all__ = ["lsuv"]
 
@@ -68,38 +69,34 @@ def lsuv(
     _check_settings(tol, max_iter, target_var)
     seed = check_seed("lsuv", seed)
     check_batch(batch, "lsuv")
-    saved = {name: value.detach().clone() for name, value in model.named_buffers()}
     messages: list[str] = []
     rows: list[LsuvRow] = []
-    try:
-        with torch.no_grad():
-            if any(is_lazy(parameter) for parameter in model.parameters()):
-                _forward(model, batch)  # lazy modules take their shapes from a first call
-            candidates, targets, reasons = classify(model)
-            calls = _first_calls(model, batch, list(targets))
-            for name in targets:
-                if name not in calls:
-                    reasons[name] = NEVER_RAN
-                elif calls[name]:
-                    reasons[name] = calls[name]
-            layers = [targets[name] for name in calls if name not in reasons]
-            if orthogonal:
-                for target in layers:
-                    orthonormal(target, seed)
-            # Each pass also measures the next layer: once the current one is final, that
-            # record is the next layer's starting point, so a layer costs one pass per rescaling.
-            known: dict[str, _Output] = {}
-            for index, target in enumerate(layers):
-                following = [layer.name for layer in layers[index + 1 : index + 2]]
-                if target.name not in known:
-                    known = _measure(model, batch, [target.name, *following])
-                row, known = _fit_layer(
-                    model, batch, target, following, known, target_var, tol, max_iter,
-                    center_bias, messages,
-                )  # fmt: skip
-                rows.append(row)
-    finally:
-        _restore(model, saved)
+    with buffers_restored(model), torch.no_grad():
+        if any(is_lazy(parameter) for parameter in model.parameters()):
+            _forward(model, batch)  # lazy modules take their shapes from a first call
+        candidates, targets, reasons = classify(model)
+        calls = _first_calls(model, batch, list(targets))
+        for name in targets:
+            if name not in calls:
+                reasons[name] = NEVER_RAN
+            elif calls[name]:
+                reasons[name] = calls[name]
+        layers = [targets[name] for name in calls if name not in reasons]
+        if orthogonal:
+            for target in layers:
+                orthonormal(target, seed)
+        # Each pass also measures the next layer: once the current one is final, that
+        # record is the next layer's starting point, so a layer costs one pass per rescaling.
+        known: dict[str, _Output] = {}
+        for index, target in enumerate(layers):
+            following = [layer.name for layer in layers[index + 1 : index + 2]]
+            if target.name not in known:
+                known = _measure(model, batch, [target.name, *following])
+            row, known = _fit_layer(
+                model, batch, target, following, known, target_var, tol, max_iter,
+                center_bias, messages,
+            )  # fmt: skip
+            rows.append(row)
     modules = dict(model.named_modules())
     skipped = tuple(
         LsuvSkip(name, type(modules[name]).__name__, reasons[name])
@@ -286,10 +283,3 @@ def _fit_layer(
         converged=converged,
     )
     return row, known
-
-
-def _restore(model: nn.Module, saved: dict[str, torch.Tensor]) -> None:
-    buffers = dict(model.named_buffers())
-    with torch.no_grad():
-        for name, value in saved.items():
-            buffers[name].copy_(value)

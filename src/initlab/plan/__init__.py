@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from initlab.plan.activations import Activation, ActivationMap, detect_activations
+from initlab.plan.apply import apply_table
 from initlab.plan.assignments import Assignment, Assignments
 from initlab.plan.checkpoint import Checkpoint
 from initlab.plan.factory import load_factory
@@ -19,6 +20,7 @@ __all__ = [
     "ParameterSite",
     "Plan",
     "Rule",
+    "apply_table",
     "auto_scheme",
     "detect_activations",
     "load_factory",

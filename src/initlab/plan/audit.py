@@ -10,11 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab.arguments import check_module, check_seed, describe_value
-from initlab.errors import ConfigError
+from initlab.arguments import check_module, check_seed
 from initlab.plan.assignments import Assignments
 from initlab.plan.plan import Plan
-from initlab.plan.presets import PRESET_NAMES, preset
+from initlab.plan.presets import as_plan
 from initlab.plan.sites import parameter_sites
 
 __all__ = ["Audit", "audit", "init_model"]
@@ -40,27 +39,7 @@ def init_model(
     """
     check_module("init_model", model)
     seed = check_seed("init_model", seed)
-    return _as_plan("init_model", plan, model, options).apply(model, seed=seed, example=example)
-
-
-def _as_plan(where: str, plan: Any, model: nn.Module, options: dict[str, Any]) -> Plan:
-    """``plan`` itself, or the preset (or ``"auto"`` plan) it names."""
-    if isinstance(plan, Plan):
-        if options:
-            raise ConfigError(
-                f"{where}: options {sorted(options)} go to a preset; a Plan takes none."
-            )
-        return plan
-    if not isinstance(plan, str):
-        raise ConfigError(
-            f"{where}: plan must be a preset name ({', '.join(PRESET_NAMES)}), 'auto' or an "
-            f"initlab.Plan, got {describe_value(plan)}; e.g. {where}(model, 'kaiming')."
-        )
-    if plan == "auto":
-        if options:
-            raise ConfigError(f"{where}: plan 'auto' takes no options, got {sorted(options)}.")
-        return Plan(default="auto", name="auto")
-    return preset(plan, model, **options)
+    return as_plan(plan, model, **options).apply(model, seed=seed, example=example)
 
 
 @dataclass(frozen=True)
@@ -118,7 +97,7 @@ def audit(model: nn.Module, plan: Plan | str | None = None) -> Audit:
     unreached: list[str] = []
     contested: list[tuple[str, int, tuple[int, ...]]] = []
     if plan is not None:
-        plan = _as_plan("audit", plan, model, {})
+        plan = as_plan(plan, model)
         for row in plan.resolve(model):
             derived = bool(row.site.magnitude_of)  # set from its direction when applied
             if row.rule_index is None and row.scheme is None and not derived:

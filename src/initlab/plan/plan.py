@@ -41,7 +41,6 @@ first name. Buffers are never touched.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import warnings
@@ -50,21 +49,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from initlab.arguments import check_module, check_seed, describe_value
-from initlab.counter import counter_fill_, elementwise_law
+from initlab.counter import elementwise_law
 from initlab.errors import ConfigError, InitlabError
 from initlab.fans import Fans, Layout, compute_fans
 from initlab.layers import activation_kind
 from initlab.plan.activations import Activation, ActivationMap, detect_activations
+from initlab.plan.apply import apply_table, derive_magnitudes, fill_parameter
 from initlab.plan.assignments import Assignment, Assignments, Part
 from initlab.plan.blocks import block_schemes
 from initlab.plan.checkpoint import Checkpoint, CheckpointFiles
 from initlab.plan.rules import Rule
 from initlab.plan.sites import ParameterSite, parameter_sites
-from initlab.rng import Region, Stream, check_stream, counter_stream, parameter_generator
+from initlab.rng import Stream, check_stream
 from initlab.schemes import (
     HeNormal,
     LeCunNormal,
@@ -298,15 +297,7 @@ class Plan:
         seed = check_seed("Plan.apply", seed)
         check_stream(stream)
         _check_not_meta(model)
-        table = self.resolve(model, example=example)
-        parameters = dict(model.named_parameters(remove_duplicate=False))
-        with torch.no_grad():
-            for row in table:
-                if row.scheme is None:
-                    continue
-                fill_parameter(parameters[row.name], row, seed, stream=stream)
-        derive_magnitudes(model, table)
-        return dataclasses.replace(table, seed=seed)
+        return apply_table(model, self.resolve(model, example=example), seed, stream=stream)
 
 
 def _warn_not_in_checkpoint(what: str, scheme: Scheme | str, names: list[str]) -> None:
@@ -333,78 +324,6 @@ def _check_not_meta(model: nn.Module) -> None:
             "initlab.scale.materialize(Model, plan), or allocate it first with "
             "model.to_empty(device='cpu') and then apply the plan."
         )
-
-
-def fill_parameter(
-    tensor: torch.Tensor, row: Assignment, seed: int, *, stream: Stream = "counter"
-) -> None:
-    """Fill ``tensor`` as ``row`` says: from the parameter's own stream, or from its file.
-
-    With ``stream="counter"`` elementwise schemes (constants, uniform, normal, truncated
-    normal, the variance-scaling family) on floating tensors come from the counter stream
-    (:func:`initlab.counter.counter_fill_`: element ``i`` depends only on seed, name, scheme,
-    shape and ``i``); whole-matrix schemes (orthogonal, identity, dirac, sparse), and every
-    scheme under ``stream="generator"``, draw from a ``torch.Generator`` seeded by
-    :func:`initlab.rng.parameter_seed`. A stacked parameter (``row.parts``) is drawn block by
-    block: elementwise blocks from the parameter's one counter stream (so any shard of it is
-    reproducible alone), whole-matrix blocks from a generator of their own.
-    """
-    scheme = row.scheme
-    if scheme is None or tensor.is_meta:
-        return
-    check_stream(stream)
-    try:
-        if isinstance(scheme, Checkpoint):
-            scheme.copy_(tensor, row.site)
-        elif row.parts:
-            for part in row.parts:
-                view = tensor[part.start : part.stop]
-                region = Region(tuple(tensor.shape), (part.start, *[0] * (tensor.dim() - 1)),
-                                tuple(view.shape))  # fmt: skip
-                _fill(view, part.scheme, row, seed, stream, f"{row.name}[{part.label}]", region)
-        else:
-            _fill(tensor, scheme, row, seed, stream, row.name, None)
-    except InitlabError as error:
-        message = f"Parameter {row.name!r} (shape {row.site.shape}, {row.source}): {error}"
-        raise type(error)(message) from None
-    if row.multiplier != 1.0:
-        tensor.mul_(row.multiplier)
-
-
-def _fill(
-    tensor: torch.Tensor,
-    scheme: Scheme,
-    row: Assignment,
-    seed: int,
-    stream: Stream,
-    generator_name: str,
-    region: Region | None,
-) -> None:
-    """Draw ``tensor`` (the parameter, or one block of it at ``region``) from ``scheme``."""
-    law = elementwise_law(scheme, row.fans)
-    if stream == "counter" and tensor.is_floating_point() and law is not None:
-        counter_fill_(tensor, law, counter_stream(seed, row.name), region)
-        return
-    generator = parameter_generator(seed, generator_name, tensor.device)
-    if law is not None:
-        law.fill_(tensor, generator)
-    else:
-        scheme.fill_(tensor, generator, layout=row.layout, groups=row.groups)
-
-
-def derive_magnitudes(model: nn.Module, table: Assignments) -> None:
-    r"""Set each weight norm's magnitude :math:`g = \lVert v\rVert` (per output) from its drawn
-    direction :math:`v`, so the layer's weight :math:`g\,v/\lVert v\rVert` equals :math:`v`."""
-    parameters = dict(model.named_parameters(remove_duplicate=False))
-    drawn = {row.name for row in table if row.scheme is not None}
-    with torch.no_grad():
-        for row in table:
-            site = row.site
-            if not site.magnitude_of or site.magnitude_of not in drawn:
-                continue
-            magnitude, direction = parameters[site.name], parameters[site.magnitude_of]
-            dims = [d for d in range(direction.dim()) if magnitude.shape[d] == 1]
-            magnitude.copy_(torch.linalg.vector_norm(direction, dim=dims, keepdim=True))
 
 
 def _with_statistics(row: Assignment, fans_from: str) -> Assignment:

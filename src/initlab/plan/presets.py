@@ -3,6 +3,8 @@ r"""Named plans: the recipes of PyTorch, the papers and the model families.
 ===================== =========================================================================
 preset                what it does
 ===================== =========================================================================
+``auto``              activation-aware: each weight He, LeCun or Xavier by the activation that
+                      follows its layer, biases 0, norms 1/0 (``Plan(default="auto")``)
 ``torch-default``     what PyTorch's ``reset_parameters`` does: Linear/Conv weights
                       ``he_uniform(a=sqrt 5)`` = :math:`U(\pm 1/\sqrt{fan_{in}})`, biases
                       :math:`U(\pm 1/\sqrt{fan_{in}})` (torch's array fans), embeddings N(0, 1),
@@ -43,13 +45,14 @@ from typing import Any
 
 from torch import nn
 
+from initlab.arguments import describe_value
 from initlab.errors import ConfigError, UnknownNameError, did_you_mean
 from initlab.layers import LAYER_TYPES, is_hf_conv1d, is_norm
 from initlab.plan.plan import Plan
 from initlab.plan.rules import Rule, rule
 from initlab.plan.sites import parameter_sites
 
-__all__ = ["PRESET_NAMES", "preset", "residual_blocks"]
+__all__ = ["PRESET_NAMES", "as_plan", "preset", "residual_blocks"]
 
 _SKIP_NAMES = ("downsample", "shortcut", "skip")
 
@@ -290,7 +293,12 @@ def _fixup(model: nn.Module | None) -> Plan:
     return Plan(rules, default="keep", name="fixup", warn_unused=False)
 
 
+def _auto(model: nn.Module | None) -> Plan:
+    return Plan(default="auto", name="auto")
+
+
 _PRESETS: dict[str, Callable[..., Plan]] = {
+    "auto": _auto,
     "torch-default": _torch_default,
     "xavier": lambda model: _weights_only("xavier", "xavier_uniform"),
     "kaiming": lambda model: _weights_only("kaiming", "he_normal", nonlinearity="relu"),
@@ -330,3 +338,37 @@ def preset(name: str, model: nn.Module | None = None, **options: Any) -> Plan:
             f"preset {key!r}: {error}. Options: gpt2 takes n_layer and std; hf-gpt2 takes "
             "n_layer and initializer_range; the others take none."
         ) from None
+
+
+def as_plan(plan_or_name: Plan | str, model: nn.Module | None = None, **options: Any) -> Plan:
+    """``plan_or_name`` itself if it is a :class:`Plan`, else the preset it names.
+
+    Every function that takes "a Plan or a preset name" resolves it here.
+
+    Args:
+        plan_or_name: a :class:`Plan`, or a preset name (``"auto"`` among them).
+        model: the model, for presets that read its structure.
+        **options: preset options; a Plan takes none.
+
+    Raises:
+        UnknownNameError: an unknown preset name.
+        ConfigError: neither a Plan nor a string, options given with a Plan, or options the
+            preset does not take.
+
+    Example:
+        >>> as_plan("kaiming")
+        >>> as_plan("gpt2", model, std=0.01)
+    """
+    if isinstance(plan_or_name, Plan):
+        if options:
+            raise ConfigError(
+                f"options {sorted(options)} go to a preset; a Plan takes none. Drop them, or "
+                "pass the preset's name."
+            )
+        return plan_or_name
+    if not isinstance(plan_or_name, str):
+        raise ConfigError(
+            f"plan must be an initlab.Plan or a preset name ({', '.join(PRESET_NAMES)}), got "
+            f"{describe_value(plan_or_name)}; e.g. 'kaiming'."
+        )
+    return preset(plan_or_name, model, **options)

@@ -39,6 +39,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
+from initlab.plan.buffers import buffers_restored
 from initlab.plan.dataflow import (
     Found,
     Roles,
@@ -319,26 +320,17 @@ def _left_as_it_was(model: nn.Module, example: Any) -> Iterator[None]:
     """Restores every module's buffers (the tensors and their values) and train/eval flags, and
     forks the random streams, around a forward pass."""
     modules = list(model.modules())
-    buffers = [(module, dict(module._buffers)) for module in modules]
-    values = [
-        (buffer, buffer.detach().clone())
-        for _, saved in buffers
-        for buffer in saved.values()
-        if buffer is not None
-    ]
     modes = [module.training for module in modules]
     device_type, devices = _accelerators(model, example)
     try:
-        with torch.random.fork_rng(devices=devices, device_type=device_type):
+        with (
+            buffers_restored(model),
+            torch.random.fork_rng(devices=devices, device_type=device_type),
+        ):
             yield
     finally:
-        with torch.no_grad():
-            for (module, saved), training in zip(buffers, modes, strict=True):
-                module._buffers.clear()
-                module._buffers.update(saved)
-                module.training = training
-            for buffer, value in values:
-                buffer.copy_(value)
+        for module, training in zip(modules, modes, strict=True):
+            module.training = training
 
 
 def record_activations(

@@ -41,7 +41,7 @@ from initlab.arguments import check_device, check_float_dtype, check_seed, descr
 from initlab.errors import ConfigError, InitlabError
 from initlab.plan.assignments import Assignments
 from initlab.plan.plan import Plan
-from initlab.plan.presets import preset
+from initlab.plan.presets import as_plan
 from initlab.rng import Stream, check_stream
 from initlab.scale.shards import initialize, is_dtensor
 
@@ -162,8 +162,7 @@ def materialize(
         model = _build_on_meta(factory_or_model)
     else:
         model = factory_or_model()
-    if isinstance(plan, str):
-        plan = Plan(default="auto", name="auto") if plan == "auto" else preset(plan, model)
+    plan = as_plan(plan, model)
     if dtype is not None:
         model.to(dtype=dtype)
     on_meta = any(p.is_meta for p in model.parameters())

@@ -20,7 +20,6 @@ the same number of threads. Placements that are not boxes (FSDP2 + tensor parall
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -28,8 +27,9 @@ from torch import nn
 
 from initlab.counter import counter_fill_, elementwise_law
 from initlab.errors import InitlabError
+from initlab.plan.apply import apply_table, fill_parameter
 from initlab.plan.assignments import Assignment, Assignments
-from initlab.plan.plan import Plan, derive_magnitudes, fill_parameter
+from initlab.plan.plan import Plan
 from initlab.rng import Region, Stream, check_stream, counter_stream
 
 __all__ = ["initialize", "is_dtensor", "local_region"]
@@ -138,15 +138,14 @@ def initialize(
     """
     check_stream(stream)
     table = table if table is not None else plan.resolve(model)
-    parameters = dict(model.named_parameters(remove_duplicate=False))
-    with torch.no_grad():
-        for row in table:
-            tensor = parameters[row.name]
-            if row.scheme is None:
-                continue
-            if is_dtensor(tensor):
-                fill_shard_(tensor, row, seed, stream=stream)
-            else:
-                fill_parameter(tensor, row, seed, stream=stream)
-    derive_magnitudes(model, table)
-    return dataclasses.replace(table, seed=seed)
+    return apply_table(model, table, seed, stream=stream, fill=_fill_any)
+
+
+def _fill_any(
+    tensor: torch.Tensor, row: Assignment, seed: int, *, stream: Stream = "counter"
+) -> None:
+    """A DTensor's local shard (:func:`fill_shard_`), or a plain tensor whole."""
+    if is_dtensor(tensor):
+        fill_shard_(tensor, row, seed, stream=stream)
+    else:
+        fill_parameter(tensor, row, seed, stream=stream)

@@ -12,13 +12,16 @@ import dataclasses
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
 
 from initlab.errors import ConfigError, UnknownNameError, did_you_mean
 from initlab.fans import Fans, Layout, compute_fans
+
+if TYPE_CHECKING:
+    from initlab.schemes.elementwise import ElementwiseLaw
 
 __all__ = [
     "Scheme",
@@ -76,6 +79,16 @@ class Scheme(ABC):
     def fans(self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1) -> Fans:
         """The fans this scheme reads for ``shape`` (see :func:`initlab.fans.compute_fans`)."""
         return compute_fans(shape, layout=layout, groups=groups)
+
+    def law_for(self, fans: Fans | None) -> ElementwiseLaw | None:
+        """The law every element is drawn from, i.i.d., for a weight of ``fans``.
+
+        A constant, uniform or normal scheme is its own law; a variance-scaling scheme gives
+        the uniform or normal law of its std for ``fans``. ``None`` when the scheme builds the
+        tensor as a whole (orthogonal, identity, dirac, delta-orthogonal, sparse, a checkpoint)
+        or reads fans it was not given: such a tensor cannot be filled element by element.
+        """
+        return None
 
     # --- sampling ----------------------------------------------------------------------------
     @abstractmethod

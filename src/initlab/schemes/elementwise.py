@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import torch
 
 from initlab.errors import ConfigError
-from initlab.fans import Layout
+from initlab.fans import Fans, Layout
 from initlab.schemes.base import (
     Scheme,
     ValueStats,
@@ -31,7 +31,16 @@ from initlab.schemes.truncation import (
     truncated_normal_torch_,
 )
 
-__all__ = ["Constant", "Normal", "Ones", "TruncatedNormal", "TruncationUnit", "Uniform", "Zeros"]
+__all__ = [
+    "Constant",
+    "ElementwiseLaw",
+    "Normal",
+    "Ones",
+    "TruncatedNormal",
+    "TruncationUnit",
+    "Uniform",
+    "Zeros",
+]
 
 TruncationUnit = Literal["absolute", "std"]
 
@@ -51,6 +60,9 @@ class Constant(Scheme):
 
     def __post_init__(self) -> None:
         check_finite(self.name, "value", self.value)
+
+    def law_for(self, fans: Fans | None) -> Constant:
+        return self
 
     def stats(
         self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
@@ -118,6 +130,9 @@ class Uniform(Scheme):
         if self.a > self.b:
             raise ConfigError(f"uniform: needs a <= b, got a={self.a!r}, b={self.b!r}.")
 
+    def law_for(self, fans: Fans | None) -> Uniform:
+        return self
+
     def stats(
         self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
     ) -> ValueStats:
@@ -160,6 +175,9 @@ class Normal(Scheme):
     def __post_init__(self) -> None:
         check_finite(self.name, "mean", self.mean)
         check_positive(self.name, "std", self.std, allow_zero=True)
+
+    def law_for(self, fans: Fans | None) -> Normal:
+        return self
 
     def stats(
         self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
@@ -226,6 +244,9 @@ class TruncatedNormal(Scheme):
             return self.mean + self.a * self.std, self.mean + self.b * self.std
         return float(self.a), float(self.b)
 
+    def law_for(self, fans: Fans | None) -> TruncatedNormal:
+        return self
+
     def stats(
         self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
     ) -> ValueStats:
@@ -257,3 +278,7 @@ class TruncatedNormal(Scheme):
         return truncated_normal_array(
             tuple(shape), self.mean, self.std, low, high, _rng(rng), dtype
         )
+
+
+ElementwiseLaw: TypeAlias = Constant | Uniform | Normal | TruncatedNormal
+"""The laws a tensor can be filled with element by element (see :meth:`Scheme.law_for`)."""

@@ -108,10 +108,14 @@ class _ScaledByFans(Scheme):
             return g * math.sqrt(2.0 / float(fans.fan_in + fans.fan_out))
         return g / math.sqrt(n)
 
-    def law_for(
+    def law_for(self, fans: Fans | None) -> Uniform | Normal | TruncatedNormal | None:
+        """The elementwise law this scheme draws from for a weight of ``fans`` (``None``
+        without fans)."""
+        return None if fans is None else self._law_of(fans)
+
+    def _law_of(
         self, fans: Fans, *, shape: Sequence[int] | None = None
     ) -> Uniform | Normal | TruncatedNormal:
-        """The elementwise law this scheme draws from for a weight of ``fans``."""
         std = self.std_for(fans, shape=shape)
         if self.law == "uniform":
             bound = math.sqrt(3.0) * std
@@ -130,7 +134,7 @@ class _ScaledByFans(Scheme):
         self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
     ) -> Uniform | Normal | TruncatedNormal:
         """The elementwise law this scheme draws from for ``shape``."""
-        return self.law_for(compute_fans(shape, layout=layout, groups=groups), shape=shape)
+        return self._law_of(compute_fans(shape, layout=layout, groups=groups), shape=shape)
 
     def stats(
         self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1

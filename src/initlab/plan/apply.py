@@ -1,0 +1,167 @@
+"""Applying a resolved table: the one loop that fills a model's parameters.
+
+:func:`apply_table` is what :meth:`initlab.Plan.apply`, :func:`initlab.scale.initialize` (a
+DTensor's local shard) and :func:`initlab.integrations.hf.init_pretrained` (the parameters not
+loaded from a checkpoint) all run: for each row that draws, fill the tensor
+(:func:`fill_parameter`), then set every weight norm's magnitude from its drawn direction
+(:func:`derive_magnitudes`). What differs between them is a hook: ``skip`` keeps some tensors
+as they are, ``fill`` fills one tensor another way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Collection
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from initlab.counter import counter_fill_, elementwise_law
+from initlab.errors import InitlabError
+from initlab.plan.assignments import Assignment, Assignments
+from initlab.plan.checkpoint import Checkpoint
+from initlab.rng import Region, Stream, check_stream, counter_stream, parameter_generator
+from initlab.schemes import Scheme
+
+__all__ = ["FillFunction", "SkipFunction", "apply_table", "derive_magnitudes", "fill_parameter"]
+
+SkipFunction = Callable[[Assignment, torch.Tensor], str | None]
+"""``skip(row, tensor)``: why ``tensor`` keeps its values (the row's new ``source``), or
+``None`` to fill it."""
+
+
+class FillFunction(Protocol):
+    """Fills one tensor as its row says (:func:`fill_parameter` is one)."""
+
+    def __call__(
+        self, tensor: torch.Tensor, row: Assignment, seed: int, *, stream: Stream = "counter"
+    ) -> None: ...
+
+
+def apply_table(
+    model: nn.Module,
+    table: Assignments,
+    seed: int,
+    *,
+    stream: Stream = "counter",
+    skip: SkipFunction | None = None,
+    fill: FillFunction | None = None,
+) -> Assignments:
+    """Fill the parameters of ``model`` that ``table`` draws; returns the table as applied.
+
+    Args:
+        model: the model ``table`` was resolved against.
+        table: the resolved plan (:meth:`initlab.Plan.resolve`).
+        seed: the seed of the parameters' streams.
+        stream: ``"counter"`` or ``"generator"`` (see :func:`fill_parameter`).
+        skip: ``skip(row, tensor)`` -> a reason to keep ``tensor`` as it is (it becomes a
+            kept row whose ``source`` is the reason; a weight norm magnitude it keeps is not
+            derived either), or ``None`` to fill it.
+        fill: fills one tensor (default :func:`fill_parameter`); e.g. a DTensor's local shard.
+
+    Returns:
+        ``table`` with ``seed`` set and the skipped rows kept.
+    """
+    check_stream(stream)
+    fill = fill or fill_parameter
+    parameters = dict(model.named_parameters(remove_duplicate=False))
+    rows: list[Assignment] = []
+    untouched: set[str] = set()
+    with torch.no_grad():
+        for row in table:
+            tensor = parameters[row.name]
+            reason = None
+            if skip is not None and (row.scheme is not None or row.site.magnitude_of):
+                reason = skip(row, tensor)
+            if reason is not None:
+                untouched.add(row.name)
+                if row.scheme is not None:
+                    row = dataclasses.replace(
+                        row,
+                        scheme=None,
+                        multiplier=1.0,
+                        fans=None,
+                        std=None,
+                        bound=None,
+                        source=reason,
+                    )
+            elif row.scheme is not None:
+                fill(tensor, row, seed, stream=stream)
+            rows.append(row)
+    applied = dataclasses.replace(table, rows=tuple(rows), seed=seed)
+    derive_magnitudes(model, applied, keep=untouched)
+    return applied
+
+
+def fill_parameter(
+    tensor: torch.Tensor, row: Assignment, seed: int, *, stream: Stream = "counter"
+) -> None:
+    """Fill ``tensor`` as ``row`` says: from the parameter's own stream, or from its file.
+
+    With ``stream="counter"`` elementwise schemes (constants, uniform, normal, truncated
+    normal, the variance-scaling family) on floating tensors come from the counter stream
+    (:func:`initlab.counter.counter_fill_`: element ``i`` depends only on seed, name, scheme,
+    shape and ``i``); whole-matrix schemes (orthogonal, identity, dirac, sparse), and every
+    scheme under ``stream="generator"``, draw from a ``torch.Generator`` seeded by
+    :func:`initlab.rng.parameter_seed`. A stacked parameter (``row.parts``) is drawn block by
+    block: elementwise blocks from the parameter's one counter stream (so any shard of it is
+    reproducible alone), whole-matrix blocks from a generator of their own.
+    """
+    scheme = row.scheme
+    if scheme is None or tensor.is_meta:
+        return
+    check_stream(stream)
+    try:
+        if isinstance(scheme, Checkpoint):
+            scheme.copy_(tensor, row.site)
+        elif row.parts:
+            for part in row.parts:
+                view = tensor[part.start : part.stop]
+                region = Region(tuple(tensor.shape), (part.start, *[0] * (tensor.dim() - 1)),
+                                tuple(view.shape))  # fmt: skip
+                _fill(view, part.scheme, row, seed, stream, f"{row.name}[{part.label}]", region)
+        else:
+            _fill(tensor, scheme, row, seed, stream, row.name, None)
+    except InitlabError as error:
+        message = f"Parameter {row.name!r} (shape {row.site.shape}, {row.source}): {error}"
+        raise type(error)(message) from None
+    if row.multiplier != 1.0:
+        tensor.mul_(row.multiplier)
+
+
+def _fill(
+    tensor: torch.Tensor,
+    scheme: Scheme,
+    row: Assignment,
+    seed: int,
+    stream: Stream,
+    generator_name: str,
+    region: Region | None,
+) -> None:
+    """Draw ``tensor`` (the parameter, or one block of it at ``region``) from ``scheme``."""
+    law = elementwise_law(scheme, row.fans)
+    if stream == "counter" and tensor.is_floating_point() and law is not None:
+        counter_fill_(tensor, law, counter_stream(seed, row.name), region)
+        return
+    generator = parameter_generator(seed, generator_name, tensor.device)
+    if law is not None:
+        law.fill_(tensor, generator)
+    else:
+        scheme.fill_(tensor, generator, layout=row.layout, groups=row.groups)
+
+
+def derive_magnitudes(model: nn.Module, table: Assignments, *, keep: Collection[str] = ()) -> None:
+    r"""Set each weight norm's magnitude :math:`g = \lVert v\rVert` (per output) from its drawn
+    direction :math:`v`, so the layer's weight :math:`g\,v/\lVert v\rVert` equals :math:`v`;
+    the magnitudes named in ``keep`` are left as they are."""
+    parameters = dict(model.named_parameters(remove_duplicate=False))
+    drawn = {row.name for row in table if row.scheme is not None}
+    with torch.no_grad():
+        for row in table:
+            site = row.site
+            if not site.magnitude_of or site.magnitude_of not in drawn or site.name in keep:
+                continue
+            magnitude, direction = parameters[site.name], parameters[site.magnitude_of]
+            dims = [d for d in range(direction.dim()) if magnitude.shape[d] == 1]
+            magnitude.copy_(torch.linalg.vector_norm(direction, dim=dims, keepdim=True))
