@@ -30,7 +30,6 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-from scipy import integrate, special
 
 from initlab.errors import ConfigError, UnknownNameError, did_you_mean
 
@@ -79,6 +78,14 @@ def _elu(z: float, alpha: float) -> float:
     return z if z > 0 else alpha * math.expm1(z)
 
 
+def _logistic(z: float) -> float:
+    """1 / (1 + e^-z), written so that neither branch overflows."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
 def _relu6(z: float) -> float:
     return min(max(z, 0.0), 6.0)
 
@@ -98,13 +105,13 @@ ACTIVATIONS: dict[str, tuple[Activation, float]] = {
         lambda z, _: 0.5 * z * (1.0 + math.tanh(math.sqrt(2.0 / math.pi) * (z + 0.044715 * z**3))),
         0.0,
     ),
-    "silu": (lambda z, _: z * float(special.expit(z)), 0.0),
+    "silu": (lambda z, _: z * _logistic(z), 0.0),
     "mish": (lambda z, _: z * math.tanh(_softplus(z, 1.0)), 0.0),
     "softplus": (_softplus, 1.0),
     "hardswish": (lambda z, _: z * _relu6(z + 3.0) / 6.0, 0.0),
     "hardsigmoid": (lambda z, _: _relu6(z + 3.0) / 6.0, 0.0),
     "hardtanh": (lambda z, _: min(max(z, -1.0), 1.0), 0.0),
-    "sigmoid": (lambda z, _: float(special.expit(z)), 0.0),
+    "sigmoid": (lambda z, _: _logistic(z), 0.0),
     "tanh": (lambda z, _: math.tanh(z), 0.0),
     "softsign": (lambda z, _: z / (1.0 + abs(z)), 0.0),
 }
@@ -202,6 +209,8 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 @functools.lru_cache(maxsize=256)
 def _second_moment(name: str, param: float) -> float:
+    from scipy import integrate  # loaded on first use: ``import initlab`` stays light
+
     function, _ = ACTIVATIONS[name]
 
     def weighted(z: float) -> float:

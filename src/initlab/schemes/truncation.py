@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 
 __all__ = [
     "TRUNCATION_STD_2",
@@ -42,6 +41,8 @@ def truncated_normal_moments(
     mean: float, std: float, low: float, high: float
 ) -> tuple[float, float]:
     """Mean and std of N(mean, std^2) restricted to the absolute interval [low, high]."""
+    from scipy import stats  # loaded on first use: ``import initlab`` stays light
+
     law = stats.truncnorm((low - mean) / std, (high - mean) / std, loc=mean, scale=std)
     return float(law.mean()), float(law.std())
 
@@ -146,6 +147,8 @@ def truncated_normal_array(
     dtype: Any,
 ) -> np.ndarray[Any, Any]:
     """N(mean, std^2) restricted to [low, high] as a NumPy array (inverse-CDF, scipy)."""
+    from scipy import stats  # loaded on first use: ``import initlab`` stays light
+
     law = stats.truncnorm((low - mean) / std, (high - mean) / std, loc=mean, scale=std)
     values = np.asarray(law.rvs(size=shape, random_state=rng), dtype=np.float64)
     out = values.astype(dtype)
