@@ -41,15 +41,25 @@ def close(*storages: Any) -> None:
 
 
 def _wait_for_running(study: object, timeout: float) -> None:
+    """Until a trial runs and has beaten once: a worker killed before its trial's first
+    heartbeat leaves a running trial that Optuna never calls stale (it judges only trials with a
+    heartbeat), so the kill must come after it, as it does for any trial killed mid-work."""
     import optuna
+    import sqlalchemy
 
     deadline = time.monotonic() + timeout
+    engine = study._storage._backend.engine  # type: ignore[attr-defined]  # the RDBStorage
     while time.monotonic() < deadline:
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))  # type: ignore[attr-defined]
         if running:
-            return
+            with engine.connect() as connection:
+                beats = connection.execute(
+                    sqlalchemy.text("SELECT count(*) FROM trial_heartbeats")
+                ).scalar()
+            if beats:
+                return
         time.sleep(0.05)
-    raise AssertionError("no trial started running")
+    raise AssertionError("no trial started running with a heartbeat")
 
 
 def test_killed_worker_trial_is_retried_and_nothing_is_lost(postgres_url: str) -> None:
