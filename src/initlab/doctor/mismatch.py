@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from initlab.doctor.finding import Finding, Thresholds, fix_plan
+from initlab.doctor.finding import Finding, Severity, Thresholds, fix_plan
 from initlab.doctor.metrics import WeightRecord
 from initlab.doctor.probe import LayerRecord
 from initlab.errors import InitlabError
@@ -94,49 +94,65 @@ def mismatch_findings(
         default_relu = []
     if math.prod(losses[w.name] for w in xavier_relu) > limits.mismatch_loss:
         xavier_relu = []
-    findings = []
     relu_evidence = "effective gain^2 = Var(W) * fan_in of {:.3g} where ReLU needs 2"
-    if default_relu:
-        findings.append(
-            Finding(
-                "torch_default_relu",
-                "critical",
-                "PyTorch's default init (U(+-1/sqrt(fan_in)), 1/6 of He's variance) in a deep "
-                "ReLU net: the signal shrinks by sqrt(1/6) per layer.",
-                tuple(w.layer for w in default_relu),
-                relu_evidence.format(sum(w.gain_sq for w in default_relu) / len(default_relu)),
-                "Use He (kaiming_normal_, nonlinearity='relu') for layers followed by ReLU.",
-                "A per-layer std factor near 1 instead of ~0.41.",
-                fix_plan([w.layer for w in default_relu]),
-            )
+    return [
+        *_finding(
+            default_relu,
+            "torch_default_relu",
+            "critical",
+            "PyTorch's default init (U(+-1/sqrt(fan_in)), 1/6 of He's variance) in a deep "
+            "ReLU net: the signal shrinks by sqrt(1/6) per layer.",
+            relu_evidence,
+            "Use He (kaiming_normal_, nonlinearity='relu') for layers followed by ReLU.",
+            "A per-layer std factor near 1 instead of ~0.41.",
+        ),
+        *_finding(
+            xavier_relu,
+            "xavier_before_relu",
+            "warning",
+            "Gain-1 weights (Xavier, LeCun, plain orthogonal) before ReLU: half the "
+            "variance is lost per layer (ReLU zeroes half its input; He et al., 2015).",
+            relu_evidence,
+            "Use He (gain sqrt 2) for layers followed by ReLU.",
+            "A per-layer std factor near 1 instead of ~0.71.",
+        ),
+        *_finding(
+            he_tanh,
+            "he_before_tanh",
+            "warning",
+            "He-scaled weights before tanh/sigmoid: the ReLU gain sqrt 2 pushes saturating "
+            "activations toward saturation and the chaotic regime (Poole et al., 2016).",
+            "effective gain^2 of {:.3g} (He's 2) before a saturating activation",
+            "Use Xavier (Glorot) with the activation's gain for tanh/sigmoid layers.",
+            "Pre-activations of std near 1 and correlations that neither vanish nor blow up.",
+        ),
+    ]
+
+
+def _finding(
+    hit: Sequence[WeightRecord],
+    code: str,
+    severity: Severity,
+    title: str,
+    evidence: str,
+    fix: str,
+    expected: str,
+) -> list[Finding]:
+    """The finding about the mis-scaled weights ``hit`` (none when there are none); the
+    evidence gives their mean effective gain^2, the fix plan re-draws their layers."""
+    if not hit:
+        return []
+    layers = tuple(w.layer for w in hit)
+    mean_gain_sq = sum(w.gain_sq for w in hit) / len(hit)
+    return [
+        Finding(
+            code,
+            severity,
+            title,
+            layers,
+            evidence.format(mean_gain_sq),
+            fix,
+            expected,
+            fix_plan(list(layers)),
         )
-    if xavier_relu:
-        findings.append(
-            Finding(
-                "xavier_before_relu",
-                "warning",
-                "Gain-1 weights (Xavier, LeCun, plain orthogonal) before ReLU: half the "
-                "variance is lost per layer (ReLU zeroes half its input; He et al., 2015).",
-                tuple(w.layer for w in xavier_relu),
-                relu_evidence.format(sum(w.gain_sq for w in xavier_relu) / len(xavier_relu)),
-                "Use He (gain sqrt 2) for layers followed by ReLU.",
-                "A per-layer std factor near 1 instead of ~0.71.",
-                fix_plan([w.layer for w in xavier_relu]),
-            )
-        )
-    if he_tanh:
-        findings.append(
-            Finding(
-                "he_before_tanh",
-                "warning",
-                "He-scaled weights before tanh/sigmoid: the ReLU gain sqrt 2 pushes saturating "
-                "activations toward saturation and the chaotic regime (Poole et al., 2016).",
-                tuple(w.layer for w in he_tanh),
-                f"effective gain^2 of {sum(w.gain_sq for w in he_tanh) / len(he_tanh):.3g} "
-                "(He's 2) before a saturating activation",
-                "Use Xavier (Glorot) with the activation's gain for tanh/sigmoid layers.",
-                "Pre-activations of std near 1 and correlations that neither vanish nor blow up.",
-                fix_plan([w.layer for w in he_tanh]),
-            )
-        )
-    return findings
+    ]
