@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import initlab
+from initlab.batches import output_tensor
 from initlab.doctor import diagnose
 from initlab.doctor.jacobian import (
     EXACT,
@@ -25,7 +26,6 @@ from initlab.doctor.jacobian import (
     JACOBIAN_BATCH,
     jacobian_spectrum,
 )
-from initlab.doctor.model_io import output_tensor
 from initlab.doctor.probe import Probe
 from initlab.errors import InitlabError
 

@@ -139,7 +139,7 @@ def test_an_example_may_be_positional_inputs_or_keyword_inputs(example: object) 
 
 
 def test_an_example_of_another_kind_is_refused_with_the_forms_allowed() -> None:
-    with pytest.raises(ConfigError, match=r"a tensor, a tuple or list of inputs.*got int"):
+    with pytest.raises(ConfigError, match=r"example: batch must be a torch.Tensor.*got a int"):
         detect_activations(Functional(), example=3)
 
 
@@ -487,3 +487,11 @@ def test_mamba_recorded_through_functional_uses_of_its_weights() -> None:
         "layers.0.mixer.dt_proj": "softplus",
         "layers.0.mixer.out_proj": "linear",
     }
+
+
+def test_an_example_is_checked_like_any_batch() -> None:
+    """The example is a batch like the doctor's: no NaN, no empty batch, named in the error."""
+    with pytest.raises(ConfigError, match=r"example: batch contains NaN or inf"):
+        detect_activations(Functional(), example=torch.full((4, 8), float("nan")))
+    with pytest.raises(ConfigError, match=r"example: batch holds 0 examples"):
+        detect_activations(Functional(), example=torch.empty(0, 8))

@@ -17,7 +17,7 @@ buffers (BatchNorm running statistics) are restored.
 The batch is a tensor, a tuple/list of inputs (``model(*batch)``) or a mapping of keyword inputs
 (``model(**batch)``, e.g. a Hugging Face tokenizer's output); the output may be a tensor, a
 tuple, a dict or a ``ModelOutput`` (``logits`` is measured when present, else the first
-floating-point tensor, or what ``output_fn`` picks). See :mod:`initlab.doctor.model_io`.
+floating-point tensor, or what ``output_fn`` picks). See :mod:`initlab.batches`.
 
 A model that runs forward and backward is always diagnosed: what cannot be measured (the
 Jacobian of token ids, the activations of a model that cannot be read...) is left out with its
@@ -38,15 +38,7 @@ import torch
 from torch import nn
 
 from initlab.arguments import check_module, check_seed
-from initlab.doctor.finding import Finding, Thresholds, merged_plan
-from initlab.doctor.findings import find
-from initlab.doctor.metrics import (
-    JacobianSpectrum,
-    WeightRecord,
-    jacobian_spectrum,
-    weight_records,
-)
-from initlab.doctor.model_io import (
+from initlab.batches import (
     Batch,
     OutputFunction,
     call_model,
@@ -54,6 +46,14 @@ from initlab.doctor.model_io import (
     describe,
     output_tensor,
     short_reason,
+)
+from initlab.doctor.finding import Finding, Thresholds, merged_plan
+from initlab.doctor.findings import find
+from initlab.doctor.metrics import (
+    JacobianSpectrum,
+    WeightRecord,
+    jacobian_spectrum,
+    weight_records,
 )
 from initlab.doctor.probe import LayerRecord, Probe, probed_modules
 from initlab.errors import ConfigError, InitlabError

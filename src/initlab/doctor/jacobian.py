@@ -52,7 +52,7 @@ import torch
 import torch.autograd.forward_ad as forward_ad
 from torch import nn
 
-from initlab.doctor.model_io import (
+from initlab.batches import (
     Batch,
     OutputFunction,
     call_model,

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab.doctor.model_io import first_floating_tensor
+from initlab.batches import first_floating_tensor
 from initlab.doctor.reductions import (
     NAN,
     Key,

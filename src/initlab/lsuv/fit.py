@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from initlab.arguments import check_module, check_seed
-from initlab.doctor.model_io import Batch, call_model, check_batch, describe
+from initlab.batches import Batch, call_model, check_batch, describe
 from initlab.doctor.probe import ForwardStopped, Probe
 from initlab.errors import ConfigError, InitlabError
 from initlab.lsuv.log import LsuvLog, LsuvRow, LsuvSkip

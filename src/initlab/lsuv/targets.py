@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from initlab.doctor.model_io import describe, first_floating_tensor
+from initlab.batches import describe, first_floating_tensor
 from initlab.layers import LAYER_TYPES, is_hf_conv1d, is_layer, is_norm, parameter_structure
 from initlab.rng import parameter_generator
 from initlab.schemes.structured import Orthogonal
@@ -142,7 +142,7 @@ def _target(
 def unmeasurable(output: Any) -> str:
     """Why LSUV cannot measure this output; empty when it can. What is measured is what
     :class:`~initlab.doctor.Probe` reads: the output's first floating-point tensor
-    (:func:`~initlab.doctor.model_io.first_floating_tensor`; MultiheadAttention's attention
+    (:func:`~initlab.batches.first_floating_tensor`; MultiheadAttention's attention
     output, the first element of its tuple)."""
     tensor = first_floating_tensor(output)
     if tensor is None:

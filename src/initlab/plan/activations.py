@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import fx, nn
 
-from initlab.errors import ConfigError
+from initlab.batches import check_batch
 from initlab.plan.dataflow import (
     Found,
     Roles,
@@ -300,16 +298,6 @@ def _without_an_example(model: nn.Module, roles: Roles) -> tuple[dict[str, Activ
     return merged, "fx per submodule, else module order"
 
 
-def _check_example(example: Any) -> None:
-    if example is None or isinstance(example, torch.Tensor | list | tuple | Mapping):
-        return
-    raise ConfigError(
-        "example must be an input batch: a tensor, a tuple or list of inputs (model(*example)) "
-        f"or a mapping of keyword inputs (model(**example)); got {type(example).__name__}. "
-        "Pass what the model's forward takes, e.g. example=torch.randn(8, 3, 32, 32)."
-    )
-
-
 def _untraced(model: nn.Module, roles: Roles, example: Any, reason: str) -> ActivationMap:
     """The model does not trace as a whole: record a pass on ``example``, else trace parts."""
     recorded: dict[str, Activation] = {}
@@ -371,7 +359,8 @@ def detect_activations(model: nn.Module, *, example: Any = None) -> ActivationMa
         >>> found.method, found.by_layer["0"].name, found.by_layer["2"].name
         ('fx', 'relu', 'linear')
     """
-    _check_example(example)
+    if example is not None:
+        check_batch(example, "detect_activations: example")
     roles = Roles.of(model)
     try:
         traced = _trace(model, set(roles.layers), roles, _LINEAR, "fx")[0]

@@ -39,6 +39,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
+from initlab.batches import call_model
 from initlab.plan.buffers import buffers_restored
 from initlab.plan.dataflow import (
     Found,
@@ -49,7 +50,7 @@ from initlab.plan.dataflow import (
     passes_through,
 )
 
-__all__ = ["record_activations", "run_example"]
+__all__ = ["record_activations"]
 
 _LINEAR: Found = ("linear", None)
 # Calls that read a layer's weight without applying the layer (a tied input embedding).
@@ -117,16 +118,6 @@ def _collect(value: Any, found: list[torch.Tensor], depth: int) -> None:
     elif isinstance(value, dict | Mapping):
         for item in value.values():
             _collect(item, found, depth - 1)
-
-
-def run_example(model: nn.Module, example: Any) -> Any:
-    """``model(example)``; ``model(*example)`` for a tuple or list; ``model(**example)`` for a
-    mapping."""
-    if isinstance(example, Mapping):
-        return model(**example)
-    if isinstance(example, list | tuple):
-        return model(*example)
-    return model(example)
 
 
 @dataclass
@@ -355,7 +346,7 @@ def record_activations(
     recorder = _Recorder()
     with _left_as_it_was(model, example), _hooked(model, roles, recorder) as leaf_layers:
         with torch.no_grad(), recorder:
-            output = run_example(model, example)
+            output = call_model(model, example)
         recorder.leaving(output)
     found = recorder.found(leaf_layers)
     recorder.marks.clear()

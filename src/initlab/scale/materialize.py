@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from initlab.arguments import check_device, check_float_dtype, check_seed, describe_value
+from initlab.batches import map_inputs
 from initlab.errors import ConfigError, InitlabError
 from initlab.plan.assignments import Assignments
 from initlab.plan.plan import Plan
@@ -198,14 +199,10 @@ def materialize(
 
 
 def _to_meta(example: Any) -> Any:
-    """``example`` with every tensor replaced by a meta tensor of its shape and dtype."""
-    if isinstance(example, torch.Tensor):
-        return example.to("meta")
-    if isinstance(example, dict):
-        return {key: _to_meta(value) for key, value in example.items()}
-    if isinstance(example, tuple | list):
-        return type(example)(_to_meta(value) for value in example)
-    return example
+    """``example`` with every tensor input replaced by a meta tensor of its shape and dtype."""
+    if example is None:
+        return None
+    return map_inputs(example, lambda value: value.to("meta") if torch.is_tensor(value) else value)
 
 
 def _build_on_meta(factory: Factory) -> nn.Module:

@@ -1,4 +1,4 @@
-"""What a model takes and returns, as the doctor sees it.
+"""What a model takes and returns: the batch and output forms every feature accepts.
 
 A *batch* is a tensor (``model(batch)``), a tuple or list of inputs (``model(*batch)``) or a
 mapping of keyword inputs (``model(**batch)``, e.g. Hugging Face's ``{"input_ids": ...,
@@ -30,6 +30,7 @@ __all__ = [
     "describe",
     "first_floating_tensor",
     "floating_input",
+    "map_inputs",
     "output_tensor",
     "replace_input",
     "short_reason",
@@ -96,7 +97,8 @@ def check_batch(batch: Any, feature: str = "doctor") -> None:
                 f"{feature}: {name} holds 0 examples (shape {tuple(tensor.shape)}); give a "
                 "batch of at least one example, ideally 16 or more."
             )
-        strided = tensor.layout == torch.strided and not tensor.is_nested
+        # A meta tensor holds no values to check (materialize runs on a meta copy of a batch).
+        strided = tensor.layout == torch.strided and not tensor.is_nested and not tensor.is_meta
         if strided and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ConfigError(
                 f"{feature}: {name} contains NaN or inf; clean the data before diagnosing."
@@ -140,6 +142,17 @@ def replace_input(batch: Batch, name: str, tensor: torch.Tensor) -> Batch:
     return tuple(items) if isinstance(batch, tuple) else items
 
 
+def map_inputs(batch: Batch, function: Callable[[Any], Any]) -> Batch:
+    """``batch`` in the same form with ``function`` applied to each input."""
+    if isinstance(batch, torch.Tensor):
+        mapped: Batch = function(batch)
+        return mapped
+    if isinstance(batch, Mapping):
+        return {key: function(value) for key, value in batch.items()}
+    items = [function(value) for value in batch]
+    return tuple(items) if isinstance(batch, tuple) else items
+
+
 def slice_examples(batch: Batch, start: int, stop: int) -> Batch:
     """Examples ``start:stop``: every tensor whose leading size is the batch's is cut."""
     size = batch_size(batch)
@@ -151,12 +164,7 @@ def slice_examples(batch: Batch, start: int, stop: int) -> Batch:
             return value[start:stop]
         return value
 
-    if isinstance(batch, torch.Tensor):
-        return batch[start:stop]
-    if isinstance(batch, Mapping):
-        return {key: cut(value) for key, value in batch.items()}
-    items = [cut(value) for value in batch]
-    return tuple(items) if isinstance(batch, tuple) else items
+    return map_inputs(batch, cut)
 
 
 def first_floating_tensor(value: Any, *, depth: int = 0) -> torch.Tensor | None:
