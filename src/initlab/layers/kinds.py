@@ -28,6 +28,7 @@ whose output does not change when its input is scaled (LLaMA's and T5's RMSNorm 
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -213,7 +214,8 @@ def is_norm(module: nn.Module) -> bool:
     A leaf module of an unknown class counts when its parameters are all vectors of one size
     ``n`` and its output on a ``(2, 3, n)`` probe is unchanged (to 1e-3) when the probe is
     scaled by 10: a scale-invariant map is a norm, whatever its class is called. The probe runs
-    in eval mode under ``no_grad``, on the parameters' device and dtype.
+    in eval mode under ``no_grad``, on the parameters' device and dtype, once per module (the
+    answer is kept while the module lives: plans, the doctor and LSUV all ask).
     """
     if isinstance(module, NORM_TYPES):
         return True
@@ -225,7 +227,13 @@ def is_norm(module: nn.Module) -> bool:
     sizes = {p.numel() for p in parameters}
     if len(sizes) != 1:
         return False
-    return _scale_invariant(module, sizes.pop())
+    known = _BEHAVES_AS_NORM.get(module)
+    if known is None:
+        known = _BEHAVES_AS_NORM[module] = _scale_invariant(module, sizes.pop())
+    return known
+
+
+_BEHAVES_AS_NORM: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
 
 
 def _scale_invariant(module: nn.Module, size: int) -> bool:
