@@ -4,12 +4,16 @@
    (``initlab.counter.counter_fill_``) vs ``Tensor.normal_`` / ``uniform_`` /
    ``torch.nn.init.trunc_normal_`` with a seeded ``torch.Generator``, and vs the memory-write
    bound (``fill_(0)`` of the same pre-faulted tensor). Runs are interleaved (torch, initlab,
-   fill, torch, ...) so a busy neighbour slows every side alike; medians are reported.
+   fill, torch, ...) so a busy neighbour slows every side alike; medians are reported, with the
+   range of the per-round speed-ups and the ratio of CPU times (all threads: on a busy machine
+   the wall-clock gain of a second thread shrinks, the CPU-time ratio does not).
 2. A GPT-2-XL-shaped stack (48 blocks, d_model 1600, MLP 4x, vocab 50257, context 1024, tied
    head: 1.56B parameters): ``initlab.scale.materialize`` with the ``gpt2`` preset vs
    ``Model()`` followed by the same init with ``torch.nn.init``. Each variant runs in a fresh
-   process; time covers build + init (imports excluded), memory is the process's peak RSS
-   (``VmHWM``), also shown above the peak the process had after its imports.
+   process; time covers build + init (imports excluded, numba's too: the compiled kernels are
+   loaded from numba's cache inside the time), also as CPU time (all threads, user +
+   system: what a busy machine cannot distort); memory is the process's peak RSS (``VmHWM``),
+   also shown above the peak the process had after its imports.
 
     python benchmarks/bench_scale.py [--threads 2] [--sizes 64 256] [--repeats 5]
         [--layers 48] [--dtype float32] [--device cpu] [--skip-fill] [--skip-model]
@@ -26,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -57,31 +62,49 @@ def _fills() -> dict[str, tuple[Fill, Fill]]:
     }
 
 
-def _seconds(fill: Fill, tensor: torch.Tensor) -> float:
-    start = time.perf_counter()
+def _seconds(fill: Fill, tensor: torch.Tensor, cpu: list[float] | None = None) -> float:
+    """Wall seconds of one fill; its CPU seconds (all threads) go to ``cpu``."""
+    start, used = time.perf_counter(), time.process_time()
     fill(tensor)
+    if cpu is not None:
+        cpu.append(time.process_time() - used)
     return time.perf_counter() - start
 
 
+def _spread(values: list[float]) -> str:
+    """The range of per-round ratios around their median: ``low-high``."""
+    return f"{min(values):.2f}-{max(values):.2f}"
+
+
 def bench_fills(sizes: list[int], repeats: int) -> None:
-    print(f"\n## Fill throughput, float32, {torch.get_num_threads()} threads, median of {repeats}")
+    from initlab.counter import fill_backend
+
     print(
-        f"{'law':<17} {'elements':>9} {'torch G/s':>10} {'initlab G/s':>12} {'ratio':>6} "
-        f"{'fill_(0) G/s':>13} {'initlab/write bound':>20}"
+        f"\n## Fill throughput, float32, {torch.get_num_threads()} threads, median of {repeats} "
+        f"interleaved rounds; initlab fill backend: {fill_backend()}"
+    )
+    print(
+        f"{'law':<17} {'elements':>9} {'torch G/s':>10} {'initlab G/s':>12} {'speed-up':>9} "
+        f"{'(spread)':>11} {'CPU-time':>9} {'fill_(0) G/s':>13} {'initlab/write bound':>20}"
     )
     for millions in sizes:
         tensor = torch.empty(millions * 2**20)
         tensor.fill_(0)  # fault the pages in before timing
         for law, (theirs, ours) in _fills().items():
+            ours(tensor[:1024])  # the compiled kernels load (or compile) on first use
             times: dict[str, list[float]] = {"torch": [], "initlab": [], "fill": []}
+            cpu: dict[str, list[float]] = {"torch": [], "initlab": []}
             for _ in range(repeats):
-                times["torch"].append(_seconds(theirs, tensor))
-                times["initlab"].append(_seconds(ours, tensor))
+                times["torch"].append(_seconds(theirs, tensor, cpu["torch"]))
+                times["initlab"].append(_seconds(ours, tensor, cpu["initlab"]))
                 times["fill"].append(_seconds(lambda t: t.fill_(0), tensor))
+            cpu_ratio = statistics.median(cpu["torch"]) / statistics.median(cpu["initlab"])
             rate = {k: tensor.numel() / statistics.median(v) / 1e9 for k, v in times.items()}
+            rounds = [t / o for t, o in zip(times["torch"], times["initlab"], strict=True)]
             print(
                 f"{law:<17} {millions:>8}M {rate['torch']:>10.3f} {rate['initlab']:>12.3f} "
-                f"{rate['initlab'] / rate['torch']:>5.2f}x {rate['fill']:>13.3f} "
+                f"{rate['initlab'] / rate['torch']:>8.2f}x {_spread(rounds):>11} "
+                f"{cpu_ratio:>8.2f}x {rate['fill']:>13.3f} "
                 f"{rate['initlab'] / rate['fill']:>19.3f}x"
             )
         del tensor
@@ -145,17 +168,19 @@ def _peak_rss_bytes() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-def _variant(kind: str, layers: int, dtype_name: str, device: str) -> dict[str, float]:
+def _variant(kind: str, layers: int, dtype_name: str, device: str) -> dict[str, float | str]:
     """Runs in a fresh process: build + init one model, report time and memory."""
     import initlab
+    from initlab.counter import fill_backend
     from initlab.scale import materialize
 
     dtype = getattr(torch, dtype_name)
     plan = initlab.preset("gpt2", n_layer=layers)
+    backend = fill_backend()  # imports numba, as the imports above are left out of the time
     baseline = _peak_rss_bytes()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if kind == "materialize":
         model = materialize(lambda: GPT(layers), plan, device=device, dtype=dtype, seed=0)
     else:
@@ -163,11 +188,13 @@ def _variant(kind: str, layers: int, dtype_name: str, device: str) -> dict[str, 
         torch_gpt2_init(model, layers)
     if device == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak = _peak_rss_bytes()
     parameters = sum(p.numel() for p in model.parameters())
     return {
+        "backend": backend,
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "parameters": parameters,
         "parameter_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
         "peak_bytes": peak,
@@ -177,7 +204,7 @@ def _variant(kind: str, layers: int, dtype_name: str, device: str) -> dict[str, 
 
 
 def bench_model(layers: int, dtype: str, device: str, repeats: int, threads: int) -> None:
-    results: dict[str, list[dict[str, float]]] = {"eager": [], "materialize": []}
+    results: dict[str, list[dict[str, Any]]] = {"eager": [], "materialize": []}
     for _ in range(repeats):
         for kind in ("eager", "materialize"):
             command = [sys.executable, __file__, "--variant", kind, "--layers", str(layers),
@@ -192,27 +219,37 @@ def bench_model(layers: int, dtype: str, device: str, repeats: int, threads: int
         f"{threads} threads, median of {repeats} fresh processes each"
     )
     print(
-        f"{'variant':<34} {'seconds':>8} {'peak RSS GiB':>13} {'peak / params':>14} "
-        f"{'(peak - imports) / params':>26}"
+        f"{'variant':<34} {'seconds':>8} {'(spread)':>13} {'CPU s':>7} {'peak RSS GiB':>13} "
+        f"{'peak / params':>14} {'(peak - imports) / params':>26}"
     )
-    seconds = {}
+    seconds, cpu = {}, {}
     for kind, label in (
         ("eager", "Model() + torch.nn.init"),
         ("materialize", "initlab.scale.materialize"),
     ):
         runs = results[kind]
-        seconds[kind] = statistics.median(r["seconds"] for r in runs)
+        times = [r["seconds"] for r in runs]
+        seconds[kind] = statistics.median(times)
+        cpu[kind] = statistics.median(r["cpu_seconds"] for r in runs)
         peak = statistics.median(r["peak_bytes"] for r in runs)
         above = statistics.median(r["peak_bytes"] - r["baseline_bytes"] for r in runs)
         params = runs[0]["parameter_bytes"]
         print(
-            f"{label:<34} {seconds[kind]:>8.2f} {peak / 2**30:>13.2f} {peak / params:>13.3f}x "
-            f"{above / params:>25.3f}x"
+            f"{label:<34} {seconds[kind]:>8.2f} {_spread(times):>13} {cpu[kind]:>7.2f} "
+            f"{peak / 2**30:>13.2f} {peak / params:>13.3f}x {above / params:>25.3f}x"
         )
         if device == "cuda":
             device_peak = statistics.median(r["device_peak_bytes"] for r in runs)
             print(f"{'':<34} CUDA peak allocated {device_peak / params:.3f}x params")
-    print(f"materialize speed-up: {seconds['eager'] / seconds['materialize']:.2f}x")
+    rounds = [
+        e["seconds"] / m["seconds"]
+        for e, m in zip(results["eager"], results["materialize"], strict=True)
+    ]
+    print(
+        f"materialize speed-up: {seconds['eager'] / seconds['materialize']:.2f}x (per round "
+        f"{_spread(rounds)}; CPU time {cpu['eager'] / cpu['materialize']:.2f}x); fill backend "
+        f"{results['materialize'][0]['backend']}"
+    )
 
 
 def main() -> None:

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-from initlab.experiments.inits import initialize
+from initlab.experiments.inits import init_by_name
 from initlab.experiments.results import trials_table
 from initlab.experiments.space import SearchSpace
 from initlab.experiments.sweep import grid_configurations, run_sweep
-from initlab.experiments.trial import TASKS, train_config
+from initlab.experiments.trial import SWEEP_TASKS, train_config
 from initlab.train import fit
 
 
@@ -61,13 +61,13 @@ def _sweep_seconds(space: SearchSpace, workers: int, folder: Path) -> tuple[floa
 
 
 def _bare_fit_seconds(space: SearchSpace) -> float:
-    task = TASKS["digits-mlp"]
+    task = SWEEP_TASKS["digits-mlp"]
     data = task.load()
     start = time.perf_counter()
     for config in grid_configurations(space):
         torch.manual_seed(0)
         model = task.build(config, data)
-        initialize(model, str(config["init"]), seed=0)
+        init_by_name(model, str(config["init"]), seed=0)
         settings = train_config(config, epochs=space.epochs, batch_size=space.batch_size, seed=0)
         fit(model, data, settings)
     return time.perf_counter() - start

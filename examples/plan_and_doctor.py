@@ -9,6 +9,7 @@ import torch
 
 import initlab
 from initlab.doctor.inputs import digits_batch
+from initlab.report.doctor_files import save_doctor_report
 from initlab.train.models import MLP
 
 
@@ -22,9 +23,9 @@ def main() -> None:
         print(f"{finding.severity:>8}  {finding.title}")
 
     report.fix.apply(model, seed=0)  # He where ReLU follows
-    after = initlab.doctor(model, batch)
+    after = initlab.doctor(model, batch, activations=report.activations)  # same architecture
     print("after the fix:", "healthy" if after.healthy else f"{len(after.findings)} problems")
-    after.save("doctor.html")
+    save_doctor_report(report, "doctor.html", comparison=after)
 
 
 if __name__ == "__main__":

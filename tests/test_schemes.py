@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -402,7 +403,7 @@ WORKED_VECTOR: list[tuple[str, Scheme, str, float, float]] = [
 
 def quantity(scheme: Scheme, shape: tuple[int, ...], layout: str, which: str) -> float:
     if which == "param_std":
-        law = scheme.resolve(shape, layout=layout)
+        law = scheme.law(shape, layout=layout)
         assert isinstance(law, TruncatedNormal)
         assert (law.a, law.b, law.unit) == (-2.0, 2.0, "std")
         return float(law.std)
@@ -649,19 +650,87 @@ def test_zero_fan_is_a_shape_error(scheme: Scheme, shape: tuple[int, ...]) -> No
     ],
     ids=str,
 )
-def test_law_for_is_the_elementwise_law_or_none(
+def test_law_is_the_elementwise_law_or_none(
     scheme: initlab.Scheme, expected: initlab.Scheme | None
 ) -> None:
     fans = initlab.compute_fans((16, 8))  # fan_in 8, fan_out 16: xavier bound sqrt(6/24)
-    law = scheme.law_for(fans)
-    if expected is None:
-        assert law is None
-    else:
-        assert law is not None
-        assert law.to_config() == pytest.approx(expected.to_config())
+    for fans_or_shape in (fans, (16, 8)):  # the fans, or the shape they come from
+        law = scheme.law(fans_or_shape)
+        if expected is None:
+            assert law is None
+        else:
+            assert law is not None
+            assert law.to_config() == pytest.approx(expected.to_config())
 
 
-def test_law_for_without_fans() -> None:
-    assert initlab.get("he_normal").law_for(None) is None
+def test_law_without_fans() -> None:
+    assert initlab.get("he_normal").law(None) is None
     normal = initlab.get("normal", std=0.5)
-    assert normal.law_for(None) is normal
+    assert normal.law(None) is normal
+    assert normal.law((3,)) is normal  # a fixed law needs no fans, so any shape
+
+
+def test_law_of_a_shape_reads_its_layout_and_names_a_zero_fan() -> None:
+    keras = initlab.get("he_normal").law((3, 3, 16, 32), layout="keras")
+    assert keras == initlab.get("normal", std=math.sqrt(2.0) / math.sqrt(16 * 9))  # torch order
+    with pytest.raises(ShapeError, match=r"shape \(0, 8\)"):
+        initlab.get("he_normal", mode="fan_out").law((0, 8))
+
+
+def test_law_is_what_fill_draws() -> None:
+    weight = torch.empty(64, 32)
+    drawn = initlab.get("xavier_normal").fill_(weight, torch.Generator().manual_seed(5))
+    law = initlab.get("xavier_normal").law(tuple(weight.shape))
+    assert law is not None
+    expected = law.fill_(torch.empty(64, 32), torch.Generator().manual_seed(5))
+    assert torch.equal(drawn, expected)
+
+
+def test_keras_spelling_is_translated_by_get_and_explained_by_the_constructor() -> None:
+    assert get("he_normal", distribution="untruncated_normal") == initlab.get("he_normal")
+    with pytest.raises(ConfigError, match="Keras' name for 'normal'"):
+        VarianceScaling(distribution="untruncated_normal")  # type: ignore[arg-type]
+
+
+# --- the `initlab schemes` command ---------------------------------------------------------------
+@pytest.fixture
+def schemes_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """``initlab schemes ARGS`` at a fixed width, uncoloured: its output."""
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from initlab.cli import app
+    from initlab.cli import application as cli
+
+    monkeypatch.setattr(cli, "console", Console(width=240, color_system=None))
+
+    def invoke(*args: str) -> str:
+        result = CliRunner().invoke(app, ["schemes", *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    return invoke
+
+
+def test_the_catalogue_lists_every_scheme_with_aliases_defaults_and_formula(
+    schemes_cli: Callable[..., str],
+) -> None:
+    lines = schemes_cli().splitlines()
+    for name in scheme_names():
+        row = next(line for line in lines if line.startswith(f"│ {name} "))
+        assert scheme_class(name).formula in row
+        for alias in scheme_aliases(name):
+            assert alias in row
+    he_normal = next(line for line in lines if line.startswith("│ he_normal "))
+    assert "a=0.0, mode='fan_in', nonlinearity='leaky_relu', distribution='normal'" in he_normal
+    assert any(line.startswith("│ checkpoint ") for line in lines)  # registered by plan/
+
+
+def test_describe_gives_fans_std_and_bound_of_a_shape(schemes_cli: Callable[..., str]) -> None:
+    text = schemes_cli("he_normal", "--shape", "64,3,3,3", "--param", "mode=fan_out")
+    rows = {line.split("  ")[0]: line.split("  ", 1)[1].strip() for line in text.splitlines()
+            if "  " in line}  # fmt: skip
+    assert rows["scheme"] == "he_normal(mode='fan_out')"
+    assert (rows["fan_in"], rows["fan_out"], rows["receptive field"]) == ("27", "576", "9")
+    assert rows["std"] == f"{math.sqrt(2.0 / 576):.6g}"
+    assert rows["bound"] == "unbounded"

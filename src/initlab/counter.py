@@ -25,51 +25,50 @@ In float32 the largest normal value is :math:`\sqrt2\,\operatorname{erfinv}(1-2^
 = 5.42\sigma` (a mass of 6e-8 lies beyond); a truncated normal far in a tail (where float32
 cannot resolve :math:`e_x` near 1) is computed in float64.
 
-On the CPU the words come from NumPy's unsigned ufuncs and blocks of 507904 elements are filled
-on ``torch.get_num_threads()`` threads (the element streams are independent, and every ufunc
-and kernel drops the GIL). ``erfinv`` in float32 is MKL's ``vmsErfInv`` in its low-accuracy mode
-(at most 4 ulp; about twice as fast as ``torch.erfinv``, MKL's high-accuracy mode there) when the
-torch build exports it (x86 wheels), else ``torch.erfinv``; see :func:`erfinv_implementation`
-(``INITLAB_NO_MKL=1`` forces ``torch.erfinv``, to match a machine without MKL bit for bit).
-On other devices (CUDA) the same words and steps run as torch ops there. Values are therefore
-identical on every rank and world size of one platform; CPU and CUDA, or builds with and
-without MKL, may differ in the last bits of ``erfinv``.
+The float32 ``erfinv`` is Giles' single-precision approximation written out in IEEE float32
+operations (:mod:`initlab.erfinv`, within 4 ulp of the exact function); float64 draws use
+``torch.erfinv`` in float64.
+
+Two backends compute the same steps, bit for bit (see :func:`fill_backend`):
+
+* ``"numba"``, CPU tensors: :mod:`initlab.counter_kernels`, one compiled pass per block that
+  hashes each element's word and transforms it in registers; blocks of 2^19 elements run on
+  ``torch.get_num_threads()`` threads (the kernels drop the GIL).
+* ``"torch"``, the reference: the same words and steps as torch ops, block by block. Other
+  devices (CUDA) always use it; on the CPU it runs when numba cannot be imported or
+  ``INITLAB_FILL_BACKEND=torch``.
+
+Values are therefore identical for any backend, thread count, shard and world size, and in
+float32 on any device; float64 normals follow the platform's ``torch.erfinv`` (MKL on x86).
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import Literal
 
 import numpy as np
 import torch
 
-from initlab.errors import InitlabError, ShapeError
-from initlab.fans import Fans
-from initlab.rng import GOLDEN_GAMMA, CounterStream, Region, words_numpy, words_torch
-from initlab.schemes import Constant, Normal, Scheme, TruncatedNormal, Uniform
+from initlab.erfinv import erfinv_float32_
+from initlab.errors import ConfigError, InitlabError, ShapeError
+from initlab.rng import GOLDEN_GAMMA, CounterStream, Region, words_torch
+from initlab.schemes import Constant, Normal, TruncatedNormal, Uniform
 from initlab.schemes.elementwise import ElementwiseLaw
 
-__all__ = ["Law", "counter_fill_", "elementwise_law", "erfinv_implementation"]
+__all__ = ["FillBackend", "Law", "counter_fill_", "fill_backend"]
 
 Law = ElementwiseLaw
 Block = tuple[int, int, int, int]  # first run, last run + 1, first column, last column + 1
+FillBackend = Literal["numba", "torch"]
 _UInt64Array = np.ndarray[tuple[int, ...], np.dtype[np.uint64]]
 _Int64Array = np.ndarray[tuple[int, ...], np.dtype[np.int64]]
-_MASK64 = (1 << 64) - 1
-
-
-def elementwise_law(scheme: Scheme, fans: Fans | None) -> Law | None:
-    """The i.i.d. law ``scheme`` draws from for a weight of ``fans`` (see
-    :meth:`initlab.schemes.Scheme.law_for`); ``None`` when the scheme builds a whole matrix
-    (orthogonal, identity, dirac, delta-orthogonal, sparse) or needs fans it was not given."""
-    return scheme.law_for(fans)
 
 
 # --- the steps from a signed word to a value ----------------------------------------------------
@@ -125,91 +124,56 @@ def _needs_float64(law: Law) -> bool:
     return e_high - e_low < 2.0**-6 or 1.0 - max(abs(e_low), abs(e_high)) < 2.0**-20
 
 
-# --- erfinv: MKL's low-accuracy mode when torch ships it ----------------------------------------
-_VML_LA, _VML_FTZDAZ_OFF, _VML_ERRMODE_IGNORE = 0x1, 0x140000, 0x100  # mkl_vml_defines.h
-_MODE = _VML_LA | _VML_FTZDAZ_OFF | _VML_ERRMODE_IGNORE
-_TORCH_CPU = os.path.join("lib", "libtorch_cpu.so")  # other platforms: torch.erfinv
-_mkl_lock = threading.Lock()
-_mkl: tuple[Any, Any] | bool | None = False  # False: not looked up yet
+# --- the backends ------------------------------------------------------------------------------
+_BACKEND_VARIABLE = "INITLAB_FILL_BACKEND"
+_kernels_lock = threading.Lock()
+_kernels: ModuleType | Literal[False] | None = False  # False: not looked up yet
 
 
-def _load_mkl() -> tuple[Any, Any] | None:
-    """``(vmsErfInv or None, MKL_Set_Num_Threads_Local)`` from torch's own library, or None.
+def fill_backend() -> FillBackend:
+    """Which backend fills CPU tensors: ``"numba"`` (compiled) or ``"torch"`` (the reference).
 
-    ``vmsErfInv`` is checked against ``torch.erfinv`` and left out under ``INITLAB_NO_MKL``; the
-    thread setter is kept either way: torch's own erfinv calls MKL too, and MKL's threads inside
-    our worker threads oversubscribe the cores (50x slower here).
+    Both give the same bits; other devices always use ``"torch"``. The first call imports
+    numba (and compiles the kernels, or loads them from numba's cache).
+
+    Raises:
+        ConfigError: ``INITLAB_FILL_BACKEND`` is set to something other than ``numba`` or
+            ``torch``.
     """
+    return "numba" if _compiled_kernels() is not None else "torch"
+
+
+def _compiled_kernels() -> ModuleType | None:
+    """:mod:`initlab.counter_kernels`, or None without numba or under the variable."""
+    global _kernels
+    with _kernels_lock:
+        if _kernels is False:
+            chosen = os.environ.get(_BACKEND_VARIABLE, "numba") or "numba"
+            if chosen not in ("numba", "torch"):
+                raise ConfigError(
+                    f"{_BACKEND_VARIABLE}={chosen!r} is not a fill backend. Known: numba (the "
+                    "compiled CPU fill), torch (the reference torch ops); both give the same "
+                    "values. Unset it for the default."
+                )
+            _kernels = _import_kernels() if chosen == "numba" else None
+        return _kernels
+
+
+def _import_kernels() -> ModuleType | None:
     try:
-        library = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), _TORCH_CPU))
-        erfinv = library.vmsErfInv
-        threads = library.MKL_Set_Num_Threads_Local
-    except (OSError, AttributeError):
+        import initlab.counter_kernels as kernels
+    except ImportError:  # numba missing or not built for this platform: the reference runs
         return None
-    erfinv.restype, threads.restype = None, ctypes.c_int
-    erfinv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong]
-    threads.argtypes = [ctypes.c_int]
-    probe = np.linspace(-0.9999, 0.9999, 4099, dtype=np.float32)
-    ours = np.empty_like(probe)
-    erfinv(probe.size, probe.ctypes.data, ours.ctypes.data, _MODE)
-    theirs = torch.erfinv(torch.from_numpy(probe)).numpy()
-    usable = np.allclose(ours, theirs, rtol=1e-6, atol=0.0) and not os.environ.get(
-        "INITLAB_NO_MKL"
-    )
-    return (erfinv if usable else None), threads
-
-
-def erfinv_implementation() -> str:
-    """Which float32 ``erfinv`` CPU fills use: ``"mkl-la"`` or ``"torch"``."""
-    functions = _mkl_functions()
-    return "mkl-la" if functions is not None and functions[0] is not None else "torch"
-
-
-def _mkl_functions() -> tuple[Any, Any] | None:
-    global _mkl
-    with _mkl_lock:
-        if _mkl is False:
-            _mkl = _load_mkl()
-        return _mkl if isinstance(_mkl, tuple) else None
-
-
-def _erfinv_(values: np.ndarray, tensor: torch.Tensor) -> None:
-    """``erfinv`` in place on a CPU block (``values`` and ``tensor`` share memory)."""
-    functions = _mkl_functions()
-    previous = functions[1](1) if functions is not None else None  # MKL: one thread here
-    try:
-        if functions is not None and functions[0] is not None and values.dtype == np.float32:
-            for row in [values] if values.flags.c_contiguous else list(values):
-                functions[0](row.size, row.ctypes.data, row.ctypes.data, _MODE)
-        else:
-            for piece in _torch_pieces(tensor):
-                piece.erfinv_()
-    finally:
-        if functions is not None:
-            functions[1](previous)
-
-
-def _finish_numpy(values: np.ndarray, tensor: torch.Tensor, steps: _Steps) -> None:
-    """The steps after the affine map on a CPU block: NumPy ufuncs, then erfinv."""
-    kind = values.dtype.type
-    if steps.clip is not None:
-        np.clip(values, kind(steps.clip[0]), kind(steps.clip[1]), out=values)
-    if steps.erfinv:
-        _erfinv_(values, tensor)
-        np.multiply(values, kind(steps.post_scale), out=values)
-        if steps.post_shift != 0.0:
-            np.add(values, kind(steps.post_shift), out=values)
-    if steps.bounds is not None:
-        np.clip(values, kind(steps.bounds[0]), kind(steps.bounds[1]), out=values)
+    return kernels
 
 
 def _finish_torch(values: torch.Tensor, steps: _Steps) -> None:
-    """The same steps with torch ops, on any device (the CPU's erfinv is the same as above)."""
+    """The steps after the affine map, as torch ops on any device."""
     if steps.clip is not None:
         values.clamp_(*steps.clip)
     if steps.erfinv:
-        if values.device.type == "cpu":
-            _erfinv_(values.numpy(), values)
+        if values.dtype == torch.float32:
+            erfinv_float32_(values)
         else:
             values.erfinv_()
         values.mul_(steps.post_scale)
@@ -220,8 +184,8 @@ def _finish_torch(values: torch.Tensor, steps: _Steps) -> None:
 
 
 # --- filling ------------------------------------------------------------------------------------
-_TORCH_CHUNK = 31 * 1024  # below torch's grain size (32768): its ops stay on the calling thread
-_CHUNK = 16 * _TORCH_CHUNK  # elements per CPU block: fewer, longer GIL-free stretches
+_CHUNK = 1 << 19  # elements per CPU block: long GIL-free stretches, scratch that stays in cache
+_SHORT_RUN = 1 << 15  # runs shorter than this are grouped into blocks, longer ones cut
 _DEVICE_CHUNK = 1 << 24
 _local = threading.local()
 _pool_lock = threading.Lock()
@@ -250,7 +214,7 @@ def counter_fill_(
 
     Args:
         tensor: a floating tensor holding ``region`` of the parameter.
-        law: the elementwise law (see :func:`elementwise_law`).
+        law: the elementwise law (see :meth:`initlab.schemes.Scheme.law`).
         stream: the parameter's :class:`~initlab.rng.CounterStream`
             (:func:`~initlab.rng.counter_stream`).
         region: which elements of the full parameter ``tensor`` holds; all when ``None``.
@@ -304,31 +268,26 @@ def _job(tensor: torch.Tensor, law: Law, key: int, region: Region) -> _Job:
 def _blocks(job: _Job, chunk: int) -> list[Block]:
     """Blocks of about ``chunk`` elements: pieces of one long run, or several short runs."""
     runs, length = job.rows.shape
-    if length >= min(chunk, _TORCH_CHUNK):
+    if length >= min(chunk, _SHORT_RUN):
         return [(r, r + 1, c, min(c + chunk, length)) for r in range(runs)
                 for c in range(0, length, chunk)]  # fmt: skip
     per = max(1, chunk // max(length, 1))
     return [(r, min(r + per, runs), 0, length) for r in range(0, runs, per)]
 
 
-def _torch_pieces(values: torch.Tensor) -> list[torch.Tensor]:
-    """``values`` (a block) in views of at most :data:`_TORCH_CHUNK` elements."""
-    length = values.shape[1]
-    if length >= _TORCH_CHUNK:
-        return list(torch.split(values, _TORCH_CHUNK, dim=1))
-    return list(torch.split(values, max(1, _TORCH_CHUNK // max(length, 1)), dim=0))
-
-
 def _run(job: _Job) -> None:
-    if job.rows.device.type != "cpu":
-        for block in _blocks(job, _DEVICE_CHUNK):
+    kernels = _compiled_kernels() if job.rows.device.type == "cpu" else None
+    if kernels is None:
+        for block in _blocks(job, _DEVICE_CHUNK if job.rows.device.type != "cpu" else _CHUNK):
             _fill_block_torch(job, block)
         return
     blocks = _blocks(job, _CHUNK)
-    workers = min(torch.get_num_threads(), len(blocks))
+    # torch.erfinv (float64) runs on torch's own threads: one block at a time from this thread.
+    threads = 1 if job.steps.erfinv and job.compute == torch.float64 else torch.get_num_threads()
+    workers = min(threads, len(blocks))
     if workers <= 1:
         for block in blocks:
-            _fill_block_numpy(job, block)
+            _fill_block_compiled(job, block, kernels)
         return
     queue = iter(blocks)
     lock = threading.Lock()
@@ -339,7 +298,7 @@ def _run(job: _Job) -> None:
                 block = next(queue, None)
             if block is None:
                 return
-            _fill_block_numpy(job, block)
+            _fill_block_compiled(job, block, kernels)
 
     for future in [_executor(workers).submit(drain) for _ in range(workers)]:
         future.result()
@@ -356,75 +315,63 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool[1]
 
 
-def _block_words(job: _Job, block: Block) -> tuple[_UInt64Array, int, _Int64Array]:
+def _buffer(shape: tuple[int, int], kind: type[np.floating]) -> np.ndarray:
+    """A per-thread scratch array reused across blocks (fresh pages are slow to fault in)."""
+    name = f"values_{kind.__name__}"
+    size = shape[0] * shape[1]
+    cached = getattr(_local, name, None)
+    if cached is None or cached.size < size:
+        cached = np.empty(max(size, _CHUNK), dtype=kind)
+        setattr(_local, name, cached)
+    return cached[:size].reshape(shape)
+
+
+def _fill_block_compiled(job: _Job, block: Block, kernels: ModuleType) -> None:
+    """One block with the compiled kernels (:mod:`initlab.counter_kernels`)."""
+    r0, r1, c0, c1 = block
+    kind = np.float64 if job.compute == torch.float64 else np.float32
+    if job.rows_numpy is not None:
+        values = job.rows_numpy[r0:r1, c0:c1]  # one piece of a run, or whole runs: contiguous
+    else:
+        values = _buffer((r1 - r0, c1 - c0), kind)
+    firsts = job.starts[r0:r1] + c0
+    key, steps = np.uint64(job.key), job.steps
+    low, high = steps.clip if steps.clip is not None else (-math.inf, math.inf)
+    if kind is np.float64:
+        kernels.affine_float64(values, firsts, key, job.wide, steps.scale, steps.shift, low, high)
+        if steps.erfinv:
+            _finish_torch(torch.from_numpy(values), dataclasses.replace(steps, clip=None))
+    elif steps.erfinv:
+        affine = np.array([steps.scale, steps.shift, low, high], dtype=np.float32)
+        post = np.array([steps.post_scale, steps.post_shift], dtype=np.float32)
+        truncated = steps.clip is not None or steps.bounds is not None
+        bounds = np.array(steps.bounds or (-math.inf, math.inf), dtype=np.float32)
+        kernels.normal_float32(values, firsts, key, affine, post, bounds if truncated else None)
+    else:
+        single = [np.float32(v) for v in (steps.scale, steps.shift, low, high)]
+        kernels.uniform_float32(values, firsts, key, *single)
+    if job.rows_numpy is None:
+        job.rows[r0:r1, c0:c1].copy_(torch.from_numpy(values))
+
+
+def _block_bases(job: _Job, block: Block) -> tuple[torch.Tensor, int, _Int64Array]:
     """``(Weyl state of each run's first word, words per run, parity of each run)``."""
     r0, r1, c0, c1 = block
-    if r1 - r0 == 1:  # one run: Python integers cost less than small NumPy arrays
-        first = int(job.starts[r0]) + c0
-        word, parity = (first, 0) if job.wide else (first >> 1, first & 1)
-        count = c1 - c0 if job.wide else (parity + c1 - c0 + 1) >> 1
-        base = (job.key + (word + 1) * GOLDEN_GAMMA) & _MASK64
-        return np.array([base], dtype=np.uint64), count, np.array([parity], dtype=np.int64)
     firsts: _Int64Array = job.starts[r0:r1] + c0
     parities: _Int64Array = np.zeros_like(firsts) if job.wide else firsts & 1
     indices = firsts if job.wide else firsts >> 1
     width = c1 - c0 if job.wide else (int(parities.max()) + c1 - c0 + 1) >> 1
     weyl = (indices.astype(np.uint64) + np.uint64(1)) * np.uint64(GOLDEN_GAMMA)
     bases: _UInt64Array = weyl + np.uint64(job.key)
-    return bases, width, parities
-
-
-def _buffer(name: str, shape: tuple[int, int], kind: type[np.generic]) -> np.ndarray:
-    """A per-thread scratch array reused across blocks (fresh pages are slow to fault in)."""
-    size = shape[0] * shape[1]
-    cached = getattr(_local, name, None)
-    if cached is None or cached.size < size:
-        cached = np.empty(max(size, _CHUNK + 64), dtype=kind)
-        setattr(_local, name, cached)
-    return cached[:size].reshape(shape)
-
-
-def _signed_words(job: _Job, block: Block, words: np.ndarray, parity: _Int64Array) -> np.ndarray:
-    """Each element's signed word: a 32-bit half from its run's parity on, or a whole word."""
-    width = block[3] - block[2]
-    if job.wide:
-        return words.view(np.int64)
-    halves = words.view(np.int32)
-    first = int(parity[0])
-    if (parity == first).all():
-        return halves[:, first : first + width]
-    picked = np.empty((halves.shape[0], width), dtype=np.int32)
-    odd = parity.astype(bool)
-    picked[~odd] = halves[~odd, :width]
-    picked[odd] = halves[odd, 1 : width + 1]
-    return picked
-
-
-def _fill_block_numpy(job: _Job, block: Block) -> None:
-    r0, r1, c0, c1 = block
-    bases, count, parity = _block_words(job, block)
-    words = _buffer("words", (r1 - r0, count), np.uint64)
-    words_numpy(bases, words, _buffer("shifted", (r1 - r0, count), np.uint64))
-    kind = np.float64 if job.compute == torch.float64 else np.float32
-    if job.rows_numpy is not None:
-        values = job.rows_numpy[r0:r1, c0:c1]
-    else:
-        values = _buffer(f"values_{kind.__name__}", (r1 - r0, c1 - c0), kind)
-    signed = _signed_words(job, block, words, parity)
-    np.multiply(signed, kind(job.steps.scale), out=values, dtype=kind)
-    if job.steps.shift != 0.0:
-        np.add(values, kind(job.steps.shift), out=values)
-    tensor = torch.from_numpy(values)
-    _finish_numpy(values, tensor, job.steps)
-    if job.rows_numpy is None:
-        job.rows[r0:r1, c0:c1].copy_(tensor)
+    return torch.from_numpy(bases.view(np.int64)), width, parities
 
 
 def _fill_block_torch(job: _Job, block: Block) -> None:
+    """One block with torch ops (the reference backend; any device)."""
     r0, r1, c0, c1 = block
-    bases, count, parity = _block_words(job, block)
+    bases, count, parity = _block_bases(job, block)
     device = job.rows.device
-    words = words_torch(torch.from_numpy(bases.view(np.int64)), count, device)
+    words = words_torch(bases, count, device)
     if job.wide:
         signed = words
     else:

@@ -199,22 +199,32 @@ def compute_fans(
     if layout == "jax":
         return _jax_fans(dims, in_axis, out_axis, batch_axis)
     if layout in ("keras", "keras_depthwise"):
-        if len(dims) == 0:
-            return Fans(1, 1, 1)
-        if len(dims) == 1:
-            return Fans(dims[0], dims[0], 1)
-        receptive_field = math.prod(dims[:-2])
-        n_in, n_out = dims[-2], dims[-1]
-        if layout == "keras_depthwise":
-            return Fans(receptive_field, n_out * receptive_field, receptive_field)
-        n_out = _per_group(n_out, groups, dims, "output")
-        return Fans(n_in * receptive_field, n_out * receptive_field, receptive_field)
-    if layout not in ("torch", "torch_transposed"):
-        raise UnknownNameError(did_you_mean("layout", str(layout), LAYOUTS))
+        return _keras_fans(dims, groups, depthwise=layout == "keras_depthwise")
+    if layout in ("torch", "torch_transposed"):
+        return _torch_fans(dims, groups, transposed=layout == "torch_transposed")
+    raise UnknownNameError(did_you_mean("layout", str(layout), LAYOUTS))
+
+
+def _keras_fans(dims: tuple[int, ...], groups: int, *, depthwise: bool) -> Fans:
+    """``(*kernel, in, out)``; a depthwise kernel's ``out`` is the channel multiplier."""
+    if len(dims) == 0:
+        return Fans(1, 1, 1)
+    if len(dims) == 1:
+        return Fans(dims[0], dims[0], 1)
+    receptive_field = math.prod(dims[:-2])
+    n_in, n_out = dims[-2], dims[-1]
+    if depthwise:
+        return Fans(receptive_field, n_out * receptive_field, receptive_field)
+    n_out = _per_group(n_out, groups, dims, "output")
+    return Fans(n_in * receptive_field, n_out * receptive_field, receptive_field)
+
+
+def _torch_fans(dims: tuple[int, ...], groups: int, *, transposed: bool) -> Fans:
+    """``(out, in / groups, *kernel)``, or ``(in, out / groups, *kernel)`` transposed."""
     if len(dims) < 2:
-        raise _rank_error(dims, layout)
+        raise _rank_error(dims, "torch_transposed" if transposed else "torch")
     receptive_field = math.prod(dims[2:])
-    if layout == "torch":
+    if not transposed:
         n_out = _per_group(dims[0], groups, dims, "output")
         return Fans(dims[1] * receptive_field, n_out * receptive_field, receptive_field)
     n_in = _per_group(dims[0], groups, dims, "input")

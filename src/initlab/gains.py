@@ -29,8 +29,6 @@ import math
 from collections.abc import Callable
 from typing import Literal
 
-import numpy as np
-
 from initlab.errors import ConfigError, UnknownNameError, did_you_mean
 
 __all__ = [
@@ -71,6 +69,8 @@ Activation = Callable[[float, float], float]
 
 
 def _softplus(z: float, beta: float) -> float:
+    import numpy as np  # its overflow-safe log(1 + e^x); the gain table itself needs no NumPy
+
     return float(np.logaddexp(0.0, beta * z)) / beta
 
 

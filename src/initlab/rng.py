@@ -50,7 +50,6 @@ __all__ = [
     "mix64",
     "parameter_generator",
     "parameter_seed",
-    "words_numpy",
     "words_torch",
 ]
 
@@ -209,23 +208,3 @@ def words_torch(bases: torch.Tensor, count: int, device: torch.device) -> torch.
         if multiplier:
             z.mul_(_signed(multiplier))
     return z
-
-
-_UInt64Array = np.ndarray[tuple[int, ...], np.dtype[np.uint64]]
-_Int64Array = np.ndarray[tuple[int, ...], np.dtype[np.int64]]
-_STEPS: _UInt64Array = np.zeros(0, dtype=np.uint64)
-
-
-def words_numpy(bases: _UInt64Array, out: _UInt64Array, scratch: _UInt64Array) -> None:
-    """The same words as :func:`words_torch` into ``out`` (rows: bases) with NumPy's unsigned
-    ufuncs: logical shifts save torch's three masking passes, and each ufunc drops the GIL."""
-    global _STEPS
-    count = out.shape[1]
-    if _STEPS.size < count:
-        _STEPS = np.arange(max(count, 1 << 15), dtype=np.uint64) * np.uint64(GOLDEN_GAMMA)
-    np.add(bases[:, None], _STEPS[None, :count], out=out)
-    for shift, multiplier in ((30, _MIX1), (27, _MIX2), (31, 0)):
-        np.right_shift(out, np.uint64(shift), out=scratch)
-        np.bitwise_xor(out, scratch, out=out)
-        if multiplier:
-            np.multiply(out, np.uint64(multiplier), out=out)

@@ -222,3 +222,18 @@ def test_wrong_shape_quotes_the_models_own_error(models: Path, run: Run) -> None
     line = _one_error_line(run(f"{MODULE}:mlp", "--input-shape", "8,32"))
     assert "shape (8, 32)" in line
     assert "mat1 and mat2 shapes cannot be multiplied" in line
+
+
+def test_digits_are_standardized_as_the_training_data_set_is() -> None:
+    pytest.importorskip("sklearn")
+    from initlab.doctor.inputs import digits_batch
+    from initlab.train.datasets import load_digits
+
+    every = digits_batch((1797, 64)).double()
+    assert float(every.mean()) == pytest.approx(0.0, abs=1e-6)
+    assert float(every.std(unbiased=False)) == pytest.approx(1.0, abs=1e-6)
+    # load_digits fits the same two numbers on its train split (70% of the images): a blank
+    # pixel lands at -mean/std in both, up to that split's sampling error (well under 2%).
+    train = load_digits().train.x
+    assert float(every.min()) == pytest.approx(float(train.min()), rel=0.02)
+    assert float(every.max()) == pytest.approx(float(train.max()), rel=0.02)

@@ -159,6 +159,21 @@ def test_applying_the_fix_makes_an_unhealthy_model_healthy() -> None:
     assert doctor(model, BATCH, jacobian=False).healthy
 
 
+def test_a_report_after_the_fix_can_reuse_the_activations_found_before() -> None:
+    model = mlp(30, nn.ReLU)
+    initlab.init_model(model, "xavier")
+    report = doctor(model, BATCH, jacobian=False)
+    assert report.fix is not None
+    report.fix.apply(model, seed=0)
+    fresh = doctor(model, BATCH, jacobian=False)
+    reused = doctor(model, BATCH, jacobian=False, activations=report.activations)
+    assert reused.activations is report.activations
+    assert reused.activations == fresh.activations  # a plan changes weights, not activations
+    assert reused.to_dict() == fresh.to_dict()
+    with pytest.raises(InitlabError, match="activations must be an ActivationMap"):
+        doctor(model, BATCH, activations="relu")  # type: ignore[arg-type]
+
+
 def test_the_model_is_left_as_it_was() -> None:
     model = nn.Sequential(nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
     model[0].weight.grad = torch.ones_like(model[0].weight)
@@ -187,7 +202,7 @@ def test_large_inputs_get_an_estimated_spectrum() -> None:
     initlab.init_model(model, "orthogonal")
     spectrum = doctor(model, torch.randn(4, 300), jacobian=True).jacobian
     assert spectrum is not None
-    assert spectrum.method == "forward-mode estimate"
+    assert spectrum.method == "double-backward estimate"
     assert spectrum.smallest is None
     assert spectrum.largest == pytest.approx(1.0, rel=0.05)
     # Hutchinson with 8 probes of a 300-dim isometry: ||J w||^2 ~ chi2(300)/300 per probe,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from initlab.doctor import DoctorReport, doctor
+from initlab.errors import InitlabError
+from initlab.report.doctor_files import save_doctor_report
 from initlab.report.doctor_plots import comparison_figure, doctor_figure
 
 pytest.importorskip("matplotlib")
@@ -118,6 +121,18 @@ def test_comparison_figure_overlays_before_and_after() -> None:
     assert _png(figure).startswith(PNG_SIGNATURE)
 
 
-def test_report_plot_is_the_doctor_figure(default_init: DoctorReport) -> None:
-    figure = default_init.plot()
-    assert [axes.get_title() for axes in figure.axes] == list(TITLES)
+def test_save_doctor_report_draws_the_figure_by_suffix(
+    default_init: DoctorReport, tmp_path: Path
+) -> None:
+    written = save_doctor_report(default_init, tmp_path / "doctor.png")
+    assert written.read_bytes().startswith(PNG_SIGNATURE)
+    svg = save_doctor_report(default_init, tmp_path / "doctor.svg", comparison=default_init)
+    assert "<svg" in svg.read_text(encoding="utf-8")
+
+
+def test_save_doctor_report_refuses_an_unknown_suffix(
+    default_init: DoctorReport, tmp_path: Path
+) -> None:
+    with pytest.raises(InitlabError, match=r"unknown format '\.txt'.*\.json, \.html"):
+        save_doctor_report(default_init, tmp_path / "doctor.txt")
+    assert not (tmp_path / "doctor.txt").exists()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from initlab.doctor.probe import FORWARD_FIELDS, ForwardStopped, Probe, probed_modules
+from initlab.doctor.probe import FORWARD_FIELDS, Probe, probed_modules
 from initlab.plan.activations import layer_names
 
 RECTIFIERS = (nn.ReLU,)  # hard rectifiers: the only activations whose units can die
@@ -156,12 +156,33 @@ def test_nan_outputs_are_counted_not_raised() -> None:
     assert math.isfinite(records[0].grad_std)
 
 
-def test_stop_early_ends_the_pass_after_the_last_probed_module() -> None:
-    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU())
-    later: list[int] = []
-    model[2].register_forward_hook(lambda *_: later.append(1))
-    with Probe(model, ["0", "1"], gradients=False, stop_early=True) as probe:
-        with pytest.raises(ForwardStopped):
-            model(torch.randn(3, 4))
-        assert [r.name for r in probe.collect()] == ["0", "1"]
-    assert later == []
+class Block(nn.Module):
+    """A residual-free block that returns its activation's output tensor itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(16, 16)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.act(self.linear(x))
+        return out
+
+
+def test_a_block_returning_its_activations_output_reads_the_same_numbers() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(Block(), Block(), Block())
+    batch = torch.randn(32, 16, generator=torch.Generator().manual_seed(1))
+
+    def measured(names: list[str]) -> dict[str, tuple[float, float, float | None]]:
+        with Probe(model, names) as probe:
+            out = model(batch)
+            out.backward(torch.ones_like(out))
+            records = probe.collect()
+        return {r.name: (r.forward["mean"], r.forward["std"], r.grad_std) for r in records}
+
+    alone = measured(["1"])  # the block measured from its own output
+    shared = measured(["1.act", "1"])  # the same tensor, measured once for both
+    assert shared["1"] == alone["1"]
+    assert shared["1"] == shared["1.act"]
+    assert alone["1"][2] is not None

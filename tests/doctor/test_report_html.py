@@ -14,6 +14,7 @@ from torch import nn
 from initlab.doctor import DoctorReport, doctor
 from initlab.optional import MissingDependencyError
 from initlab.report import doctor_plots
+from initlab.report.doctor_files import save_doctor_report
 from initlab.report.doctor_html import doctor_html
 
 pytest.importorskip("matplotlib")
@@ -85,13 +86,15 @@ def test_the_page_holds_the_findings_and_the_fix_plan(
     _, report = broken
     page = doctor_html(report, title="zero-init MLP")
     assert "<title>zero-init MLP</title>" in page
-    assert '<p class="verdict problems">2 problems (1 critical, 1 warning)</p>' in page
+    assert "Does the signal keep its scale through this network at init" in page
+    assert "No: 2 problems (1 critical, 1 warning): symmetric_weights, dead_relu." in page
+    assert '<span class="badge critical" title="symmetric_weights: units of a layer' in page
     for finding in report.findings:
-        assert finding.title.replace("'", "&#x27;") in page
+        assert finding.title.replace("'", "&#39;") in page
         assert f'<span class="badge {finding.severity}">' in page
         assert f'<span class="code">{finding.code}</span>' in page
     assert "100% zero rows" in page
-    assert "&#x27;0.*&#x27; -&gt; auto" in page  # the fix plan's rules, escaped
+    assert "&#39;0.*&#39; -&gt; auto" in page  # the fix plan's rules, escaped
     assert "everything else -&gt; keep" in page
     assert "Input-output Jacobian" in page
     assert "<th title=" in page  # the per-layer table, its columns explained
@@ -152,7 +155,9 @@ def test_comparison_adds_a_before_after_section(broken: tuple[nn.Module, DoctorR
     after = doctor(fixed, _batch())
     page = doctor_html(report, comparison=after)
     assert "Before and after the fix" in page
-    assert '<p class="verdict healthy">after: healthy: no problem found</p>' in page
+    assert '<p class="verdict critical"><span class="badge critical"' in page
+    assert '<p class="verdict healthy"><span class="badge healthy"' in page
+    assert "</span> after: healthy: no problem found</p>" in page
     assert "After the fix: per-layer statistics" in page
     assert len(_parse(page).links) == 2  # the doctor plots and the before/after plot
     assert _parse(page).errors == []
@@ -161,7 +166,8 @@ def test_comparison_adds_a_before_after_section(broken: tuple[nn.Module, DoctorR
 def test_healthy_report() -> None:
     report = doctor(_mlp(3, "he"), _batch(), jacobian=False)
     page = doctor_html(report)
-    assert '<p class="verdict healthy">healthy: no problem found</p>' in page
+    assert "Yes: no warning or critical finding." in page
+    assert '<span class="badge healthy"' in page
     assert "No finding" in page
     assert "Input-output Jacobian" not in page  # not computed
 
@@ -177,7 +183,7 @@ def test_without_matplotlib_the_page_says_what_to_install(
 
     monkeypatch.setattr(doctor_plots, "doctor_figure", missing)
     page = doctor_html(broken[1])
-    assert "pip install &#x27;initlab[report]&#x27;" in page
+    assert "pip install &#39;initlab[report]&#39;" in page
     assert "Weights are symmetric" in page
     assert "data:image/png" not in page
 
@@ -186,7 +192,7 @@ def test_report_save_writes_html_and_json(
     broken: tuple[nn.Module, DoctorReport], tmp_path: Path
 ) -> None:
     _, report = broken
-    html_path = report.save(tmp_path / "doctor.html")
+    html_path = save_doctor_report(report, tmp_path / "doctor.html")
     assert html_path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
-    json_path = report.save(tmp_path / "doctor.json")
+    json_path = save_doctor_report(report, tmp_path / "doctor.json")
     assert json.loads(json_path.read_text())["healthy"] is False

@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 import initlab
 from initlab.batches import output_tensor
 from initlab.doctor import diagnose
 from initlab.doctor.jacobian import (
+    DOUBLE_BACKWARD,
     EXACT,
     FINITE_DIFFERENCE,
     FORWARD_MODE,
@@ -35,7 +37,38 @@ def _generator(seed: int = 0) -> torch.Generator:
 
 
 class _Opaque(torch.autograd.Function):
-    """The identity with a backward but no forward-mode formula (like CPU flash attention)."""
+    """The identity with a backward but neither double backward nor a forward-mode formula
+    (like CPU flash attention)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+class _OnceDifferentiable(torch.autograd.Function):
+    """The identity with a backward and a forward-mode formula but no double backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: torch.Tensor) -> torch.Tensor:
+        return tangent
+
+
+class _UnmarkedBackward(torch.autograd.Function):
+    """The identity whose backward is not differentiable and does not say so."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
@@ -43,7 +76,21 @@ class _Opaque(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return grad
+        return grad.detach().clone()
+
+
+class HalfCut(nn.Module):
+    """``2 x``, half of it through a path a double backward cannot see."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = x + _UnmarkedBackward.apply(x)
+        return out
+
+
+class NoDoubleBackward(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = _OnceDifferentiable.apply(x)
+        return out
 
 
 class NoForwardMode(nn.Module):
@@ -99,14 +146,39 @@ def _check_estimate(spectrum: initlab.JacobianSpectrum, exact: torch.Tensor) -> 
 @pytest.mark.parametrize(
     ("activation", "gain"), [(nn.Tanh, 1.0), (nn.ReLU, math.sqrt(2.0))], ids=["tanh", "relu"]
 )
-def test_forward_mode_estimate_matches_the_exact_svd(
+def test_double_backward_estimate_matches_the_exact_svd(
     activation: type[nn.Module], gain: float
 ) -> None:
     model = _mlp(300, 4, activation, gain)  # 300 outputs: over the exact limit, estimated
     batch = torch.randn(20, 300, generator=_generator())
     spectrum = jacobian_spectrum(model, batch)
+    assert spectrum.method == DOUBLE_BACKWARD
+    assert spectrum.smallest is None
+    _check_estimate(spectrum, _exact_singular_values(model, batch))
+
+
+@pytest.mark.parametrize(
+    ("activation", "gain"), [(nn.Tanh, 1.0), (nn.ReLU, math.sqrt(2.0))], ids=["tanh", "relu"]
+)
+def test_forward_mode_replaces_a_missing_double_backward(
+    activation: type[nn.Module], gain: float
+) -> None:
+    model = _mlp(300, 4, activation, gain)
+    model.insert(2, NoDoubleBackward())
+    batch = torch.randn(20, 300, generator=_generator())
+    spectrum = jacobian_spectrum(model, batch)
     assert spectrum.method == FORWARD_MODE
     assert spectrum.smallest is None
+    _check_estimate(spectrum, _exact_singular_values(model, batch))
+
+
+def test_a_double_backward_that_misses_a_path_is_not_trusted() -> None:
+    model = _mlp(300, 4, nn.Tanh, 1.0)
+    model.insert(2, HalfCut())
+    batch = torch.randn(20, 300, generator=_generator())
+    spectrum = jacobian_spectrum(model, batch)
+    # The check against the pullback sees the missing half; no forward-mode formula either.
+    assert spectrum.method == FINITE_DIFFERENCE
     _check_estimate(spectrum, _exact_singular_values(model, batch))
 
 
@@ -147,7 +219,7 @@ def test_transformer_encoder_is_diagnosed() -> None:
     spectrum = report.jacobian
     assert spectrum is not None
     assert not spectrum.skipped
-    assert spectrum.method in (FORWARD_MODE, FINITE_DIFFERENCE)
+    assert spectrum.method in (FORWARD_MODE, FINITE_DIFFERENCE)  # not DOUBLE_BACKWARD
     assert spectrum.largest is not None
     assert math.isfinite(spectrum.largest)
     assert spectrum.largest > 0
@@ -501,7 +573,6 @@ def test_repeated_calls_render_in_every_report() -> None:
     from rich.console import Console
 
     from initlab.report.doctor import before_after_table, layers_table
-    from initlab.report.tensorboard import doctor_scalars
 
     torch.manual_seed(0)
     report = initlab.doctor(SharedActivation(), torch.randn(32, 8, generator=_generator()))
@@ -511,7 +582,7 @@ def test_repeated_calls_render_in_every_report() -> None:
     text = console.export_text()
     assert "shared (call 3)" in text
     assert "act (call 2)" in text
-    scalars = doctor_scalars(report)
+    scalars = report.scalars()
     assert "doctor/shared/call3/std" in scalars
     assert scalars["doctor/act/call2/std"] == pytest.approx(report.records[5].forward["std"])
     assert [row["call"] for row in report.rows()] == [0, 0, 0, 1, 2, 1, 0]

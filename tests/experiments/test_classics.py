@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import initlab
-from initlab.experiments.trial import TASKS, run_configuration
+from initlab.experiments.trial import SWEEP_TASKS, run_configuration
 from initlab.train import MLP, TrainConfig, fit
 
 BASE: dict[str, Any] = {"lr": 0.01, "optimizer": "sgd", "momentum": 0.9, "l1": 0.0, "l2": 0.0,
@@ -24,11 +24,11 @@ BASE: dict[str, Any] = {"lr": 0.01, "optimizer": "sgd", "momentum": 0.9, "l1": 0
 
 @pytest.fixture(scope="module")
 def digits() -> Any:
-    return TASKS["digits-mlp"].load()
+    return SWEEP_TASKS["digits-mlp"].load()
 
 
 def _best(digits: Any, **config: Any) -> float:
-    outcome = run_configuration({**BASE, **config}, TASKS["digits-mlp"], digits, seed=0,
+    outcome = run_configuration({**BASE, **config}, SWEEP_TASKS["digits-mlp"], digits, seed=0,
                                 epochs=10, batch_size=64)  # fmt: skip
     return outcome.best_val_accuracy
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from initlab.experiments.results import curves_table, summary, trials_table
+from initlab.experiments.results import curves_table, trials_table
 from initlab.experiments.space import SearchSpace
 from initlab.experiments.storage import open_storage
 from initlab.experiments.sweep import (
@@ -102,7 +102,7 @@ def test_killed_worker_trial_is_retried_and_nothing_is_lost(postgres_url: str) -
     assert failed[0].params["init"] in complete
 
     table = trials_table(reloaded)
-    document = sweep_html("crash", table, summary(table), curves_table(reloaded))
+    document = sweep_html("crash", table, curves_table(reloaded))
     assert "data:image/png;base64," in document
     close(study._storage, reloaded._storage)
 

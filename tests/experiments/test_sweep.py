@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from initlab.errors import ConfigError
+from initlab.experiments.ledger import WorkKey
 from initlab.experiments.results import curves_table, export, failures, summary, trials_table
 from initlab.experiments.space import SearchSpace
 from initlab.experiments.sweep import (
@@ -120,7 +121,7 @@ def test_tables_have_config_doctor_and_outcome_columns(finished: object) -> None
 
 def test_report_is_self_contained_html_and_csv_exports(finished: object, tmp_path: Path) -> None:
     table = trials_table(finished)
-    document = sweep_html("rep", table, summary(table), curves_table(finished))
+    document = sweep_html("rep", table, curves_table(finished))
     assert document.startswith("<!DOCTYPE html>")
     assert "data:image/png;base64," in document
     assert "http://" not in document
@@ -133,10 +134,10 @@ def _boom(*args: object, **kwargs: object) -> object:
     raise ConfigError("boom: this configuration cannot run")
 
 
-def _keys(study: object) -> Counter[tuple[object, ...]]:
+def _keys(study: object) -> Counter[tuple[str, WorkKey]]:
     """(configuration, seed) of every trial holding work (no surplus), by state."""
     return Counter(
-        (t.state.name, *trial_key(t))
+        (t.state.name, trial_key(t))
         for t in study.get_trials(deepcopy=False)  # type: ignore[attr-defined]
         if not t.user_attrs.get("surplus")
     )
@@ -160,7 +161,7 @@ def test_a_failing_trial_is_failed_once_and_reported(
     table = trials_table(study)
     assert list(table["error"]) == [trials[0].user_attrs[ERROR_ATTRIBUTE]]
     assert failures(table) == [(trials[0].user_attrs[ERROR_ATTRIBUTE], [0])]
-    document = sweep_html("fail", table, summary(table), curves_table(study))
+    document = sweep_html("fail", table, curves_table(study))
     assert "No trial completed" in document
     assert "boom" in document
     lines = [str(line) for line in failures_lines(table)]

@@ -9,6 +9,10 @@ import pytest
 import torch
 
 import initlab
+from initlab.counter import counter_fill_
+from initlab.plan import parameter_sites
+from initlab.rng import counter_stream
+from initlab.schemes import Normal
 
 transformers = pytest.importorskip("transformers")
 hf = pytest.importorskip("initlab.integrations.hf")
@@ -231,3 +235,58 @@ def test_auto_finds_gpt2_and_bert_activations_although_the_models_do_not_trace()
     assert bert.by_layer["encoder.layer.0.intermediate.dense"].name == "gelu"
     assert bert.by_layer["encoder.layer.0.output.dense"].name == "linear"
     assert bert.by_layer["pooler.dense"].name == "tanh"
+
+
+# --- GPT-2's packed q/k/v: three (d, d) projections side by side in one Conv1D ----------------
+def test_gpt2_c_attn_is_three_projections_with_their_own_fans() -> None:
+    width = 32
+    model = GPT2Model(gpt2_config(n_embd=width))
+    sites = {site.name: site for site in parameter_sites(model)}
+    weight, bias = sites["h.0.attn.c_attn.weight"], sites["h.0.attn.c_attn.bias"]
+    assert weight.shape == (width, 3 * width)  # Conv1D stores (in, out)
+    assert [(b.label, b.start, b.stop, b.axis) for b in weight.blocks] == [
+        ("q", 0, width, 1),
+        ("k", width, 2 * width, 1),
+        ("v", 2 * width, 3 * width, 1),
+    ]
+    assert [b.axis for b in bias.blocks] == [0, 0, 0]
+    assert (weight.fans.fan_in, weight.fans.fan_out) == (width, width)  # not (width, 3 width)
+    assert (weight.torch_fans.fan_in, weight.torch_fans.fan_out) == (3 * width, width)
+    # Other Conv1D layers stay one matrix, whatever their width (c_fc is (d, 4d)).
+    assert sites["h.0.mlp.c_fc.weight"].blocks == ()
+    assert sites["h.0.attn.c_proj.weight"].blocks == ()
+
+
+def test_auto_draws_each_gpt2_projection_with_xavier_on_its_own_fans() -> None:
+    width = 64
+    model = GPT2Model(gpt2_config(n_embd=width))
+    table = initlab.init_model(model, "auto", seed=0)
+    row = table["h.0.attn.c_attn.weight"]
+    expected = math.sqrt(2.0 / (width + width))  # the packed matrix would give 2 / (d + 3d)
+    assert [part.label for part in row.parts] == ["q", "k", "v"]
+    assert row.std == pytest.approx(expected)
+    weight = model.h[0].attn.c_attn.weight.detach()
+    # Each block holds d * d = 4096 normal draws: the sample std's relative standard error is
+    # 1 / sqrt(2 n) = 1.1%; 5% is more than 4 standard errors.
+    for index in range(3):
+        block = weight[:, index * width : (index + 1) * width]
+        assert block.std().item() == pytest.approx(expected, rel=0.05)
+    assert torch.count_nonzero(model.h[0].attn.c_attn.bias) == 0
+
+
+def test_cross_attention_c_attn_is_k_and_v() -> None:
+    model = GPT2Model(gpt2_config(add_cross_attention=True))
+    sites = {site.name: site for site in parameter_sites(model)}
+    assert [b.label for b in sites["h.0.crossattention.c_attn.weight"].blocks] == ["k", "v"]
+    assert sites["h.0.crossattention.q_attn.weight"].blocks == ()
+
+
+def test_hf_gpt2_draws_the_packed_projections_as_the_whole_matrix_bit_for_bit() -> None:
+    """Blocks of one law come from the parameter's one counter stream: the values are those
+    of the whole matrix drawn at once."""
+    model = GPT2Model(gpt2_config())
+    initlab.init_model(model, "hf-gpt2", seed=3)
+    whole = torch.empty_like(model.h[0].attn.c_attn.weight)
+    law = Normal(0.0, model.config.initializer_range)
+    counter_fill_(whole, law, counter_stream(3, "h.0.attn.c_attn.weight"))
+    assert torch.equal(whole, model.h[0].attn.c_attn.weight)

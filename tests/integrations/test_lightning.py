@@ -12,7 +12,6 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import initlab
-from initlab.report.tensorboard import doctor_scalars
 from initlab.train.models import MLP
 
 L = pytest.importorskip("lightning.pytorch")
@@ -208,8 +207,8 @@ def test_doctor_statistics_reach_the_logger_on_the_first_batch_only() -> None:
     assert metrics["doctor/findings/critical"] == 0.0
     assert all(isinstance(v, float) for v in metrics.values())
     assert callback.report is callback.reports[0]
-    # One number, one name: what the callback logs is what to_tensorboard writes.
-    assert metrics == doctor_scalars(callback.report)
+    # One number, one name: what the callback logs is what write_doctor writes.
+    assert metrics == callback.report.scalars()
 
 
 def test_every_n_steps_logs_again_over_training() -> None:

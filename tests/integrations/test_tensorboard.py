@@ -1,4 +1,4 @@
-"""``DoctorReport.to_tensorboard``: the event file holds exactly the report's numbers."""
+"""``write_doctor``: the event file holds exactly the report's numbers."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import initlab
 from initlab.doctor.diagnose import DoctorReport
 from initlab.errors import InitlabError
 from initlab.optional import MissingDependencyError
-from initlab.report.tensorboard import doctor_scalars, write_doctor
+from initlab.report.tensorboard import write_doctor
 from initlab.train.models import MLP
 
 tensorboard = pytest.importorskip("torch.utils.tensorboard")
@@ -25,12 +25,13 @@ event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.ev
 README_SNIPPET = """\
 import torch
 import initlab
+from initlab.report.tensorboard import write_doctor
 from initlab.train.models import MLP
 
 torch.manual_seed(0)
 model = MLP(64, 10, depth=3, width=32)
 report = initlab.doctor(model, torch.randn(256, 64))
-scalars = report.to_tensorboard("runs/doctor", step=0, model=model)  # tensorboard --logdir runs
+scalars = write_doctor(report, "runs/doctor", step=0, model=model)  # tensorboard --logdir runs
 print(f"{len(scalars)} scalars, e.g. {scalars['doctor/layers.2.act/dead_fraction']:.3f}")
 """
 
@@ -69,7 +70,7 @@ def _expected_layer_scalars(report: DoctorReport) -> dict[str, float]:
 
 def _written(report: DoctorReport, log_dir: Path, **kwargs: Any) -> dict[str, float]:
     with tensorboard.SummaryWriter(log_dir=str(log_dir)) as writer:
-        return report.to_tensorboard(writer, **kwargs)
+        return write_doctor(report, writer, **kwargs)
 
 
 def test_event_file_scalars_equal_the_report_rows(report: DoctorReport, tmp_path: Path) -> None:
@@ -132,7 +133,7 @@ def test_histograms_across_layers_and_of_weights(
 def test_a_log_directory_is_opened_and_closed(report: DoctorReport, tmp_path: Path) -> None:
     log_dir = tmp_path / "runs" / "doctor"
     returned = write_doctor(report, log_dir, step=0)
-    assert returned == doctor_scalars(report)
+    assert returned == report.scalars()
     accumulator = _accumulator(log_dir)
     tag = "doctor/head/std"
     assert accumulator.Scalars(tag)[0].value == float(np.float32(returned[tag]))
@@ -141,7 +142,7 @@ def test_a_log_directory_is_opened_and_closed(report: DoctorReport, tmp_path: Pa
 def test_steps_and_prefix(report: DoctorReport, tmp_path: Path) -> None:
     with tensorboard.SummaryWriter(log_dir=str(tmp_path)) as writer:
         for step in (0, 1):
-            report.to_tensorboard(writer, step=step, prefix="init")
+            write_doctor(report, writer, step=step, prefix="init")
     events = _accumulator(tmp_path).Scalars("init/head/std")
     assert [event.step for event in events] == [0, 1]
 
@@ -166,7 +167,7 @@ def test_missing_tensorboard_names_the_extra(
 ) -> None:
     monkeypatch.setitem(sys.modules, "tensorboard", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'initlab\[tensorboard\]'"):
-        report.to_tensorboard(tmp_path)
+        write_doctor(report, tmp_path)
 
 
 def test_the_report_module_does_not_load_tensorboard() -> None:

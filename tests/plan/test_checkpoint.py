@@ -13,7 +13,7 @@ from torch import nn
 import initlab
 from initlab.errors import ConfigError, ShapeError
 from initlab.plan import Checkpoint, Plan, rule
-from initlab.plan.plan import fill_parameter
+from initlab.plan.apply import fill_parameter
 
 UNPICKLED: list[str] = []
 
@@ -280,10 +280,33 @@ def test_fill_parameter_reads_the_file_for_a_row_not_from_resolve(tmp_path: Path
     plan = Plan([rule("head.weight", "checkpoint", path=str(path))], default="keep")
     row = dataclasses.replace(plan.resolve(model)["head.weight"], scheme=Checkpoint(str(path)))
     assert isinstance(row.scheme, Checkpoint)
-    assert row.scheme.opened is None
     with torch.no_grad():
         fill_parameter(model.head.weight, row, seed=0)
     assert torch.equal(model.head.weight, source.head.weight)
     elsewhere = dataclasses.replace(row, scheme=Checkpoint(str(path), add_prefix="net."))
     with pytest.raises(ConfigError, match=r"no key for parameter 'head.weight' \(no add_prefix\)"):
         fill_parameter(model.head.weight, elsewhere, seed=0)
+
+
+def test_the_scheme_is_a_description_and_apply_opens_each_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = trained()
+    path = tmp_path / "w.safetensors"
+    save_file(source.state_dict(), str(path))
+    scheme = Checkpoint(path)
+    assert scheme.path == str(path)  # an os.PathLike is kept as its str
+    assert scheme.params() == {"path": str(path), "strip_prefix": "", "add_prefix": ""}
+    opened: list[str] = []
+    original = initlab.plan.checkpoint.CheckpointFile.__init__
+
+    def counting(self: object, file: str) -> None:
+        opened.append(str(file))
+        original(self, file)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(initlab.plan.checkpoint.CheckpointFile, "__init__", counting)
+    plan = Plan([rule("encoder.*", scheme), rule("head.*", scheme)], default="keep")
+    plan.apply(Net())  # resolves (keys, shapes) and copies five tensors from one open file
+    assert opened == [str(path)]
+    plan.resolve(Net())
+    assert opened == [str(path)] * 2  # a table holds no open file: each step opens its own

@@ -11,8 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import initlab
+import initlab.plan
 from initlab.errors import ConfigError, InitlabError
 from initlab.plan import Plan, detect_activations, rule
+from initlab.schemes import Normal, Uniform
 
 
 def deep_mlp(depth: int, width: int, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -234,3 +236,22 @@ def test_audit_reports_unreached_contested_and_identical() -> None:
     assert ("0.bias", 0, (1,)) in report.contested
     assert ("0.weight", "2.weight") in report.identical
     assert not report.clean
+
+
+def test_the_table_says_the_law_each_parameter_is_drawn_from() -> None:
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.MultiheadAttention(8, 2))
+    table = Plan([rule(role="bias", scheme="uniform", a=-0.5, b=0.5)]).resolve(model)
+    weight = table["0.weight"]  # he_normal for the ReLU after it: N(0, 2 / fan_in)
+    assert weight.law == Normal(0.0, math.sqrt(2.0 / 16))
+    assert table["0.bias"].law == Uniform(-0.5, 0.5)
+    stacked = table["2.in_proj_weight"]  # drawn block by block: a law per block
+    assert stacked.law is None
+    assert [part.law for part in stacked.parts] == [Normal(0.0, math.sqrt(2.0 / (8 + 8)))] * 3
+
+
+def test_init_model_and_the_presets_are_part_of_initlab_plan() -> None:
+    assert initlab.plan.init_model is initlab.init_model
+    assert initlab.plan.preset("kaiming").name == "kaiming"
+    assert rule("*.weight", "normal", std=0.5, multiplier=2.0).scheme_label == (
+        "normal(std=0.5) x 2"
+    )

@@ -10,6 +10,9 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
 import initlab
+import initlab.fans
+import initlab.layers.structure
+import initlab.plan.plan
 from initlab.layers import parameter_structure
 from initlab.plan.sites import parameter_sites
 
@@ -221,3 +224,36 @@ def test_materialize_equals_apply_on_structured_layers() -> None:
     for name, value in eager.state_dict().items():
         assert torch.equal(built.state_dict()[name], value), name
     assert torch.allclose(built.head.weight, built.head.parametrizations.weight.original1)
+
+
+# --- each layer's fans are computed once per resolution ---------------------------------------
+def test_a_bias_reads_its_weights_fans_and_a_torch_rule_the_array_fans() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, groups=1), nn.ConvTranspose2d(8, 4, 4, stride=2))
+    sites = {site.name: site for site in parameter_sites(model)}
+    assert sites["0.bias"].fans is sites["0.weight"].fans
+    assert sites["1.bias"].fans is sites["1.weight"].fans
+    transposed = sites["1.weight"]
+    assert transposed.torch_fans == initlab.compute_fans(transposed.shape, layout="torch")
+    table = initlab.Plan([initlab.rule(role="weight", scheme="he_normal", fans="torch")]).resolve(
+        model
+    )
+    assert table["1.weight"].fans == transposed.torch_fans
+
+
+def test_fans_are_computed_once_per_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A weight's fans: once for the layer (shared by its bias), once by torch's array rule
+    where the layer reads it otherwise; none again when the plan is resolved and applied."""
+    calls: list[tuple[int, ...]] = []
+    original = initlab.fans.compute_fans
+
+    def counting(shape: tuple[int, ...], **options: object) -> initlab.Fans:
+        calls.append(tuple(shape))
+        return original(shape, **options)  # type: ignore[arg-type]
+
+    for module in (initlab.layers.structure, initlab.plan.plan):
+        monkeypatch.setattr(module, "compute_fans", counting)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Conv1d(8, 8, 3, groups=2), nn.LSTM(8, 4))
+    initlab.init_model(model, "torch-default", seed=0)
+    # Linear: 1 (torch's rule is the layer's); grouped conv: 2; LSTM weight_ih, weight_hh: 2
+    # each (the gate block's fans, the stacked matrix's); the biases: 0.
+    assert len(calls) == 1 + 2 + 2 + 2

@@ -8,6 +8,7 @@ from torch import nn
 
 from initlab.errors import ConfigError
 from initlab.plan import rule
+from initlab.train import TrainConfig
 from initlab.train.regularize import Penalty, PenaltyTerm, decay_split, parameter_groups
 
 
@@ -116,6 +117,29 @@ def test_bad_strengths_are_rejected() -> None:
         Penalty(l2=-1)
     with pytest.raises(ConfigError, match="weight_decay"):
         parameter_groups(_model(), float("nan"))
+
+
+def test_one_penalty_or_rule_and_several_mean_the_same() -> None:
+    """The values keep what was given (frozen, never rewritten); the tuples are derived."""
+    head = rule("head.*", "keep")
+    one = TrainConfig(penalties=Penalty(l2=1e-4), decay_rules=head)
+    several = TrainConfig(penalties=(Penalty(l2=1e-4),), decay_rules=(head,))
+    assert one.penalty_list == several.penalty_list == (Penalty(l2=1e-4),)
+    assert one.decay_rule_list == several.decay_rule_list == (head,)
+    assert Penalty(where=head).rules == Penalty(where=(head,)).rules == (head,)
+    assert one.penalties == Penalty(l2=1e-4)
+    assert Penalty(l2=1e-4).l2 == 1e-4
+
+
+def test_what_is_not_a_penalty_or_a_rule_is_rejected_at_construction() -> None:
+    with pytest.raises(ConfigError, match=r"penalties must be Penalty values, got 0\.1"):
+        TrainConfig(penalties=(0.1,))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="decay_rules must be Rule values"):
+        TrainConfig(decay_rules=("head.weight",))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"where= takes Rule values"):
+        Penalty(where=("head.weight",))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="at least one rule"):
+        Penalty(where=())
 
 
 def test_decay_reaches_every_layers_weight_on_real_architectures() -> None:

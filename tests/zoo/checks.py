@@ -98,9 +98,20 @@ def _conv_fans(module: nn.modules.conv._ConvNd, shape: tuple[int, ...]) -> tuple
     return shape[1] * receptive_field, shape[0] / groups * receptive_field
 
 
-def _direct_weights(module: nn.Module) -> Iterator[tuple[str, float | None, float | None]]:
+def _direct_weights(
+    module: nn.Module, parent: nn.Module | None, layer: str
+) -> Iterator[tuple[str, float | None, float | None]]:
     """(attribute, fan_in, fan_out) of the weights a layer of a known type owns directly."""
-    if isinstance(module, nn.modules.conv._ConvNd):
+    packed = (
+        _is_hf_conv1d(module)
+        and layer.rpartition(".")[2] == "c_attn"
+        and type(parent).__name__ == "GPT2Attention"
+    )
+    if packed:
+        # GPT2Attention.forward splits c_attn's output into split_size columns: q, k, v (k, v
+        # in cross-attention), each a (d, d) projection of its own.
+        yield "weight", module.weight.shape[0], parent.split_size  # type: ignore[union-attr]
+    elif isinstance(module, nn.modules.conv._ConvNd):
         yield "weight", *_conv_fans(module, tuple(module.weight.shape))
     elif isinstance(module, nn.Linear):
         yield "weight", module.in_features, module.out_features
@@ -138,11 +149,13 @@ def layer_weights(model: nn.Module) -> list[LayerWeight]:
     """Every weight of every layer of a known type (Linear, ConvNd, ConvTransposeNd, Bilinear,
     Hugging Face Conv1D, MultiheadAttention, RNN/LSTM/GRU), including weight-normed ones."""
     found = []
-    for layer, module in model.named_modules():
+    modules = dict(model.named_modules())
+    for layer, module in modules.items():
         if not _is_weight_layer(module):
             continue
         prefix = f"{layer}." if layer else ""
-        for attribute, fan_in, fan_out in _direct_weights(module):
+        parent = modules.get(layer.rpartition(".")[0])
+        for attribute, fan_in, fan_out in _direct_weights(module, parent, layer):
             name = prefix + attribute
             if parametrize.is_parametrized(module, attribute):
                 originals = getattr(module.parametrizations, attribute)
@@ -317,10 +330,11 @@ def check_plan_apply(architecture: Architecture) -> initlab.Assignments:
         # A stacked weight (q/k/v, gates) is checked block by block where the plan gives each
         # block's std, and whole against the row's std (the std over the whole parameter).
         blocks = [
-            (part.label, part.start, part.stop, part.std) for part in getattr(row, "parts", ())
+            (part.label, getattr(part, "axis", 0), part.start, part.stop, part.std)
+            for part in getattr(row, "parts", ())
         ]
-        for label, start, stop, planned in [("", 0, len(effective), row.std), *blocks]:
-            values = effective[start:stop]
+        for label, axis, start, stop, planned in [("", 0, 0, len(effective), row.std), *blocks]:
+            values = effective.narrow(axis, start, stop - start)
             std = float(values.std(correction=0))
             if (
                 planned is not None

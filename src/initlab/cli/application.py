@@ -15,9 +15,10 @@ import os
 import sys
 import sysconfig
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypeVar
 
 import typer
 from rich.console import Console
@@ -41,13 +42,17 @@ __all__ = [
     "FactoryArgument",
     "InputShapeOption",
     "KwargsOption",
+    "UserModel",
     "app",
     "check_output_path",
     "console",
     "current_directory_importable",
     "error_console",
+    "load_model",
     "model_and_batch",
     "parse_kwargs",
+    "print_warnings",
+    "save_weights",
     "user_errors",
 ]
 
@@ -264,22 +269,52 @@ def current_directory_importable() -> Iterator[None]:
         sys.path[:] = saved
 
 
+class UserModel(NamedTuple):
+    """The user's model and the batch to run it on (unpacks as ``model, batch``)."""
+
+    model: nn.Module
+    batch: torch.Tensor
+
+
 def model_and_batch(
-    factory: str, kwargs: str | None, data: str | None, input_shape: str | None, seed: int
-) -> tuple[nn.Module, torch.Tensor]:
+    factory: str, *, kwargs: str | None, data: str | None, input_shape: str | None, seed: int
+) -> UserModel:
     """The user's model, built under ``seed``, and the batch ``--data``/``--input-shape`` name."""
     import torch
 
+    from initlab.cli.values import parse_shape
     from initlab.doctor.inputs import input_batch
-    from initlab.plan.factory import load_factory
-    from initlab.report.values import parse_shape
 
     shape = parse_shape(input_shape, option="--input-shape") if input_shape else None
     batch = input_batch(data, shape, seed)
-    with current_directory_importable(), torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the factory's own init draws from torch's global stream
-        model = load_factory(factory, parse_kwargs(kwargs))
-    return model, batch
+        model = load_model(factory, kwargs)
+    return UserModel(model, batch)
+
+
+def load_model(factory: str, kwargs: str | None) -> nn.Module:
+    """The user's model from ``MODULE:FACTORY`` (``--kwargs``: the factory's JSON keywords)."""
+    from initlab.plan.factory import load_factory
+
+    with current_directory_importable():
+        return load_factory(factory, parse_kwargs(kwargs))
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    """Write ``model``'s state dict to the ``.safetensors`` file ``path`` and say so."""
+    from initlab.optional import require
+
+    require("safetensors.torch", "--save").save_model(model, str(path))
+    console.print(Text(f"weights written to {path}", "dim"))
+
+
+def print_warnings(caught: Sequence[warnings.WarningMessage], *, unless: str) -> None:
+    """Each warning a command caught, in yellow, except those containing ``unless`` (which the
+    command's own table already shows)."""
+    for warning in caught:
+        if unless not in str(warning.message):
+            console.print(Text(f"warning: {warning.message}", "yellow"))
 
 
 def check_output_path(path: Path | None, option: str, suffixes: tuple[str, ...]) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,6 +15,8 @@ from initlab.cli import application as cli
 if TYPE_CHECKING:
     from torch import nn
 
+    from initlab.batches import Batch
+    from initlab.doctor.report import DoctorReport
     from initlab.plan import Plan
 
 
@@ -73,40 +75,69 @@ def doctor_command(
     Exit code 0 when healthy, 1 when problems were found (a CI gate), for the model as built
     (or as --plan initialized it).
     """
-    from initlab.doctor.diagnose import doctor
-    from initlab.report import doctor as render_doctor
-
     cli.check_output_path(json_path, "--json", (".json",))
     cli.check_output_path(html_path, "--html", (".html", ".htm"))
-    model, batch = cli.model_and_batch(factory, kwargs, data, input_shape, seed)
+    model, batch = cli.model_and_batch(
+        factory, kwargs=kwargs, data=data, input_shape=input_shape, seed=seed
+    )
+    diagnosis = _diagnose(model, batch, plan, seed=seed, fix=fix, jacobian=jacobian)
+    title = f"initlab doctor: {type(model).__name__} ({factory})"
+    _show(diagnosis, title, fix)
+    for path in (json_path, html_path):
+        if path is not None:
+            _save(diagnosis, path, title)
+    raise typer.Exit(code=diagnosis.before.exit_code)
+
+
+@dataclass(frozen=True)
+class _Diagnosis:
+    """The report, the report after ``--fix`` applied its plan (if it did), and the warnings
+    both raised."""
+
+    before: DoctorReport
+    after: DoctorReport | None
+    warnings: tuple[warnings.WarningMessage, ...]
+
+
+def _diagnose(
+    model: nn.Module, batch: Batch, plan: str | None, *, seed: int, fix: bool, jacobian: bool
+) -> _Diagnosis:
+    """Initialize with ``plan`` if given, diagnose; with ``fix``, apply the fix and diagnose
+    again, reusing what a plan cannot change (the activation after each layer)."""
+    from initlab.doctor.diagnose import doctor
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if plan is not None:
             _doctor_plan(plan, model).apply(model, seed=seed)
-        report = doctor(model, batch, jacobian=jacobian, seed=seed)
+        before = doctor(model, batch, jacobian=jacobian, seed=seed)
         after = None
-        if fix and report.fix is not None:
-            report.fix.apply(model, seed=seed)
-            after = doctor(model, batch, jacobian=jacobian, seed=seed)
-    title = f"initlab doctor: {type(model).__name__} ({factory})"
+        if fix and before.fix is not None:
+            before.fix.apply(model, seed=seed)
+            after = doctor(
+                model, batch, jacobian=jacobian, seed=seed, activations=before.activations
+            )
+    return _Diagnosis(before, after, tuple(caught))
+
+
+def _show(diagnosis: _Diagnosis, title: str, fix: bool) -> None:
+    from initlab.report import doctor as render_doctor
+
+    report = diagnosis.before
     cli.console.print(render_doctor.findings_panel(report, title=title))
     cli.console.print(render_doctor.layers_table(report))
-    if after is not None:
-        cli.console.print(render_doctor.before_after_table(report, after))
+    if diagnosis.after is not None:
+        cli.console.print(render_doctor.before_after_table(report, diagnosis.after))
     elif fix:
         reason = "nothing to fix" if report.healthy else "no finding has an initialization fix"
         cli.console.print(Text(f"--fix: {reason}.", "yellow"))
-    for warning in caught:
+    for warning in diagnosis.warnings:
         cli.console.print(Text(f"warning: {warning.message}", "yellow"))
-    if json_path is not None:
-        data_out = report.to_dict()
-        if after is not None:
-            data_out["after_fix"] = after.to_dict()
-        json_path.write_text(json.dumps(data_out, indent=2) + "\n", encoding="utf-8")
-        cli.console.print(Text(f"report written to {json_path}", "dim"))
-    if html_path is not None:
-        from initlab.report.doctor_html import doctor_html
 
-        html_path.write_text(doctor_html(report, title=title, comparison=after), encoding="utf-8")
-        cli.console.print(Text(f"HTML report written to {html_path}", "dim"))
-    raise typer.Exit(code=report.exit_code)
+
+def _save(diagnosis: _Diagnosis, path: Path, title: str) -> None:
+    from initlab.report.doctor_files import save_doctor_report
+
+    save_doctor_report(diagnosis.before, path, title=title, comparison=diagnosis.after)
+    what = "report" if path.suffix.lower() == ".json" else "HTML report"
+    cli.console.print(Text(f"{what} written to {path}", "dim"))

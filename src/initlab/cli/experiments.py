@@ -22,9 +22,10 @@ def demo_command(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
 ) -> None:
     """The main job: the folklore of initialization, measured on scikit-learn's digits."""
-    from initlab.experiments.demo import demo_configurations, run_demo
+    from initlab.experiments.demo import DEMO_NOTE, demo_configurations, run_demo
     from initlab.report.experiments import demo_table, trial_progress
     from initlab.report.schemes import propagation_table
+    from initlab.report.sweep import sweep_html, write_report
 
     cli.console.print(propagation_table(depth=30, width=256, seed=0))
     runs = len(demo_configurations(seeds))
@@ -34,8 +35,11 @@ def demo_command(
     )
     with trial_progress(cli.console, "demo runs") as update:
         result = run_demo(out, seeds=seeds, epochs=epochs, workers=workers, on_progress=update)
+    document = sweep_html("demo", result.table, result.curves, note=DEMO_NOTE,
+                          png_folder=result.folder)  # fmt: skip
+    report = write_report(result.folder / "report.html", document)
     cli.console.print(demo_table(result.table))
-    cli.console.print(f"Report: {result.report}")
+    cli.console.print(f"Report: {report}")
 
 
 @cli.app.command("sweep")
@@ -111,12 +115,11 @@ def report_command(
             "Check the name or --storage."
         ) from None
     table = trials_table(handle)
-    summarized = summary(table)
-    cli.console.print(summary_table(summarized, f"study {study}"))
+    cli.console.print(summary_table(summary(table), f"study {study}"))
     for line in failures_lines(table):
         cli.console.print(line)
     target = out or Path("runs") / f"{study}.html"
-    write_report(target, sweep_html(study, table, summarized, curves_table(handle)))
+    write_report(target, sweep_html(study, table, curves_table(handle)))
     for path in (csv, parquet):
         if path is not None:
             cli.console.print(f"exported {export(table, path)}")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from initlab.cli import application as cli
+
+if TYPE_CHECKING:
+    from initlab.lsuv import LsuvLog
 
 
 @cli.app.command("lsuv")
@@ -40,12 +43,26 @@ def lsuv_command(
     from initlab.lsuv import lsuv
 
     cli.check_output_path(save, "--save", (".safetensors",))
-    model, batch = cli.model_and_batch(factory, kwargs, data, input_shape, seed)
+    model, batch = cli.model_and_batch(
+        factory, kwargs=kwargs, data=data, input_shape=input_shape, seed=seed
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         log = lsuv(model, batch, tol=tol, max_iter=max_iter, center_bias=center_bias, seed=seed)
-    table = Table(title=f"LSUV on {type(model).__name__} ({factory}): target variance "
-                  f"{log.target_var:g} ± {log.tol:g}")  # fmt: skip
+    if log.rows:
+        cli.console.print(_fitted_table(log, f"LSUV on {type(model).__name__} ({factory})"))
+    if log.skipped:
+        cli.console.print(_skipped_table(log))
+    cli.print_warnings(caught, unless="LsuvLog.skipped")  # the skipped table says it all
+    cli.console.print(f"{log.summary} (max_iter {log.max_iter}); cost: {log.cost}")
+    if save is not None:
+        cli.save_weights(model, save)
+    raise typer.Exit(code=0 if log.converged else 1)
+
+
+def _fitted_table(log: LsuvLog, title: str) -> Table:
+    """One row per fitted layer: iterations, output variance before and after, converged."""
+    table = Table(title=f"{title}: target variance {log.target_var:g} ± {log.tol:g}")
     for column in ("layer", "kind", "iterations", "initial var", "final var", "converged"):
         table.add_column(column, justify="left" if column in ("layer", "kind") else "right")
     for row in log.rows:
@@ -57,22 +74,14 @@ def lsuv_command(
             f"{row.final_var:.4g}",
             "yes" if row.converged else Text("NO", "bold red"),
         )
-    if log.rows:
-        cli.console.print(table)
-    if log.skipped:
-        skipped = Table(title="skipped (left as they were)")
-        for column in ("layer", "kind", "reason"):
-            skipped.add_column(column, overflow="fold")
-        for skip in log.skipped:
-            skipped.add_row(skip.layer, skip.kind, skip.reason)
-        cli.console.print(skipped)
-    for warning in caught:
-        if "LsuvLog.skipped" not in str(warning.message):  # the skipped table says it all
-            cli.console.print(Text(f"warning: {warning.message}", "yellow"))
-    cli.console.print(f"{log.summary} (max_iter {log.max_iter})")
-    if save is not None:
-        from initlab.optional import require
+    return table
 
-        require("safetensors.torch", "--save").save_model(model, str(save))
-        cli.console.print(Text(f"weights written to {save}", "dim"))
-    raise typer.Exit(code=0 if log.converged else 1)
+
+def _skipped_table(log: LsuvLog) -> Table:
+    """The layers LSUV left as they were, with the reason."""
+    table = Table(title="skipped (left as they were)")
+    for column in ("layer", "kind", "reason"):
+        table.add_column(column, overflow="fold")
+    for skip in log.skipped:
+        table.add_row(skip.layer, skip.kind, skip.reason)
+    return table

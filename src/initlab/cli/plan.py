@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def _choose_plan(
-    preset: str | None, options: list[str], config: Path | None, model: nn.Module | None
+    *, preset: str | None, options: list[str], config: Path | None, model: nn.Module | None
 ) -> Plan:
     from initlab.plan import Plan
     from initlab.plan.presets import as_plan
@@ -29,7 +29,7 @@ def _choose_plan(
     if options and preset is None:
         raise ConfigError("--option sets a preset's option: add --preset NAME.")
     if preset is not None:
-        from initlab.report.values import parse_key_values
+        from initlab.cli.values import parse_key_values
 
         return as_plan(preset, model, **parse_key_values(options, option="--option"))
     if config is not None:
@@ -82,26 +82,11 @@ def plan_command(
     ] = False,
 ) -> None:
     """What a plan does to every parameter of a model (the default plan is "auto")."""
-    from initlab.plan.factory import load_factory
     from initlab.report.plan import assignments_view, rules_view
 
-    if show:
-        ignored = [name for name, given in (("--apply", apply), ("--save", save is not None),
-                   ("--json", json_path is not None)) if given]  # fmt: skip
-        if ignored:
-            raise ConfigError(
-                f"--show prints the plan's rules only, so {', '.join(ignored)} would do nothing: "
-                "drop --show to plan for the model, or drop them."
-            )
-    if save is not None and not apply:
-        raise ConfigError("--save writes the initialized weights: add --apply.")
-    cli.check_output_path(json_path, "--json", (".json",))
-    cli.check_output_path(save, "--save", (".safetensors",))
-    model = None
-    if factory is not None:
-        with cli.current_directory_importable():
-            model = load_factory(factory, cli.parse_kwargs(kwargs))
-    plan = _choose_plan(preset, option or [], config, model)
+    _check_outputs(show=show, apply=apply, save=save, json_path=json_path)
+    model = cli.load_model(factory, kwargs) if factory is not None else None
+    plan = _choose_plan(preset=preset, options=option or [], config=config, model=model)
     if show:
         cli.console.print(rules_view(plan))
         return
@@ -115,15 +100,25 @@ def plan_command(
         table = plan.apply(model, seed=seed) if apply else plan.resolve(model)
     title = f"plan {plan.name!r} on {type(model).__name__} ({factory})"
     cli.console.print(assignments_view(table, title=title, show_unused=plan.warn_unused))
-    for warning in caught:
-        if "matched no parameter" not in str(warning.message):  # the table lists those
-            cli.console.print(Text(f"warning: {warning.message}", "yellow"))
+    cli.print_warnings(caught, unless="matched no parameter")  # the table lists those
     if json_path is not None:
         json_path.write_text(table.to_json() + "\n", encoding="utf-8")
         cli.console.print(Text(f"table written to {json_path}", "dim"))
     if save is not None:
-        from initlab.optional import require
+        cli.save_weights(model, save)
 
-        safetensors_torch = require("safetensors.torch", "--save")
-        safetensors_torch.save_model(model, str(save))
-        cli.console.print(Text(f"weights written to {save}", "dim"))
+
+def _check_outputs(*, show: bool, apply: bool, save: Path | None, json_path: Path | None) -> None:
+    """Refuse options that would do nothing, and unwritable output paths, before the work."""
+    if show:
+        ignored = [name for name, given in (("--apply", apply), ("--save", save is not None),
+                   ("--json", json_path is not None)) if given]  # fmt: skip
+        if ignored:
+            raise ConfigError(
+                f"--show prints the plan's rules only, so {', '.join(ignored)} would do nothing: "
+                "drop --show to plan for the model, or drop them."
+            )
+    if save is not None and not apply:
+        raise ConfigError("--save writes the initialized weights: add --apply.")
+    cli.check_output_path(json_path, "--json", (".json",))
+    cli.check_output_path(save, "--save", (".safetensors",))

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from initlab.cli import application as cli
-from initlab.report import schemes as render_schemes
-
-
-def _parse_params(pairs: list[str]) -> dict[str, Any]:
-    from initlab.report.values import parse_key_values
-
-    return parse_key_values(pairs, option="--param")
 
 
 @cli.app.command("schemes")
@@ -34,8 +27,14 @@ def schemes_command(
     ] = None,
 ) -> None:
     """List every scheme with its formula, or describe one for a given shape."""
+    from initlab.cli.values import parse_key_values, parse_shape
+    from initlab.report import schemes as render_schemes
+
     if name is None:
         cli.console.print(render_schemes.catalogue_table())
         return
-    params = _parse_params(param or [])
-    cli.console.print(render_schemes.describe(name, params, shape, layout, groups))
+    params = parse_key_values(param or [], option="--param")
+    dims = parse_shape(shape) if shape is not None else None
+    cli.console.print(
+        render_schemes.describe(name, params, shape=dims, layout=layout, groups=groups)
+    )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from initlab.doctor.diagnose import DoctorReport, doctor
+from initlab.doctor.diagnose import doctor
 from initlab.doctor.finding import Finding, Thresholds
 from initlab.doctor.metrics import JacobianSpectrum, WeightRecord
 from initlab.doctor.probe import LayerRecord, Probe
+from initlab.doctor.report import DoctorReport
 
 __all__ = [
     "DoctorReport",

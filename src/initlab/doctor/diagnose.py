@@ -6,7 +6,7 @@ r"""``initlab.doctor(model, batch)``: one forward and backward at init, measured
     report.findings     # plain-language problems: severity, layers, evidence, fix
     report.layers       # tidy per-layer table (pandas)
     report.fix          # a Plan addressing the findings (apply it, or print it)
-    report.save("doctor.html")
+    save_doctor_report(report, "doctor.html")  # from initlab.report.doctor_files
 
 Without ``loss_fn`` the backward pass propagates a random Gaussian cotangent
 :math:`\varepsilon \sim \mathcal N(0, I)` from the output (the loss
@@ -27,11 +27,8 @@ never raised.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -47,7 +44,7 @@ from initlab.batches import (
     output_tensor,
     short_reason,
 )
-from initlab.doctor.finding import Finding, Thresholds, merged_plan
+from initlab.doctor.finding import Finding, Thresholds
 from initlab.doctor.findings import find
 from initlab.doctor.metrics import (
     JacobianSpectrum,
@@ -56,161 +53,15 @@ from initlab.doctor.metrics import (
     weight_records,
 )
 from initlab.doctor.probe import LayerRecord, Probe, probed_modules
+from initlab.doctor.report import DoctorReport
 from initlab.errors import ConfigError, InitlabError
 from initlab.plan.activations import ActivationMap, detect_activations
 from initlab.plan.buffers import buffers_restored
-from initlab.plan.plan import Plan
 
 __all__ = ["DoctorReport", "doctor"]
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class DoctorReport:
-    """What :func:`doctor` measured and concluded.
-
-    Attributes:
-        findings: problems, most severe first.
-        records: per-module forward/backward statistics in call order.
-        weights: per-weight measurements.
-        jacobian: the input-output Jacobian's spectrum (``None`` if not computed).
-        activations: the activation found after each layer.
-        thresholds: the thresholds the findings used.
-        skipped: what could not be measured or judged, one plain line each (the Jacobian's
-            reason is :attr:`JacobianSpectrum.skipped`).
-    """
-
-    findings: tuple[Finding, ...]
-    records: tuple[LayerRecord, ...]
-    weights: tuple[WeightRecord, ...]
-    jacobian: JacobianSpectrum | None
-    activations: ActivationMap | None
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    skipped: tuple[str, ...] = ()
-
-    @property
-    def healthy(self) -> bool:
-        """No warning or critical finding."""
-        return not any(f.severity in ("warning", "critical") for f in self.findings)
-
-    @property
-    def exit_code(self) -> int:
-        """0 when healthy, 1 when problems were found (for CI gates)."""
-        return 0 if self.healthy else 1
-
-    @property
-    def fix(self) -> Plan | None:
-        """The findings' own plans as one Plan (the rest kept); ``None`` when none has one.
-
-        Each finding's plan targets what fixes it (for a saturated tanh, the layer before it),
-        so applying this is applying every finding's fix.
-        """
-        return merged_plan(self.findings)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """Tidy per-call rows: forward and gradient statistics plus the weight's, if any.
-
-        ``layer`` is the module's name and ``call`` which of its calls the row is (0 for the
-        first); a module called several times has one row per call.
-        """
-        by_layer = {w.layer: w for w in self.weights}
-        rows = []
-        for record in self.records:
-            row: dict[str, Any] = {
-                "layer": record.name,
-                "call": record.call,
-                "kind": record.kind,
-                "index": record.index,
-            }
-            row.update(record.forward)
-            row["grad_std"] = record.grad_std
-            weight = by_layer.get(record.name)
-            row["weight_std"] = weight.std if weight else None
-            row["weight_gain_sq"] = weight.gain_sq if weight else None
-            row["weight_grad_to_weight"] = weight.grad_to_weight if weight else None
-            activation = self.activations.get(record.name) if self.activations else None
-            row["activation_after"] = activation.name if activation else None
-            rows.append(row)
-        return rows
-
-    @property
-    def layers(self) -> Any:
-        """The per-module table as a pandas DataFrame."""
-        from initlab.optional import require
-
-        return require("pandas", "DoctorReport.layers").DataFrame(self.rows())
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything as JSON-friendly data (NaN becomes ``None``)."""
-        data: dict[str, Any] = _finite(
-            {
-                "healthy": self.healthy,
-                "findings": [
-                    {k: v for k, v in asdict(f).items() if k != "plan"} for f in self.findings
-                ],
-                "layers": self.rows(),
-                "weights": [asdict(w) for w in self.weights],
-                "jacobian": asdict(self.jacobian) if self.jacobian else None,
-                "activation_method": self.activations.method if self.activations else "",
-                "skipped": list(self.skipped),
-            }
-        )
-        return data
-
-    def to_json(self, indent: int | None = 2) -> str:
-        """:meth:`to_dict` as JSON text."""
-        return json.dumps(self.to_dict(), indent=indent)
-
-    def plot(self) -> Any:
-        """A matplotlib Figure of the per-layer statistics (needs matplotlib)."""
-        from initlab.report.doctor_plots import doctor_figure
-
-        return doctor_figure(self)
-
-    def to_tensorboard(
-        self,
-        writer: Any,
-        step: int = 0,
-        prefix: str = "doctor",
-        *,
-        model: nn.Module | None = None,
-    ) -> dict[str, float]:
-        """Write the per-layer statistics to TensorBoard (needs tensorboard).
-
-        ``writer`` is a ``torch.utils.tensorboard.SummaryWriter`` or a log directory; scalars go
-        to ``{prefix}/{layer}/{statistic}``. See :func:`initlab.report.tensorboard.write_doctor`.
-        """
-        from initlab.report.tensorboard import write_doctor
-
-        return write_doctor(self, writer, step, prefix, model=model)
-
-    def save(self, path: str | Path) -> Path:
-        """Write ``.html`` (self-contained, plots embedded) or ``.json``, by suffix."""
-        target = Path(path)
-        if target.suffix.lower() == ".json":
-            target.write_text(self.to_json())
-            return target
-        if target.suffix.lower() in (".html", ".htm"):
-            from initlab.report.doctor_html import doctor_html
-
-            target.write_text(doctor_html(self), encoding="utf-8")
-            return target
-        raise InitlabError(
-            f"DoctorReport.save: unknown format {target.suffix!r} for {target}; "
-            "use a .html or .json path."
-        )
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def doctor(
@@ -223,6 +74,7 @@ def doctor(
     thresholds: Thresholds | None = None,
     seed: int = 0,
     output_fn: OutputFunction | None = None,
+    activations: ActivationMap | None = None,
 ) -> DoctorReport:
     """Measure signal propagation of ``model`` on ``batch`` and judge it.
 
@@ -237,6 +89,9 @@ def doctor(
         seed: seed of the probes' own generator (cotangent, Jacobian directions).
         output_fn: the tensor to measure from the model's output (default: ``logits`` when
             present, else the first floating-point tensor), e.g. ``lambda out: out["hidden"]``.
+        activations: the activation after each layer, when already known: an earlier report's
+            :attr:`DoctorReport.activations` for the same architecture (a plan changes weights,
+            not which activation follows a layer), so the model is not read again.
 
     Raises:
         InitlabError: a batch that is not a tensor/tuple/mapping of tensors, holds NaN/inf or no
@@ -246,64 +101,31 @@ def doctor(
     Example:
         >>> report = doctor(model, torch.randn(64, 784))
         >>> report = doctor(bert, {"input_ids": ids, "attention_mask": mask})
+        >>> after = doctor(model, batch, activations=report.activations)  # after report.fix
     """
     check_module("doctor", model)
     check_batch(batch)
-    seed = check_seed("doctor", seed)
-    if any(parameter.is_meta for parameter in model.parameters()):
-        raise ConfigError(
-            "doctor: the model's parameters are on the meta device (they hold no values); "
-            "materialize it first, e.g. initlab.scale.materialize(...)."
-        )
-    if loss_fn is not None and target is None:
-        raise ConfigError("doctor: loss_fn needs target=...; or drop loss_fn for a random one.")
-    if target is not None and loss_fn is None:
-        raise ConfigError(
-            "doctor: target is given but loss_fn is not, so the target would be ignored; pass "
-            "loss_fn=... too (e.g. torch.nn.functional.cross_entropy), or drop target."
-        )
-    if output_fn is not None and not callable(output_fn):
-        raise ConfigError(
-            f"doctor: output_fn must be a function of the model's output, got "
-            f"{describe(output_fn)}."
-        )
-    if thresholds is not None and not isinstance(thresholds, Thresholds):
-        raise ConfigError(
-            f"doctor: thresholds must be an initlab.Thresholds, got {describe(thresholds)}; "
-            "e.g. thresholds=initlab.Thresholds(dead=0.5)."
-        )
+    run = _Run(batch, loss_fn, target, check_seed("doctor", seed), output_fn)
+    _check_options(model, run, thresholds, activations)
     limits = thresholds or Thresholds()
     skipped: list[str] = []
-    saved_grads = {n: p.grad for n, p in model.named_parameters()}
-    try:
-        with buffers_restored(model):
-            for parameter in model.parameters():
-                parameter.grad = None
-            records = _measure(model, batch, loss_fn, target, seed, output_fn, skipped)
-            weights: list[WeightRecord] = _advisory(
-                lambda: weight_records(model),
-                [],
-                "weight statistics skipped: the model's weights could not be read as matrices",
-                skipped,
-            )
-    finally:
-        for name, parameter in model.named_parameters():
-            parameter.grad = saved_grads.get(name)
+    records, weights = _measure(model, run, skipped)
     spectrum: JacobianSpectrum | None = None
     if jacobian:  # jacobian_spectrum reports its own failures; this catches the unforeseen
         spectrum = _advisory(
-            lambda: jacobian_spectrum(model, batch, seed=seed, output_fn=output_fn),
+            lambda: jacobian_spectrum(model, batch, seed=run.seed, output_fn=output_fn),
             None,
             "Jacobian skipped: it could not be computed",
             skipped,
         )
-    activations: ActivationMap | None = _advisory(
-        lambda: detect_activations(model, example=batch),
-        None,
-        "activation detection skipped: the model could not be read (the init-mismatch "
-        "findings need it)",
-        skipped,
-    )
+    if activations is None:
+        activations = _advisory(
+            lambda: detect_activations(model, example=batch),
+            None,
+            "activation detection skipped: the model could not be read (the init-mismatch "
+            "findings need it)",
+            skipped,
+        )
     findings: list[Finding] = _advisory(
         lambda: find(records, weights, activations, limits, model=model),
         [],
@@ -312,14 +134,61 @@ def doctor(
         skipped,
     )
     return DoctorReport(
-        tuple(findings),
-        tuple(records),
-        tuple(weights),
-        spectrum,
-        activations,
-        limits,
-        tuple(skipped),
+        findings=tuple(findings),
+        records=tuple(records),
+        weights=tuple(weights),
+        jacobian=spectrum,
+        activations=activations,
+        thresholds=limits,
+        skipped=tuple(skipped),
     )
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What one diagnostic pass runs: the batch, the loss (or the cotangent's seed), and which
+    output tensor is measured."""
+
+    batch: Batch
+    loss_fn: LossFunction | None
+    target: torch.Tensor | None
+    seed: int
+    output_fn: OutputFunction | None
+
+
+def _check_options(
+    model: nn.Module,
+    run: _Run,
+    thresholds: Thresholds | None,
+    activations: ActivationMap | None,
+) -> None:
+    if any(parameter.is_meta for parameter in model.parameters()):
+        raise ConfigError(
+            "doctor: the model's parameters are on the meta device (they hold no values); "
+            "materialize it first, e.g. initlab.scale.materialize(...)."
+        )
+    if run.loss_fn is not None and run.target is None:
+        raise ConfigError("doctor: loss_fn needs target=...; or drop loss_fn for a random one.")
+    if run.target is not None and run.loss_fn is None:
+        raise ConfigError(
+            "doctor: target is given but loss_fn is not, so the target would be ignored; pass "
+            "loss_fn=... too (e.g. torch.nn.functional.cross_entropy), or drop target."
+        )
+    if run.output_fn is not None and not callable(run.output_fn):
+        raise ConfigError(
+            f"doctor: output_fn must be a function of the model's output, got "
+            f"{describe(run.output_fn)}."
+        )
+    if thresholds is not None and not isinstance(thresholds, Thresholds):
+        raise ConfigError(
+            f"doctor: thresholds must be an initlab.Thresholds, got {describe(thresholds)}; "
+            "e.g. thresholds=initlab.Thresholds(dead=0.5)."
+        )
+    if activations is not None and not isinstance(activations, ActivationMap):
+        raise ConfigError(
+            f"doctor: activations must be an ActivationMap (a report's .activations), got "
+            f"{describe(activations)}."
+        )
 
 
 def _advisory(compute: Callable[[], _T], fallback: _T, what: str, skipped: list[str]) -> _T:
@@ -342,58 +211,50 @@ def _batch_text(batch: Batch) -> str:
 
 
 def _measure(
-    model: nn.Module,
-    batch: Batch,
-    loss_fn: LossFunction | None,
-    target: torch.Tensor | None,
-    seed: int,
-    output_fn: OutputFunction | None,
-    skipped: list[str],
-) -> list[LayerRecord]:
+    model: nn.Module, run: _Run, skipped: list[str]
+) -> tuple[list[LayerRecord], list[WeightRecord]]:
+    """One forward and backward under the probe, then the weights (and their gradients); the
+    model's ``.grad`` fields and buffers are restored."""
+    saved_grads = {n: p.grad for n, p in model.named_parameters()}
+    try:
+        with buffers_restored(model):
+            for parameter in model.parameters():
+                parameter.grad = None
+            records = _probed_pass(model, run, skipped)
+            weights: list[WeightRecord] = _advisory(
+                lambda: weight_records(model),
+                [],
+                "weight statistics skipped: the model's weights could not be read as matrices",
+                skipped,
+            )
+    finally:
+        for name, parameter in model.named_parameters():
+            parameter.grad = saved_grads.get(name)
+    return records, weights
+
+
+def _probed_pass(model: nn.Module, run: _Run, skipped: list[str]) -> list[LayerRecord]:
     # A model with no probed submodule (a bare nn.LSTM) is measured as one module, by its output.
     # enable_grad: a doctor called inside a torch.no_grad() block still measures gradients.
     with Probe(model, probed_modules(model) or [""]) as probe, torch.enable_grad():
         try:
-            output = call_model(model, batch)
+            output = call_model(model, run.batch)
         except Exception as error:
             raise InitlabError(
-                f"doctor: the model failed on {_batch_text(batch)}: "
+                f"doctor: the model failed on {_batch_text(run.batch)}: "
                 f"{type(error).__name__}: {error}"
             ) from None
-        tensor = output_tensor(output, output_fn)
+        tensor = output_tensor(output, run.output_fn)
         if tensor.requires_grad:
-            if loss_fn is not None and target is not None:
-                _check_target(tensor, target)
-                try:
-                    loss = loss_fn(tensor, target)
-                except Exception as error:
-                    raise InitlabError(
-                        f"doctor: loss_fn failed on the output ({describe(tensor)}) and the "
-                        f"target ({describe(target)}): {type(error).__name__}: {error}"
-                    ) from None
-            else:
-                generator = torch.Generator(device=tensor.device).manual_seed(seed)
-                cotangent = torch.randn(
-                    tensor.shape, generator=generator, device=tensor.device, dtype=tensor.dtype
-                )
-                loss = (tensor * cotangent).sum()
+            loss = _loss(tensor, run)
             try:
                 loss.backward()  # type: ignore[no-untyped-call]
             except Exception as error:
                 skipped.append(
                     f"gradients skipped: the backward pass failed ({short_reason(error)})."
                 )
-        elif torch.is_inference_mode_enabled():
-            skipped.append("gradients skipped: autograd is off inside torch.inference_mode().")
         else:
-            frozen = not any(p.requires_grad for p in model.parameters())
-            skipped.append(
-                "gradients skipped: every parameter has requires_grad=False (a frozen model), "
-                "so no gradient can be measured; call model.requires_grad_(True) first."
-                if frozen
-                else "gradients skipped: the output does not require grad (no parameter on its "
-                "path has requires_grad=True)."
-            )
+            skipped.append(_no_gradient_reason(model))
         records = probe.collect()
         if probe.unmeasured:
             names = ", ".join(probe.unmeasured[:4]) + (
@@ -404,6 +265,39 @@ def _measure(
                 f"reduced to statistics ({names})."
             )
         return records
+
+
+def _loss(output: torch.Tensor, run: _Run) -> torch.Tensor:
+    r"""``loss_fn(output, target)``, or :math:`\langle f(x), \varepsilon\rangle` with a
+    seeded Gaussian cotangent."""
+    if run.loss_fn is not None and run.target is not None:
+        _check_target(output, run.target)
+        try:
+            return run.loss_fn(output, run.target)
+        except Exception as error:
+            raise InitlabError(
+                f"doctor: loss_fn failed on the output ({describe(output)}) and the target "
+                f"({describe(run.target)}): {type(error).__name__}: {error}"
+            ) from None
+    generator = torch.Generator(device=output.device).manual_seed(run.seed)
+    cotangent = torch.randn(
+        output.shape, generator=generator, device=output.device, dtype=output.dtype
+    )
+    return (output * cotangent).sum()
+
+
+def _no_gradient_reason(model: nn.Module) -> str:
+    if torch.is_inference_mode_enabled():
+        return "gradients skipped: autograd is off inside torch.inference_mode()."
+    if not any(p.requires_grad for p in model.parameters()):
+        return (
+            "gradients skipped: every parameter has requires_grad=False (a frozen model), so "
+            "no gradient can be measured; call model.requires_grad_(True) first."
+        )
+    return (
+        "gradients skipped: the output does not require grad (no parameter on its path has "
+        "requires_grad=True)."
+    )
 
 
 def _check_target(output: torch.Tensor, target: Any) -> None:

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from torch import nn
 
 from initlab.doctor.finding import (
     Finding,
+    Severity,
     Thresholds,
     fix_plan,
     trend,
@@ -92,62 +94,80 @@ def _forward_trend(layers: list[LayerRecord], unit: str, limits: Thresholds) -> 
     per_layer, total = trend(stds)
     names = _names(layers)
     evidence = (
-        f"output std falls from {stds[0]:.3g} to {stds[-1]:.3g} over {len(layers)} {unit}s "
+        f"output std {'falls' if total < 1.0 else 'grows'} from {stds[0]:.3g} to "
+        f"{stds[-1]:.3g} over {len(layers)} {unit}s "
         f"(trend x{per_layer:.3g} per {unit}, x{total:.3g} overall)"
     )
+    verdict = _forward_verdict(per_layer, total, unit, limits)
+    if verdict is None:
+        return []
+    return [
+        Finding(
+            verdict.code,
+            verdict.severity,
+            verdict.title,
+            names,
+            evidence,
+            verdict.fix,
+            verdict.expected,
+            fix_plan(names),
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """What a trend means: a finding's code, severity, title, fix and expected effect."""
+
+    code: str
+    severity: Severity
+    title: str
+    fix: str
+    expected: str
+
+
+def _forward_verdict(
+    per_layer: float, total: float, unit: str, limits: Thresholds
+) -> _Verdict | None:
+    """The verdict on a forward trend (``None``: within the thresholds)."""
     if total < limits.vanishing:
-        return [
-            Finding(
-                "vanishing_forward",
-                "critical",
-                f"The forward signal vanishes with depth: later {unit}s see almost nothing.",
-                names,
-                evidence,
-                "Scale each layer's weights to its activation: He for ReLU-family, Xavier "
-                "(with the tanh gain) for tanh/sigmoid, LeCun for SELU.",
-                "A per-layer std factor near 1 (the He/Xavier variance-preserving conditions).",
-                fix_plan(names),
-            )
-        ]
+        return _Verdict(
+            "vanishing_forward",
+            "critical",
+            f"The forward signal vanishes with depth: later {unit}s see almost nothing.",
+            "Scale each layer's weights to its activation: He for ReLU-family, Xavier "
+            "(with the tanh gain) for tanh/sigmoid, LeCun for SELU.",
+            "A per-layer std factor near 1 (the He/Xavier variance-preserving conditions).",
+        )
     if total > limits.exploding:
-        return [
-            Finding(
-                "exploding_forward",
-                "critical",
-                "The forward signal explodes with depth.",
-                names,
-                evidence.replace("falls", "grows"),
-                "Use a variance-preserving init (He/Xavier/LeCun by activation) instead of a "
-                "fixed large std such as N(0, 1).",
-                "A per-layer std factor near 1.",
-                fix_plan(names),
-            )
-        ]
-    if total < limits.drifting or total > 1.0 / limits.drifting:
-        shrinks = total < 1.0
-        return [
-            Finding(
-                "vanishing_forward" if shrinks else "exploding_forward",
-                "warning",
-                f"The forward signal {'shrinks' if shrinks else 'grows'} with depth, "
-                f"x{per_layer:.2g} per {unit}: not yet {'vanished' if shrinks else 'exploded'}"
-                ", but a deeper stack of the same would be.",
-                names,
-                evidence if shrinks else evidence.replace("falls", "grows"),
-                "Check each layer's fans and gain against the activation after it (the plan "
-                "table shows both): He for ReLU-family, Xavier with the gain for tanh/sigmoid."
-                + (
-                    " Residual blocks without normalization add their branch's variance to the "
-                    "stream at every block: scale the branches down (the 'fixup' or "
-                    "'zero-init-residual' presets) or add normalization."
-                    if unit == "block" and not shrinks
-                    else ""
-                ),
-                "A per-layer std factor near 1.",
-                fix_plan(names),
-            )
-        ]
-    return []
+        return _Verdict(
+            "exploding_forward",
+            "critical",
+            "The forward signal explodes with depth.",
+            "Use a variance-preserving init (He/Xavier/LeCun by activation) instead of a "
+            "fixed large std such as N(0, 1).",
+            "A per-layer std factor near 1.",
+        )
+    if limits.drifting <= total <= 1.0 / limits.drifting:
+        return None
+    shrinks = total < 1.0
+    residual = (
+        " Residual blocks without normalization add their branch's variance to the stream at "
+        "every block: scale the branches down (the 'fixup' or 'zero-init-residual' presets) "
+        "or add normalization."
+        if unit == "block" and not shrinks
+        else ""
+    )
+    return _Verdict(
+        "vanishing_forward" if shrinks else "exploding_forward",
+        "warning",
+        f"The forward signal {'shrinks' if shrinks else 'grows'} with depth, "
+        f"x{per_layer:.2g} per {unit}: not yet {'vanished' if shrinks else 'exploded'}"
+        ", but a deeper stack of the same would be.",
+        "Check each layer's fans and gain against the activation after it (the plan table "
+        "shows both): He for ReLU-family, Xavier with the gain for tanh/sigmoid." + residual,
+        "A per-layer std factor near 1.",
+    )
 
 
 def _gradient_trend(layers: list[LayerRecord], unit: str, limits: Thresholds) -> list[Finding]:

@@ -62,7 +62,12 @@ def _text(shape: tuple[int, ...]) -> str:
 
 
 def digits_batch(shape: tuple[int, ...] | None = None) -> torch.Tensor:
-    """scikit-learn's handwritten digits (8x8 images), standardized per pixel, as one batch.
+    """scikit-learn's handwritten digits (8x8 images, one channel), standardized as a whole.
+
+    One mean and one std over every pixel of the 1,797 images (the images' one channel), as
+    :func:`initlab.train.datasets.load_digits` standardizes them (it fits the same two numbers
+    on its train split): the pixels keep their relative scale, so the always-blank borders
+    stay below the mean rather than being blown up by a per-pixel std near 0.
 
     Args:
         shape: ``(N, 64)`` for an MLP, ``(N, 1, 8, 8)`` for a CNN, or any shape whose sizes
@@ -76,9 +81,7 @@ def digits_batch(shape: tuple[int, ...] | None = None) -> torch.Tensor:
 
     datasets = require("sklearn.datasets", "--data digits")
     pixels = np.asarray(datasets.load_digits().data, dtype=np.float64)
-    spread = pixels.std(axis=0)
-    # Corner pixels are always 0 (std 0): leave them 0 rather than divide by zero.
-    scaled = (pixels - pixels.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    scaled = (pixels - pixels.mean()) / pixels.std()
     fitted = _fit(scaled, shape or (64, DIGITS_FEATURES), "the digits data set")
     return torch.from_numpy(np.ascontiguousarray(fitted, dtype=np.float32))
 

@@ -9,29 +9,33 @@ its output alone is the same as among the others (no layer mixes examples), ever
 the example alone, a fraction of the cost.
 
 * **Exact** when the output is small (at most :data:`EXACT_JACOBIAN_LIMIT` values, e.g. a
-  classifier's logits): :math:`J` is built one reverse-mode row at a time and its singular values
-  computed by SVD. The smallest is reported when the output has no more values than the input
-  (else it is 0).
-* **Estimate** otherwise. The mean squared singular value by Hutchinson's estimator
-  :math:`\mathbb E\lVert J^\top\omega\rVert^2 = \lVert J\rVert_F^2`, :math:`\omega \sim
-  \mathcal N(0, I)` (Hutchinson, 1989), with ``probes`` reverse-mode products; the largest by
-  ``steps`` of Golub-Kahan-Lanczos bidiagonalization (Golub & Kahan, 1965), started from the
-  first probe's :math:`J^\top\omega`: each step costs one :math:`Jv` and one :math:`J^\top u`,
-  and the largest singular value of the small bidiagonal matrix converges to :math:`J`'s much
-  faster than power iteration does. The smallest is not estimated.
+  classifier's logits): :math:`J` is built from one reverse-mode product per row and its
+  singular values computed by SVD. The smallest is reported when the output has no more values
+  than the input (else it is 0).
+* **Estimate** otherwise. The largest singular value by ``steps`` of Golub-Kahan-Lanczos
+  bidiagonalization (Golub & Kahan, 1965): each step costs one :math:`Jv` and one
+  :math:`J^\top u`, and the largest singular value of the small bidiagonal matrix converges to
+  :math:`J`'s much faster than power iteration does. The mean squared singular value by Hutch++
+  (Meyer et al., 2021): the Lanczos vectors' share of :math:`\lVert J\rVert_F^2` exactly, the
+  rest by Hutchinson's estimator :math:`\mathbb E\lVert J^\top\omega\rVert^2` (Hutchinson,
+  1989) with ``probes`` reverse-mode products. The smallest is not estimated.
 
-:math:`J^\top u` is reverse mode through one retained graph. :math:`Jv` is forward-mode AD (one
-forward pass with dual tensors; the first use in a process loads torch's decompositions, a
-fraction of a second). Where an operation has no forward-mode derivative (CPU attention kernels,
-oneDNN recurrent layers) it is the central difference
+:math:`J^\top u` is reverse mode through one retained graph; where the example is evaluated
+alone, several are one batched backward pass (the weights are read once for all of them).
+:math:`Jv` is the reverse-mode product of :math:`u \mapsto J^\top u` (linear in :math:`u`)
+with :math:`v`: a double backward through the same graph, no new forward pass, checked once
+against the pullback. Where an operation has no double backward (fused attention kernels) it is
+forward-mode AD (one forward pass with dual tensors; PyTorch's forward mode costs several
+forward passes on dense layers, and its first use in a process loads ``torch._dynamo``, over a
+second, which is why it is the second choice). Where an operation has no forward-mode
+derivative either (CPU attention kernels, oneDNN recurrent layers) it is the central difference
 
 .. math:: Jv \approx \frac{f(x + \varepsilon v) - f(x - \varepsilon v)}{2\varepsilon},
     \qquad \varepsilon = \epsilon_\text{mach}^{1/3} \max(\lVert x\rVert, 1)
 
 in the model's own dtype (the step that balances the :math:`O(\varepsilon^2)` truncation error
-against the :math:`O(\epsilon_\text{mach}/\varepsilon)` rounding error), and
-:attr:`JacobianSpectrum.method` says so. No double backward is needed, which many fused kernels
-(scaled dot-product attention) do not implement.
+against the :math:`O(\epsilon_\text{mach}/\varepsilon)` rounding error).
+:attr:`JacobianSpectrum.method` says which was used.
 
 Every model evaluation starts from the same random state, so dropout draws the same masks and
 all products see one function; the global random state is restored afterwards, the probes draw
@@ -64,13 +68,26 @@ from initlab.batches import (
 )
 from initlab.plan.buffers import buffers_restored
 
-__all__ = ["EXACT_JACOBIAN_LIMIT", "JACOBIAN_BATCH", "JacobianSpectrum", "jacobian_spectrum"]
+__all__ = [
+    "DOUBLE_BACKWARD",
+    "EXACT",
+    "EXACT_JACOBIAN_LIMIT",
+    "FINITE_DIFFERENCE",
+    "FORWARD_MODE",
+    "JACOBIAN_BATCH",
+    "JacobianSpectrum",
+    "jacobian_spectrum",
+]
 
 EXACT_JACOBIAN_LIMIT = 256
-#: Examples passed with the perturbed one (normalization layers still see several).
-JACOBIAN_BATCH = 16
+#: Examples evaluated with the perturbed one, so normalization layers still see batch
+#: statistics. Where examples mix (BatchNorm in training mode) every product runs on all of
+#: them, so this sets the Jacobian's cost: with four, the exact spectrum of a ResNet-18's ten
+#: logits costs about half a plain forward+backward of a batch of 32.
+JACOBIAN_BATCH = 4
 
 EXACT = "exact"
+DOUBLE_BACKWARD = "double-backward estimate"
 FORWARD_MODE = "forward-mode estimate"
 FINITE_DIFFERENCE = "finite-difference estimate"
 
@@ -83,8 +100,9 @@ class JacobianSpectrum:
         largest: the largest singular value.
         smallest: the smallest (``None`` when estimated rather than computed exactly).
         mean_square: the mean of the squared singular values.
-        method: ``"exact"``, ``"forward-mode estimate"`` or ``"finite-difference estimate"``
-            (how :math:`Jv` was computed; see the module docstring), ``""`` when skipped.
+        method: ``"exact"``, ``"double-backward estimate"``, ``"forward-mode estimate"`` or
+            ``"finite-difference estimate"`` (how :math:`Jv` was computed; see the module
+            docstring), ``""`` when skipped.
         skipped: why it was not computed (e.g. integer inputs), else ``""``.
     """
 
@@ -225,6 +243,85 @@ def _alone_is_the_same(
     return difference <= tolerance * scale
 
 
+@dataclass(frozen=True)
+class _Linearized:
+    """The measured output row ``image`` of the perturbed example, differentiable w.r.t.
+    ``anchor`` (its input), and the model evaluation that made it."""
+
+    evaluate: Callable[[torch.Tensor], torch.Tensor]
+    alone: bool
+    anchor: torch.Tensor
+    image: torch.Tensor
+
+    @property
+    def work(self) -> torch.dtype:
+        """float64 for a float64 model, float32 otherwise (half precision is widened)."""
+        return torch.float64 if self.image.dtype == torch.float64 else torch.float32
+
+    def pullback(self, cotangents: torch.Tensor) -> torch.Tensor:
+        r""":math:`J^\top u` for each row ``u`` of ``cotangents``, as the rows of the result, by
+        reverse mode through the retained graph: one batched backward pass where the example
+        is evaluated alone (the rows become a batch dimension: one read of the weights for
+        all), else one pass per row (where examples mix, batching them measured no faster)."""
+        if self.alone and cotangents.shape[0] > 1:
+            try:
+                with warnings.catch_warnings():
+                    # vmap's "performance drop" notice for an op without a batching rule
+                    warnings.simplefilter("ignore", UserWarning)
+                    return self._pulled(cotangents, batched=True)
+            except Exception:  # an op autograd cannot batch: one pass per row
+                pass
+        return torch.cat([self._pulled(row.unsqueeze(0), batched=False) for row in cotangents])
+
+    def _pulled(self, cotangents: torch.Tensor, *, batched: bool) -> torch.Tensor:
+        rows = cotangents.shape[0]
+        (grad,) = torch.autograd.grad(
+            self.image,
+            self.anchor,
+            cotangents.to(self.image.dtype) if batched else cotangents[0].to(self.image.dtype),
+            retain_graph=True,
+            allow_unused=True,
+            is_grads_batched=batched,
+        )
+        if grad is None:  # the output does not reach this input through every path
+            return torch.zeros(
+                rows, self.anchor.numel(), dtype=self.work, device=self.anchor.device
+            )
+        return grad.reshape(rows, -1).to(self.work)
+
+
+def _linearized(
+    model: nn.Module,
+    batch: Batch,
+    example: int,
+    output_fn: OutputFunction | None,
+    reset: Callable[[], None],
+) -> _Linearized | str:
+    """The output row of ``example`` with its graph, evaluated alone when that is the same
+    function (see :func:`_alone_is_the_same`); or why there is none."""
+    shared = _examples(batch, 0, max(JACOBIAN_BATCH, example + 1), example)
+    name, count = shared.name, shared.tensor.shape[0]
+    if not 0 <= example < count:
+        return f"example {example} is not in a batch of {count}"
+    point = shared.tensor[example]
+    evaluate = _evaluator(model, shared, output_fn, reset)
+    anchor = point.clone().requires_grad_(True)
+    with torch.enable_grad():
+        image = evaluate(anchor)
+    alone = False
+    if count > 1 and bool(torch.isfinite(image).all()):
+        single = _evaluator(model, _examples(batch, example, example + 1, 0), output_fn, reset)
+        if _alone_is_the_same(single, point, image):
+            evaluate, alone = single, True
+            with torch.enable_grad():
+                image = evaluate(anchor)
+    if not image.requires_grad:
+        return f"the output does not depend differentiably on {name}"
+    if not bool(torch.isfinite(image).all()):
+        return "the output is not finite (NaN or inf), so its Jacobian is undefined"
+    return _Linearized(evaluate, alone or count == 1, anchor, image)
+
+
 def _spectrum(
     model: nn.Module,
     batch: Batch,
@@ -235,40 +332,14 @@ def _spectrum(
     output_fn: OutputFunction | None,
     reset: Callable[[], None],
 ) -> JacobianSpectrum:
-    shared = _examples(batch, 0, max(JACOBIAN_BATCH, example + 1), example)
-    name, count = shared.name, shared.tensor.shape[0]
-    if not 0 <= example < count:
-        return _skipped(f"example {example} is not in a batch of {count}")
-    point = shared.tensor[example]
-    evaluate = _evaluator(model, shared, output_fn, reset)
-    anchor = point.clone().requires_grad_(True)
-    with torch.enable_grad():
-        image = evaluate(anchor)
-    if count > 1 and bool(torch.isfinite(image).all()):
-        alone = _evaluator(model, _examples(batch, example, example + 1, 0), output_fn, reset)
-        if _alone_is_the_same(alone, point, image):
-            evaluate = alone
-            with torch.enable_grad():
-                image = evaluate(anchor)
-    if not image.requires_grad:
-        return _skipped(f"the output does not depend differentiably on {name}")
-    if not bool(torch.isfinite(image).all()):
-        return _skipped("the output is not finite (NaN or inf), so its Jacobian is undefined")
-    work = torch.float64 if image.dtype == torch.float64 else torch.float32
-
-    def pullback(cotangent: torch.Tensor) -> torch.Tensor:
-        """J^T cotangent, by reverse mode through the retained graph."""
-        (grad,) = torch.autograd.grad(
-            image, anchor, cotangent.to(image.dtype), retain_graph=True, allow_unused=True
-        )
-        if grad is None:  # the output does not reach this input through every path
-            return torch.zeros(point.numel(), dtype=work, device=point.device)
-        return grad.reshape(-1).to(work)
-
-    in_features, out_features = point.numel(), image.numel()
+    found = _linearized(model, batch, example, output_fn, reset)
+    if isinstance(found, str):
+        return _skipped(found)
+    in_features, out_features = found.anchor.numel(), found.image.numel()
     if out_features <= EXACT_JACOBIAN_LIMIT:
-        rows = torch.eye(out_features, dtype=work, device=image.device)
-        jacobian = torch.stack([pullback(row) for row in rows])
+        jacobian = found.pullback(
+            torch.eye(out_features, dtype=found.work, device=found.image.device)
+        )
         if not bool(torch.isfinite(jacobian).all()):
             return _skipped(_OVERFLOW)
         values = torch.linalg.svdvals(jacobian).cpu()
@@ -276,25 +347,26 @@ def _spectrum(
         return JacobianSpectrum(
             float(values.max()), smallest, float(values.square().mean()), EXACT
         )
-    generator = torch.Generator(device=image.device).manual_seed(seed)
+    generator = torch.Generator(device=found.image.device).manual_seed(seed)
 
-    def gaussian(size: int) -> torch.Tensor:
-        return torch.randn(size, generator=generator, device=image.device, dtype=work)
+    def gaussian(*size: int) -> torch.Tensor:
+        return torch.randn(size, generator=generator, device=found.image.device, dtype=found.work)
 
-    products = _Products(evaluate, point, work)
-    krylov = _bidiagonalize(products, pullback, gaussian(in_features), steps)
+    products = _Products(found)
+    krylov = _bidiagonalize(
+        products, lambda u: found.pullback(u.unsqueeze(0))[0], gaussian(in_features), steps
+    )
     if krylov is None:
         return _skipped(_OVERFLOW)
     # Hutch++ (Meyer et al., 2021): ||J||_F^2 = ||U^T J||_F^2 + ||(I - U U^T) J||_F^2. The
     # first term is known exactly from the Lanczos vectors U (which hold the largest singular
-    # directions, where Hutchinson's variance comes from); probes estimate only the rest.
-    squares = []
-    for _ in range(probes):
-        probe = gaussian(out_features)
-        if krylov.left:
-            probe = _orthogonalized(probe, krylov.left)
-        squares.append(float(pullback(probe).square().sum()))
-    total = krylov.captured + sum(squares) / len(squares)
+    # directions, where Hutchinson's variance comes from); probes estimate only the rest, all
+    # pulled back together.
+    draws = gaussian(probes, out_features)
+    if krylov.left:
+        draws = torch.stack([_orthogonalized(draw, krylov.left) for draw in draws])
+    squares = found.pullback(draws).reshape(probes, -1).square().sum(dim=1)
+    total = krylov.captured + float(squares.mean())
     if not math.isfinite(total):
         return _skipped(_OVERFLOW)
     mean_square = total / min(in_features, out_features)
@@ -305,23 +377,27 @@ _OVERFLOW = "the Jacobian holds NaN or inf values (the signal overflows)"
 
 
 class _Products:
-    """J v: forward-mode AD, or a central finite difference where an operation has no
-    forward-mode derivative (decided at the first product, then kept)."""
+    """J v: by differentiating the retained graph's :math:`J^\top u` w.r.t. :math:`u`
+    (double backward); where an operation has no double backward, by forward-mode AD; where
+    it has no forward-mode formula either, by a central finite difference (decided at the
+    first product, then kept)."""
 
-    def __init__(
-        self,
-        evaluate: Callable[[torch.Tensor], torch.Tensor],
-        point: torch.Tensor,
-        work: torch.dtype,
-    ) -> None:
-        self.evaluate = evaluate
+    def __init__(self, linearized: _Linearized) -> None:
+        self.linearized = linearized
+        point = linearized.anchor.detach()
         self.point = point
-        self.work = work
-        self.method = FORWARD_MODE
+        self.work = linearized.work
+        self.method = DOUBLE_BACKWARD
         scale = max(float(torch.linalg.vector_norm(point.float())), 1.0)
         self.step = float(torch.finfo(point.dtype).eps) ** (1.0 / 3.0) * scale
+        self._transposed: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __call__(self, vector: torch.Tensor) -> torch.Tensor:
+        if self.method == DOUBLE_BACKWARD:
+            try:
+                return self._double_backward(vector)
+            except Exception:  # no double backward for some op: forward mode, once
+                self.method = FORWARD_MODE
         if self.method == FORWARD_MODE:
             try:
                 return self._forward_mode(vector)
@@ -332,6 +408,34 @@ class _Products:
     def _direction(self, vector: torch.Tensor) -> torch.Tensor:
         return vector.reshape(self.point.shape).to(self.point.dtype)
 
+    def _double_backward(self, vector: torch.Tensor) -> torch.Tensor:
+        r""":math:`J v = \partial (J^\top u)^\top v / \partial u`: :math:`J^\top u` is linear
+        in :math:`u`, so its own reverse-mode product with :math:`v` is :math:`J v`. The first
+        product is checked against the pullback (:math:`\langle J^\top J v, v\rangle =
+        \lVert J v\rVert^2`): an operation whose backward is not differentiable but is not
+        marked so would cut a path silently."""
+        found = self.linearized
+        first = self._transposed is None
+        if self._transposed is None:
+            cotangent = torch.zeros_like(found.image, requires_grad=True)
+            with torch.enable_grad():
+                (transposed,) = torch.autograd.grad(
+                    found.image, found.anchor, cotangent, retain_graph=True, create_graph=True
+                )
+            self._transposed = (cotangent, transposed)
+        cotangent, transposed = self._transposed
+        (product,) = torch.autograd.grad(
+            transposed, cotangent, self._direction(vector), retain_graph=True
+        )
+        result = product.reshape(-1).to(self.work)
+        if first:
+            back = found.pullback(result.unsqueeze(0))[0]
+            norm_sq = float(result.square().sum())
+            scale = float(torch.linalg.vector_norm(back) * torch.linalg.vector_norm(vector))
+            if abs(float(back @ vector.to(self.work)) - norm_sq) > 1e-3 * scale:
+                raise RuntimeError("the double backward disagrees with the pullback")
+        return result
+
     def _forward_mode(self, vector: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), forward_ad.dual_level():
             with warnings.catch_warnings():
@@ -341,7 +445,7 @@ class _Products:
                 dual = forward_ad.make_dual(  # type: ignore[no-untyped-call]
                     self.point, self._direction(vector)
                 )
-            output = self.evaluate(dual)
+            output = self.linearized.evaluate(dual)
             tangent = forward_ad.unpack_dual(output).tangent  # type: ignore[no-untyped-call]
         if not isinstance(tangent, torch.Tensor):  # lost on the way (a detach, an int cast)
             raise RuntimeError("no tangent reached the output")
@@ -349,9 +453,10 @@ class _Products:
 
     def _finite_difference(self, vector: torch.Tensor) -> torch.Tensor:
         direction = self._direction(vector)
+        evaluate = self.linearized.evaluate
         with torch.no_grad():
-            plus = self.evaluate(self.point + self.step * direction).to(self.work)
-            minus = self.evaluate(self.point - self.step * direction).to(self.work)
+            plus = evaluate(self.point + self.step * direction).to(self.work)
+            minus = evaluate(self.point - self.step * direction).to(self.work)
         difference: torch.Tensor = (plus - minus) / (2.0 * self.step)
         return difference
 

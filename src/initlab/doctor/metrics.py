@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from initlab.doctor.jacobian import EXACT_JACOBIAN_LIMIT, JacobianSpectrum, jacobian_spectrum
-from initlab.fans import compute_fans
+from initlab.fans import Layout, compute_fans
 from initlab.plan.sites import parameter_sites
+from initlab.schemes.structured import unit_rows
 
 __all__ = ["EXACT_JACOBIAN_LIMIT", "JacobianSpectrum", "WeightRecord", "jacobian_spectrum",
            "weight_records"]  # fmt: skip
@@ -59,47 +60,14 @@ def weight_records(model: nn.Module) -> list[WeightRecord]:
     sites = [s for s in parameter_sites(model) if s.role == "weight" and len(s.shape) >= 2]
     if not sites:
         return []
-    rows = []
     probes: dict[tuple[int, torch.device], torch.Tensor] = {}
-    for site in sites:
-        weight = parameters[site.name].detach().float()
-        matrix = _as_matrix(weight, site.layout)
-        key = (matrix.shape[1], matrix.device)
-        if key not in probes:
-            probes[key] = _row_probe(*key)
-        # The weight is read as few times as possible (these are memory-bound: ``std`` and
-        # ``abs().amax`` are several times slower on CPU, and every temporary costs a write):
-        # one product gives the row keys and the row sums, one pass the row norms, and the std
-        # is centered (a third pass) so that a constant weight reads exactly 0.
-        keys = matrix @ probes[key]
-        duplicate = _duplicate_row_fraction(keys[:, :2])
-        row_norms = torch.linalg.vector_norm(matrix, dim=1)
-        zero = (row_norms == 0).float().mean()
-        count = weight.numel()
-        weight_mean = keys[:, 2].sum() / count
-        weight_norm = torch.linalg.vector_norm(row_norms)
-        weight_std = torch.linalg.vector_norm(weight - weight_mean) / count**0.5
-        grad = parameters[site.name].grad
-        if grad is not None:
-            g = grad.detach().float()
-            grad_norm = torch.linalg.vector_norm(g)
-            grad_mean = g.sum() / count
-            grad_std = (grad_norm.square() / count - grad_mean.square()).clamp_min(0).sqrt()
-            ratio = grad_norm / weight_norm.clamp_min(1e-30)
-            grad_keys = _as_matrix(g, site.layout) @ probes[key][:, :2]
-            symmetric = _duplicate_row_fraction(torch.cat([keys[:, :2], grad_keys], dim=1))
-        else:
-            grad_std = ratio = torch.full((), float("nan"), device=weight.device)
-            symmetric = torch.maximum(duplicate, zero)
-        rows.append(
-            torch.stack([weight_mean, weight_std, duplicate, zero, grad_std, ratio, symmetric])
-        )
-    values = torch.stack([row.to(rows[0].device) for row in rows]).cpu().tolist()
+    rows = [_measured(parameters[site.name], site.layout, probes) for site in sites]
+    table = torch.stack([row.to(rows[0].device) for row in rows]).cpu().tolist()
     records = []
-    for site, (mean, std, duplicate, zero, grad_std, ratio, symmetric) in zip(
-        sites, values, strict=True
-    ):
+    for site, row in zip(sites, table, strict=True):
+        values = dict(zip(_MEASURED, row, strict=True))
         fans = site.fans or compute_fans(site.fan_shape, layout=site.layout, groups=site.groups)
+        mean, std = values["mean"], values["std"]
         records.append(
             WeightRecord(
                 name=site.name,
@@ -110,31 +78,77 @@ def weight_records(model: nn.Module) -> list[WeightRecord]:
                 mean=mean,
                 std=std,
                 gain_sq=(std * std + mean * mean) * fans.fan_in,
-                duplicate_rows=duplicate,
-                zero_rows=zero,
-                grad_std=None if grad_std != grad_std else grad_std,
-                grad_to_weight=None if ratio != ratio else ratio,
-                symmetric_rows=symmetric,
+                duplicate_rows=values["duplicate_rows"],
+                zero_rows=values["zero_rows"],
+                grad_std=_known(values["grad_std"]),
+                grad_to_weight=_known(values["grad_to_weight"]),
+                symmetric_rows=values["symmetric_rows"],
             )
         )
     return records
 
 
-def _as_matrix(weight: torch.Tensor, layout: str) -> torch.Tensor:
-    """The weight as (output units, inputs): one row per unit, whatever its layout."""
-    if layout == "keras":
-        return weight.reshape(-1, weight.shape[-1]).T
-    if layout == "torch_transposed":
-        return weight.transpose(0, 1).reshape(weight.shape[1], -1)
-    return weight.reshape(weight.shape[0], -1)
+_MEASURED = (
+    "mean",
+    "std",
+    "duplicate_rows",
+    "zero_rows",
+    "grad_std",
+    "grad_to_weight",
+    "symmetric_rows",
+)
+
+
+def _known(value: float) -> float | None:
+    return None if value != value else value  # NaN: no gradient
+
+
+def _measured(
+    parameter: torch.Tensor, layout: Layout, probes: dict[tuple[int, torch.device], torch.Tensor]
+) -> torch.Tensor:
+    """The values of :data:`_MEASURED` for one weight, on its device.
+
+    The weight and its gradient are read as few times as possible (these are memory-bound:
+    ``std`` and ``abs().amax`` are several times slower on CPU, ``var_mean`` ten times, and
+    every temporary costs a write): one product gives the row keys and the row sums, one pass
+    the row norms, and the std is centered (a third pass) so that a constant weight reads
+    exactly 0. The fixed directions are stored as rows and used transposed: a product with a
+    3-column right-hand side stored that way is several times faster on CPU.
+    """
+    weight = parameter.detach().float()
+    matrix = unit_rows(weight, layout)
+    key = (matrix.shape[1], matrix.device)
+    if key not in probes:
+        probes[key] = _row_probe(*key)
+    directions = probes[key].T
+    keys = matrix @ directions
+    duplicate = _duplicate_row_fraction(keys[:, :2])
+    row_norms = torch.linalg.vector_norm(matrix, dim=1)
+    zero = (row_norms == 0).float().mean()
+    count = weight.numel()
+    mean = keys[:, 2].sum() / count
+    std = torch.linalg.vector_norm(weight - mean) / count**0.5
+    grad = parameter.grad
+    if grad is None:
+        missing = torch.full((), float("nan"), device=weight.device)
+        symmetric = torch.maximum(duplicate, zero)
+        return torch.stack([mean, std, duplicate, zero, missing, missing, symmetric])
+    g = grad.detach().float()
+    grad_keys = unit_rows(g, layout) @ directions
+    grad_norm = torch.linalg.vector_norm(g)
+    grad_mean = grad_keys[:, 2].sum() / count
+    grad_std = (grad_norm.square() / count - grad_mean.square()).clamp_min(0).sqrt()
+    ratio = grad_norm / torch.linalg.vector_norm(row_norms).clamp_min(1e-30)
+    symmetric = _duplicate_row_fraction(torch.cat([keys[:, :2], grad_keys[:, :2]], dim=1))
+    return torch.stack([mean, std, duplicate, zero, grad_std, ratio, symmetric])
 
 
 def _row_probe(columns: int, device: torch.device) -> torch.Tensor:
     """Two fixed random directions of ``columns`` values (their own generator, seed 0), and
-    a column of ones (the row sums)."""
+    a row of ones (the row sums), as the rows of a ``(3, columns)`` tensor."""
     generator = torch.Generator(device=device).manual_seed(0)
     directions = torch.randn(columns, 2, generator=generator, device=device)
-    return torch.cat([directions, torch.ones(columns, 1, device=device)], dim=1)
+    return torch.cat([directions, torch.ones(columns, 1, device=device)], dim=1).T.contiguous()
 
 
 def _duplicate_row_fraction(keys: torch.Tensor) -> torch.Tensor:

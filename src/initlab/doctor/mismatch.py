@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -46,35 +47,40 @@ def normalized_layers(
     }
 
 
-def mismatch_findings(
+@dataclass
+class _Mismatched:
+    """The weights whose scale does not fit the activation after them, by kind, and each
+    rectifier layer's variance ratio to He's (``gain_sq / he``)."""
+
+    default_relu: list[WeightRecord] = field(default_factory=list)
+    xavier_relu: list[WeightRecord] = field(default_factory=list)
+    he_tanh: list[WeightRecord] = field(default_factory=list)
+    losses: dict[str, float] = field(default_factory=dict)
+
+
+def _classify(
     weights: Sequence[WeightRecord],
-    activations: ActivationMap | None,
+    activations: ActivationMap,
     limits: Thresholds,
     normalized: set[str],
-) -> list[Finding]:
-    if activations is None or len(weights) < limits.mismatch_depth:
-        return []
-
+) -> _Mismatched:
     def near(value: float, target: float) -> bool:
         return abs(value - target) <= limits.gain_tolerance * target
 
-    xavier_relu: list[WeightRecord] = []
-    default_relu: list[WeightRecord] = []
-    he_tanh: list[WeightRecord] = []
-    losses: dict[str, float] = {}
+    found = _Mismatched()
     # The first layer reads the raw input, not a previous activation's output: the
     # variance-preserving gain argument (He et al., 2015, eq. 7) does not constrain it.
     # A mis-scaled layer matters when the error compounds: a norm right after it, or right
     # after the layer it feeds (a transformer's MLP: Linear, GELU, Linear, add & LayerNorm),
     # resets the scale before it does.
     for w, following in zip(weights[1:], [*weights[2:], None], strict=True):
-        found = activations.get(w.layer)
-        if found is None or w.layer in normalized or w.fan_in < limits.mismatch_fan_in:
+        activation = activations.get(w.layer)
+        if activation is None or w.layer in normalized or w.fan_in < limits.mismatch_fan_in:
             continue
         if following is not None and following.layer in normalized:
             continue
         try:
-            kind = activation_kind(found.name)
+            kind = activation_kind(activation.name)
         except InitlabError:  # an activation initlab cannot judge is not called a mismatch
             continue
         xavier = 2.0 * w.fan_in / (w.fan_in + w.fan_out)
@@ -82,17 +88,35 @@ def mismatch_findings(
         # restores (He et al., 2015). GELU/SiLU ("smooth") pass small negatives, their gain is
         # a second-moment one, and PyTorch's default before them is not "the ReLU mistake".
         if kind.is_rectifier:
-            he = kind.gain(found.param) ** 2
+            he = kind.gain(activation.param) ** 2
             if near(w.gain_sq, 1.0 / 3.0) and not near(w.gain_sq, he):
-                default_relu.append(w)
+                found.default_relu.append(w)
             elif (near(w.gain_sq, xavier) or near(w.gain_sq, 1.0)) and not near(w.gain_sq, he):
-                xavier_relu.append(w)
-            losses[w.name] = w.gain_sq / he
+                found.xavier_relu.append(w)
+            found.losses[w.name] = w.gain_sq / he
         elif kind.family == "saturating" and near(w.gain_sq, 2.0):
-            he_tanh.append(w)
-    if math.prod(losses[w.name] for w in default_relu) > limits.mismatch_loss:
+            found.he_tanh.append(w)
+    return found
+
+
+def mismatch_findings(
+    weights: Sequence[WeightRecord],
+    activations: ActivationMap | None,
+    limits: Thresholds,
+    normalized: set[str],
+) -> list[Finding]:
+    """The init-scale mismatches that compound (see the module docstring).
+
+    A group of rectifier layers is reported only when the product of their variance ratios
+    to He's falls below :attr:`Thresholds.mismatch_loss`.
+    """
+    if activations is None or len(weights) < limits.mismatch_depth:
+        return []
+    found = _classify(weights, activations, limits, normalized)
+    default_relu, xavier_relu = found.default_relu, found.xavier_relu
+    if math.prod(found.losses[w.name] for w in default_relu) > limits.mismatch_loss:
         default_relu = []
-    if math.prod(losses[w.name] for w in xavier_relu) > limits.mismatch_loss:
+    if math.prod(found.losses[w.name] for w in xavier_relu) > limits.mismatch_loss:
         xavier_relu = []
     relu_evidence = "effective gain^2 = Var(W) * fan_in of {:.3g} where ReLU needs 2"
     return [
@@ -117,7 +141,7 @@ def mismatch_findings(
             "A per-layer std factor near 1 instead of ~0.71.",
         ),
         *_finding(
-            he_tanh,
+            found.he_tanh,
             "he_before_tanh",
             "warning",
             "He-scaled weights before tanh/sigmoid: the ReLU gain sqrt 2 pushes saturating "

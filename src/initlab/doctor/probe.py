@@ -48,7 +48,7 @@ from initlab.doctor.signal_path import block_stacks
 from initlab.layers import activation_kind, is_norm, module_activation
 from initlab.plan.activations import layer_names
 
-__all__ = ["FORWARD_FIELDS", "ForwardStopped", "LayerRecord", "Probe", "probed_modules"]
+__all__ = ["FORWARD_FIELDS", "LayerRecord", "Probe", "probed_modules"]
 
 FORWARD_FIELDS = (
     "mean",
@@ -63,13 +63,6 @@ FORWARD_FIELDS = (
     "cosine",
     "nonfinite",
 )
-
-
-class ForwardStopped(Exception):  # noqa: N818 (a control-flow signal, not an error)
-    """Raised by a ``Probe(..., stop_early=True)`` hook once every probed module has run.
-
-    The rest of the forward pass is skipped; catch it around the model call.
-    """
 
 
 @dataclass(frozen=True)
@@ -138,6 +131,9 @@ class Probe:
     Every call of a probed module is recorded (a ReLU module applied twice, ALBERT's one layer
     applied N times): records come in forward-call order, each with its module's name and the
     index of the call (:attr:`LayerRecord.call`), and the gradient of each call's own output.
+    A call whose output is, unchanged, the output of a call probed before it (a residual block
+    returning its last activation's output) is read from that call's reductions, not reduced
+    twice.
 
     Example:
         >>> with Probe(model) as probe:
@@ -150,9 +146,6 @@ class Probe:
         modules: qualified names to probe; default :func:`probed_modules`.
         gradients: also record :math:`\\partial L/\\partial h` when backward runs.
         cosine: compute the between-example cosine similarity (an extra B x B product).
-        stop_early: raise :class:`ForwardStopped` as soon as every probed module has run, so
-            the layers after them are not computed (for forward-only measurements of a few
-            early modules, as LSUV makes).
 
     Attributes:
         unmeasured: names of modules whose output could not be reduced (a hook never breaks
@@ -166,7 +159,6 @@ class Probe:
         *,
         gradients: bool = True,
         cosine: bool = True,
-        stop_early: bool = False,
     ) -> None:
         self.model = model
         available = dict(model.named_modules())
@@ -181,12 +173,13 @@ class Probe:
         }
         self.gradients = gradients
         self.cosine = cosine
-        self.stop_early = stop_early
         self.unmeasured: list[str] = []
         self._calls: dict[str, int] = {}
         self._order: list[Key] = []
         self._forward: dict[Key, Reduced] = {}
         self._backward: dict[Key, tuple[torch.Tensor, int]] = {}
+        # A call recorded from an earlier call's output: whose gradient it shares.
+        self._same_gradient: dict[Key, Key] = {}
         # id(output) -> (the output, its version, its call): a layer fed by a probed call's
         # output, unchanged since (no in-place op bumped its version), reuses that output's std.
         self._outputs: dict[int, tuple[weakref.ref[torch.Tensor], int, Key]] = {}
@@ -224,12 +217,12 @@ class Probe:
                 except Exception:  # a probe must never break the forward pass it observes
                     if name not in self.unmeasured:
                         self.unmeasured.append(name)
-            if self.stop_early and len(self._calls) == len(self._modules):
-                raise ForwardStopped
 
         return hook
 
     def _record(self, key: Key, watch: Watch, inputs: Any, tensor: torch.Tensor) -> None:
+        if self._record_again(key, watch, tensor):
+            return
         pieces = reduce_output(watch, tensor)
         source = first_floating_tensor(inputs) if watch.is_layer else None
         input_from, input_numel = None, 0
@@ -259,6 +252,32 @@ class Probe:
                 lambda grad: self._record_grad(key, grad)
             )
 
+    def _record_again(self, key: Key, watch: Watch, tensor: torch.Tensor) -> bool:
+        """Record a call whose output is, unchanged, the output of a probed call before it (a
+        block returning its last activation's output) from that call's reductions: the same
+        tensor gives the same statistics and the same gradient. Only for a module whose
+        statistics are the moments alone (a block, a container)."""
+        if watch.can_die or watch.saturation is not None or watch.is_layer:
+            return False
+        earlier = self._producer(tensor)
+        if earlier is None:
+            return False
+        reduced = self._forward[earlier]
+        self._order.append(key)
+        self._forward[key] = Reduced(
+            pieces=reduced.pieces[:2],
+            units=reduced.units,
+            numel=reduced.numel,
+            examples=reduced.examples,
+            zeros=False,
+            saturated=False,
+            input_numel=0,
+            input_from=None,
+            cosine_rows=0,
+        )
+        self._same_gradient[key] = self._same_gradient.get(earlier, earlier)
+        return True
+
     def _producer(self, source: torch.Tensor) -> Key | None:
         """The probed call whose (unchanged) output ``source`` is, if any."""
         if source.is_inference():
@@ -281,6 +300,7 @@ class Probe:
         self._order.clear()
         self._forward.clear()
         self._backward.clear()
+        self._same_gradient.clear()
         self._outputs.clear()
 
     def collect(self) -> list[LayerRecord]:
@@ -288,6 +308,9 @@ class Probe:
         copy)."""
         if not self._order:
             return []
+        for key, earlier in self._same_gradient.items():
+            if earlier in self._backward:
+                self._backward[key] = self._backward[earlier]
         pieces: list[torch.Tensor] = []
         for key in self._order:
             pieces.extend(self._forward[key].pieces)

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from initlab.experiments.results import curves_table, summary, trials_table
+from initlab.experiments.results import curves_table, trials_table
 from initlab.experiments.space import SearchSpace
 from initlab.experiments.storage import default_url
 from initlab.experiments.sweep import run_sweep
-from initlab.report.sweep import sweep_html, write_report
 
-__all__ = ["DEMO_INITS", "DemoResult", "DemoRun", "demo_configurations", "run_demo"]
+__all__ = ["DEMO_INITS", "DEMO_NOTE", "DemoResult", "DemoRun", "demo_configurations", "run_demo"]
 
 DEMO_INITS = ("zeros", "normal:1", "normal:0.01", "torch-default", "xavier", "kaiming",
               "orthogonal", "lsuv")  # fmt: skip
@@ -47,6 +46,7 @@ BASE: dict[str, Any] = {
     "activation": "relu",
     "norm": None,
 }
+DEMO_NOTE = "Deep MLPs (16 x 128) on scikit-learn's digits, doctor at init, then SGD."
 REGULARIZERS: dict[str, dict[str, Any]] = {
     "L2 1e-3": {"l2": 1e-3},
     "weight decay 5e-4": {"weight_decay": 5e-4},
@@ -97,11 +97,34 @@ def _space(configs: list[dict[str, Any]], epochs: int, seeds: int) -> SearchSpac
 
 @dataclass(frozen=True)
 class DemoResult:
-    """The demo's tables and where its files are."""
+    """What the demo measured, as data (``initlab demo`` renders it and writes the report).
+
+    Attributes:
+        table: one row per trial (:func:`~initlab.experiments.results.trials_table`) with the
+            run's ``act`` and ``label`` after the trial number.
+        curves: per-epoch metrics of every complete trial
+            (:func:`~initlab.experiments.results.curves_table`).
+        study: the Optuna study.
+        folder: where the study lives (and where the report belongs).
+    """
 
     table: Any
-    report: Path
+    curves: Any
     study: Any
+    folder: Path
+
+
+def _label_runs(table: Any, study: Any, runs: list[DemoRun]) -> None:
+    """Insert each trial's ``act`` and ``label`` (from the run it holds) after its number."""
+    by_params = {tuple(sorted(run.config.items(), key=str)): run for run in runs}
+    run_of_trial: dict[int, DemoRun] = {}
+    for trial in study.get_trials(deepcopy=False):
+        run = by_params.get(tuple(sorted(trial.params.items(), key=str)))
+        if run is not None:
+            run_of_trial[trial.number] = run
+    unknown = DemoRun(act="", label="", config={})
+    table.insert(1, "act", table["trial"].map(lambda n: run_of_trial.get(n, unknown).act))
+    table.insert(2, "label", table["trial"].map(lambda n: run_of_trial.get(n, unknown).label))
 
 
 def run_demo(
@@ -112,7 +135,7 @@ def run_demo(
     workers: int = 2,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> DemoResult:
-    """Run the demo from scratch into ``root`` and write ``root/report.html``."""
+    """Run the demo from scratch into ``root`` (its study: ``root/demo.db``)."""
     folder = Path(root)
     if folder.exists():
         shutil.rmtree(folder)
@@ -130,17 +153,5 @@ def run_demo(
         configurations=configs,
     )
     table = trials_table(study)
-    by_params = {tuple(sorted(run.config.items(), key=str)): run for run in runs}
-    labels = {}
-    for trial in study.get_trials(deepcopy=False):
-        run = by_params.get(tuple(sorted(trial.params.items(), key=str)))
-        if run is not None:
-            labels[trial.number] = (run.act, run.label)
-    table.insert(1, "act", table["trial"].map(lambda n: labels.get(n, ("", ""))[0]))
-    table.insert(2, "label", table["trial"].map(lambda n: labels.get(n, ("", ""))[1]))
-    note = "Deep MLPs (16 x 128) on scikit-learn's digits, doctor at init, then SGD."
-    document = sweep_html(
-        "demo", table, summary(table), curves_table(study), note=note, png_folder=folder
-    )
-    report = write_report(folder / "report.html", document)
-    return DemoResult(table, report, study)
+    _label_runs(table, study, runs)
+    return DemoResult(table=table, curves=curves_table(study), study=study, folder=folder)

@@ -21,12 +21,12 @@ import torch
 from torch import nn
 
 from initlab.errors import ConfigError, UnknownNameError, did_you_mean
-from initlab.plan.audit import init_model
+from initlab.plan import init_model
 from initlab.plan.plan import Plan
 from initlab.plan.presets import PRESET_NAMES
 from initlab.plan.rules import rule
 
-__all__ = ["INIT_NAMES", "check_init", "initialize"]
+__all__ = ["INIT_NAMES", "check_init", "init_by_name"]
 
 INIT_NAMES = (*PRESET_NAMES, "he", "zeros", "normal:STD", "lsuv")
 
@@ -72,7 +72,7 @@ def check_init(name: str) -> str:
     raise UnknownNameError(did_you_mean("init", name, INIT_NAMES))
 
 
-def initialize(
+def init_by_name(
     model: nn.Module, name: str, *, seed: int, batch: torch.Tensor | None = None
 ) -> None:
     """Initialize ``model`` in place with the initialization called ``name``.

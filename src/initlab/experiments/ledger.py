@@ -11,18 +11,23 @@ and count nowhere.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from initlab.experiments.space import SEARCHED, SearchSpace
 from initlab.experiments.storage import RETRIES
+from initlab.optional import require
 
 __all__ = [
     "ERROR_ATTRIBUTE",
-    "Key",
+    "WorkKey",
     "claim",
     "enqueue",
+    "fail_lost_trials",
     "finished_trials",
     "planned_trials",
     "requeue_interrupted",
@@ -31,14 +36,25 @@ __all__ = [
 
 ERROR_ATTRIBUTE = "error"  # user attribute of a trial failed by its own error: "Type: message"
 
-Key = tuple[Any, ...]
+
+@dataclass(frozen=True)
+class WorkKey:
+    """The work a trial holds: a configuration and a seed.
+
+    Attributes:
+        configuration: ``repr`` of every searched option's value, in :data:`SEARCHED` order.
+        seed: the seed it runs with.
+    """
+
+    configuration: tuple[str, ...]
+    seed: int
 
 
-def trial_key(trial: Any) -> Key:
-    """``(every searched option..., seed)`` of a trial, waiting ones included."""
+def trial_key(trial: Any) -> WorkKey:
+    """The configuration and seed of a trial, waiting ones included."""
     params = trial.params or trial.system_attrs.get("fixed_params", {})
     seed = trial.user_attrs.get("seed", params.get("seed"))
-    return (*(repr(params.get(name)) for name in SEARCHED), int(seed or 0))
+    return WorkKey(tuple(repr(params.get(name)) for name in SEARCHED), int(seed or 0))
 
 
 def _failed_by_error(trial: Any) -> bool:
@@ -61,7 +77,7 @@ def _done(trial: Any) -> bool:
     return trial.state.name in ("COMPLETE", "PRUNED") or _failed_by_error(trial)
 
 
-def _given_up(trials: Iterable[Any], retries: int) -> set[Key]:
+def _given_up(trials: Iterable[Any], retries: int) -> set[WorkKey]:
     """Keys whose work was lost to a kill or an interrupt more than ``1 + retries`` times."""
     lost = Counter(
         trial_key(trial)
@@ -97,7 +113,7 @@ def planned_trials(
     return (wanted if size is None else min(wanted, size)) * space.seeds
 
 
-def claim(trial: Any, key: Key, fresh_limit: int | None) -> str | None:
+def claim(trial: Any, key: WorkKey, fresh_limit: int | None) -> str | None:
     """Why ``trial`` must not run ``key`` (``None``: it may).
 
     Ties between workers are broken by trial number: only trials numbered before this one are
@@ -109,13 +125,13 @@ def claim(trial: Any, key: Key, fresh_limit: int | None) -> str | None:
     keys = {trial_key(other) for other in trials if other.number < trial.number and _holds(other)}
     if key in keys or key in _given_up(trials, RETRIES):
         return "duplicate"
-    if fresh_limit is not None and len({other[:-1] for other in keys}) >= fresh_limit:
+    if fresh_limit is not None and len({other.configuration for other in keys}) >= fresh_limit:
         return "enough"
     return None
 
 
-def _params_key(params: dict[str, Any]) -> Key:
-    return (*(repr(params.get(name)) for name in SEARCHED), int(params.get("seed", 0)))
+def _params_key(params: dict[str, Any]) -> WorkKey:
+    return WorkKey(tuple(repr(params.get(name)) for name in SEARCHED), int(params.get("seed", 0)))
 
 
 def enqueue(
@@ -159,6 +175,13 @@ def enqueue(
     return count
 
 
+class _Requeue(NamedTuple):
+    """Lost work to enqueue again: its configuration with ``seed``, and where the seed goes."""
+
+    configuration: dict[str, Any]
+    seed_as_attribute: bool
+
+
 def requeue_interrupted(study: Any, *, retries: int = RETRIES) -> int:
     """Enqueue again the work of trials failed by a kill or an interrupt (not by their own
     error), unless it is held by another trial or was attempted ``retries + 1`` times.
@@ -166,12 +189,54 @@ def requeue_interrupted(study: Any, *, retries: int = RETRIES) -> int:
     Returns:
         How many were enqueued.
     """
-    points: dict[Key, tuple[dict[str, Any], bool]] = {}
+    points: dict[WorkKey, _Requeue] = {}
     for trial in study.get_trials(deepcopy=False):
         if trial.state.name == "FAIL" and not _failed_by_error(trial) and trial.params:
             key = trial_key(trial)
-            points[key] = ({**trial.params, "seed": key[-1]}, "seed" not in trial.params)
+            points[key] = _Requeue({**trial.params, "seed": key.seed}, "seed" not in trial.params)
     return sum(
-        enqueue(study, [point], seed_as_attribute=seed_as_attribute, retries=retries)
-        for point, seed_as_attribute in points.values()
+        enqueue(
+            study,
+            [point.configuration],
+            seed_as_attribute=point.seed_as_attribute,
+            retries=retries,
+        )
+        for point in points.values()
     )
+
+
+def fail_lost_trials(study: Any, *, grace_seconds: float, retries: int = RETRIES) -> list[int]:
+    """Fail the trials whose worker died before their first heartbeat; queue their work again.
+
+    Optuna fails a running trial whose heartbeat is older than the grace period
+    (``fail_stale_trials``) but never judges one that has not beaten yet, so a worker killed
+    between its trial becoming RUNNING and the first beat would leave that trial running for
+    ever, and grid workers waiting on it. A trial running for longer than ``grace_seconds``
+    whose objective has not started (no parameter suggested, not marked ``surplus``) is such a
+    trial: a live worker suggests within milliseconds. It is failed like a stale one (without
+    :data:`ERROR_ATTRIBUTE`: lost work) and handed to the same retry callback, which enqueues
+    its work again, at most ``retries`` times. Of workers racing to fail it, one does.
+
+    Returns:
+        The numbers of the trials failed here.
+    """
+    optuna = require("optuna", "initlab sweep")
+    states = optuna.trial.TrialState
+    with warnings.catch_warnings():  # "experimental", as the storage's own (see storage.py)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries)
+    now = datetime.now()  # Optuna stamps datetime_start with the worker's local time, naive
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
+        started = trial.datetime_start
+        if trial.params or trial.user_attrs.get("surplus") or started is None:
+            continue
+        if (now - started).total_seconds() <= grace_seconds:
+            continue
+        try:
+            lost = study.tell(trial.number, state=states.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker (or the heartbeat check) has just ended it
+        retry(study, lost)
+        failed.append(trial.number)
+    return failed

@@ -2,11 +2,11 @@
 
 Columns of :func:`trials_table`: ``trial``, ``state``, every searched option (``init``, ``lr``,
 ..., ``seed``), the doctor's verdict at init (``doctor_healthy``, ``doctor_findings``,
-``doctor_forward_trend``, ``doctor_gradient_trend``, ``doctor_jacobian_mean_square``), the
-outcome (``best_val_accuracy``, ``final_val_accuracy``, ``test_accuracy``, ``final_train_loss``,
-``diverged``, ``epochs_run``, ``seconds``) and, for a trial failed by its own error, ``error``
-(its type and message). :func:`summary` groups trials by configuration (all
-options but the seed) and gives mean, std and count over seeds.
+``doctor_severity``, ``doctor_forward_trend``, ``doctor_gradient_trend``,
+``doctor_jacobian_mean_square``), the outcome (``best_val_accuracy``, ``final_val_accuracy``,
+``test_accuracy``, ``final_train_loss``, ``diverged``, ``epochs_run``, ``seconds``) and, for a
+trial failed by its own error, ``error`` (its type and message). :func:`summary` groups trials
+by configuration (all options but the seed) and gives mean, std and count over seeds.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ __all__ = [
 CONFIG_COLUMNS = SEARCHED
 OUTCOMES = ("best_val_accuracy", "final_val_accuracy", "test_accuracy", "final_train_loss",
             "diverged", "epochs_run", "seconds")  # fmt: skip
-DOCTOR = ("doctor_healthy", "doctor_findings", "doctor_forward_trend", "doctor_gradient_trend",
-          "doctor_jacobian_mean_square")  # fmt: skip
+DOCTOR = ("doctor_healthy", "doctor_findings", "doctor_severity", "doctor_forward_trend",
+          "doctor_gradient_trend", "doctor_jacobian_mean_square")  # fmt: skip
 
 
 def trials_table(study: Any) -> Any:

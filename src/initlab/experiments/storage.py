@@ -22,9 +22,18 @@ from typing import Any
 from initlab.errors import ConfigError
 from initlab.optional import MissingDependencyError, require
 
-__all__ = ["DEFAULT_ROOT", "HEARTBEAT_SECONDS", "RETRIES", "default_url", "open_storage", "redact"]
+__all__ = [
+    "DEFAULT_ROOT",
+    "GRACE_BEATS",
+    "HEARTBEAT_SECONDS",
+    "RETRIES",
+    "default_url",
+    "open_storage",
+    "redact",
+]
 
 HEARTBEAT_SECONDS = 10
+GRACE_BEATS = 3  # a trial whose heartbeat is this many beats old is stale (its worker is gone)
 RETRIES = 2  # how many more times the work of a killed or interrupted trial is run
 CONNECT_SECONDS = 10  # a server that does not answer is an error after this, not a hang
 DEFAULT_ROOT = "runs"
@@ -128,23 +137,10 @@ def open_storage(
             a database that cannot be reached (the message gives the redacted URL and the
             driver's reason).
     """
-    if not isinstance(url, str) or ":" not in url:
-        raise ConfigError(f"Storage URL {url!r} is not a URL; use {_FORMS}.")
-    scheme = url.split(":", 1)[0]
-    if scheme != "sqlite" and scheme not in _DRIVERS:
-        raise ConfigError(
-            f"Storage URL {redact(url)!r} has scheme {scheme!r}; supported: sqlite, "
-            f"{', '.join(_DRIVERS)}. Use {_FORMS}."
-        )
+    scheme = _scheme(url)
     optuna = require("optuna", "sweep storage")
     storages = optuna.storages
-    if scheme == "sqlite":
-        path = _sqlite_path(url)
-        _check_sqlite_file(url, path, create)
-        options: dict[str, Any] = {"creator": functools.partial(_sqlite_connection, path)}
-    else:
-        _require_driver(scheme)
-        options = {"pool_pre_ping": True, "connect_args": {"connect_timeout": connect_seconds}}
+    options = _engine_options(url, scheme, create=create, connect_seconds=connect_seconds)
     try:
         with warnings.catch_warnings():
             # Heartbeats are marked experimental in Optuna; they are what crash safety rests on.
@@ -153,7 +149,7 @@ def open_storage(
                 url,
                 engine_kwargs=options,
                 heartbeat_interval=heartbeat,
-                grace_period=heartbeat * 3,
+                grace_period=heartbeat * GRACE_BEATS,
                 heartbeat_stale_trial_callback=storages.RetryHeartbeatStaleTrialCallback(
                     max_retry=retries
                 ),
@@ -162,3 +158,28 @@ def open_storage(
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         reason = lines[0] if lines else type(error).__name__
         raise ConfigError(f"Cannot open storage {redact(url)}: {reason}") from None
+
+
+def _scheme(url: str) -> str:
+    """The URL's scheme (``sqlite``, ``postgresql``...), checked to be one initlab supports."""
+    if not isinstance(url, str) or ":" not in url:
+        raise ConfigError(f"Storage URL {url!r} is not a URL; use {_FORMS}.")
+    scheme = url.split(":", 1)[0]
+    if scheme != "sqlite" and scheme not in _DRIVERS:
+        raise ConfigError(
+            f"Storage URL {redact(url)!r} has scheme {scheme!r}; supported: sqlite, "
+            f"{', '.join(_DRIVERS)}. Use {_FORMS}."
+        )
+    return scheme
+
+
+def _engine_options(
+    url: str, scheme: str, *, create: bool, connect_seconds: int
+) -> dict[str, Any]:
+    """SQLAlchemy engine options: the study file's connection, or the server's timeouts."""
+    if scheme == "sqlite":
+        path = _sqlite_path(url)
+        _check_sqlite_file(url, path, create)
+        return {"creator": functools.partial(_sqlite_connection, path)}
+    _require_driver(scheme)
+    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": connect_seconds}}

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab.doctor import doctor
+from initlab.doctor import DoctorReport, doctor
 from initlab.doctor.finding import trend
 from initlab.errors import ConfigError, UnknownNameError, did_you_mean
-from initlab.experiments.inits import initialize
+from initlab.experiments.inits import init_by_name
 from initlab.gains import ACTIVATIONS, find_activation
 from initlab.train import (
     MLP,
@@ -38,8 +38,8 @@ from initlab.train.schedule import SCHEDULES
 __all__ = [
     "OUTCOME_ATTRIBUTE",
     "SWEEP_SCHEDULES",
-    "TASKS",
-    "Task",
+    "SWEEP_TASKS",
+    "SweepTask",
     "TrialOutcome",
     "check_activation",
     "check_schedule",
@@ -50,7 +50,7 @@ OUTCOME_ATTRIBUTE = "outcome"  # the Optuna user attribute holding a trial's Tri
 
 
 @dataclass(frozen=True)
-class Task:
+class SweepTask:
     """A dataset and a model family: ``digits-mlp``, ``digits-cnn``, ``wine-mlp``...
 
     Attributes:
@@ -88,22 +88,22 @@ class Task:
         )
 
 
-TASKS: dict[str, Task] = {
+SWEEP_TASKS: dict[str, SweepTask] = {
     task.name: task
     for task in (
-        Task("digits-mlp", "digits", "mlp"),
-        Task("digits-cnn", "digits", "cnn"),
-        Task("breast-cancer-mlp", "breast_cancer", "mlp"),
-        Task("wine-mlp", "wine", "mlp"),
+        SweepTask("digits-mlp", "digits", "mlp"),
+        SweepTask("digits-cnn", "digits", "cnn"),
+        SweepTask("breast-cancer-mlp", "breast_cancer", "mlp"),
+        SweepTask("wine-mlp", "wine", "mlp"),
     )
 }
 
 
-def get_task(name: str) -> Task:
+def sweep_task(name: str) -> SweepTask:
     """The task called ``name``."""
-    if name not in TASKS:
-        raise UnknownNameError(did_you_mean("task", name, TASKS))
-    return TASKS[name]
+    if name not in SWEEP_TASKS:
+        raise UnknownNameError(did_you_mean("task", name, SWEEP_TASKS))
+    return SWEEP_TASKS[name]
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,7 @@ class TrialOutcome:
 
     doctor_healthy: bool
     doctor_findings: str
+    doctor_severity: str
     doctor_forward_trend: float | None
     doctor_gradient_trend: float | None
     doctor_jacobian_mean_square: float | None
@@ -145,7 +146,7 @@ SWEEP_SCHEDULES = ("constant", "step", "cosine", "exponential", *SCHEDULES)
 
 def check_schedule(name: str) -> None:
     """Raise if ``name`` is not a schedule a sweep can run (the short names or any of
-    :data:`initlab.train.SCHEDULES`)."""
+    :data:`initlab.train.schedule.SCHEDULES`)."""
     if name not in SWEEP_SCHEDULES:
         raise UnknownNameError(did_you_mean("schedule", name, SWEEP_SCHEDULES))
     _schedule(name, epochs=10)
@@ -200,10 +201,17 @@ def _doctor_summary(model: nn.Module, data: Dataset, seed: int) -> dict[str, Any
     return {
         "doctor_healthy": report.healthy,
         "doctor_findings": ",".join(f.code for f in report.findings if f.severity != "info"),
+        "doctor_severity": _worst_severity(report),
         "doctor_forward_trend": _finite_or_none(forward),
         "doctor_gradient_trend": _finite_or_none(backward),
         "doctor_jacobian_mean_square": _finite_or_none(jacobian),
     }
+
+
+def _worst_severity(report: DoctorReport) -> str:
+    """``critical``, ``warning``, or ``healthy`` when the doctor found neither."""
+    severities = {finding.severity for finding in report.findings}
+    return next((s for s in ("critical", "warning") if s in severities), "healthy")
 
 
 def _row(record: EpochRecord) -> dict[str, Any]:
@@ -214,7 +222,7 @@ def _row(record: EpochRecord) -> dict[str, Any]:
 
 def run_configuration(
     config: dict[str, Any],
-    task: Task,
+    task: SweepTask,
     data: Dataset,
     *,
     seed: int,
@@ -226,7 +234,7 @@ def run_configuration(
     start = time.perf_counter()
     torch.manual_seed(seed)
     model = task.build(config, data)
-    initialize(model, str(config["init"]), seed=seed, batch=data.train.x[:256])
+    init_by_name(model, str(config["init"]), seed=seed, batch=data.train.x[:256])
     summary = _doctor_summary(model, data, seed)
     settings = train_config(config, epochs=epochs, batch_size=batch_size, seed=seed)
     history = fit(model, data, settings, on_epoch=on_epoch)

@@ -5,7 +5,7 @@
 * :mod:`initlab.integrations.lightning`: ``InitCallback`` and ``DoctorCallback`` for
   PyTorch Lightning (``initlab[lightning]``);
 * :mod:`initlab.integrations.hf`: Hugging Face ``PreTrainedModel`` support (``initlab[hf]``);
-* ``DoctorReport.to_tensorboard``: the doctor's statistics in TensorBoard
+* :func:`initlab.report.tensorboard.write_doctor`: the doctor's statistics in TensorBoard
   (``initlab[tensorboard]``).
 
 Nothing here is imported by ``import initlab``.

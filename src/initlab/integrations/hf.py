@@ -45,6 +45,7 @@ from initlab.errors import ConfigError
 from initlab.optional import require
 from initlab.plan.apply import apply_table
 from initlab.plan.assignments import Assignment, Assignments
+from initlab.plan.checkpoint import open_checkpoints
 from initlab.plan.plan import Plan
 from initlab.plan.presets import as_plan
 
@@ -127,7 +128,8 @@ def init_pretrained(
             loaded.append(row.name)
         return f"kept: loaded ({HF_INITIALIZED_FLAG}); plan said {row.source}"
 
-    table = apply_table(model, chosen.resolve(model), seed, skip=keep_loaded)
+    with open_checkpoints():  # a checkpoint rule's file: opened once, to resolve and to copy
+        table = apply_table(model, chosen.resolve(model), seed, skip=keep_loaded)
     modules = dict(model.named_modules(remove_duplicate=False))
     zeroed: list[str] = []
     with torch.no_grad():

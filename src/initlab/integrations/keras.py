@@ -124,9 +124,22 @@ def _scheme_fields(scheme: Scheme) -> set[str]:
     return {f.name for f in dataclasses.fields(scheme) if f.init}
 
 
+@dataclasses.dataclass(frozen=True)
+class _SchemeAndGroups:
+    """An initializer's scheme and the layer's groups its fans (and the scheme) read.
+
+    Attributes:
+        scheme: the scheme, with its parameters.
+        groups: the layer's groups.
+    """
+
+    scheme: Scheme
+    groups: int
+
+
 def _resolve_scheme(
     scheme: str | Scheme | Mapping[str, Any], params: dict[str, Any], groups: int | None
-) -> tuple[Scheme, int]:
+) -> _SchemeAndGroups:
     """The scheme with ``params`` and the layer's groups (shared with a scheme's own groups)."""
     if isinstance(scheme, Mapping):
         resolved = from_config({**scheme, **params})
@@ -138,12 +151,15 @@ def _resolve_scheme(
             f"{type(scheme).__name__} {scheme!r}. Known names: initlab.scheme_names()."
         )
     if "groups" not in _scheme_fields(resolved):
-        return resolved, 1 if groups is None else groups
+        return _SchemeAndGroups(resolved, 1 if groups is None else groups)
     # Schemes that take the layer's groups (dirac) read the same number the fans read.
     own = int(resolved.groups)  # type: ignore[attr-defined]
     if groups is None or groups == own:
-        return resolved, own
-    return dataclasses.replace(resolved, groups=groups), groups  # type: ignore[call-arg]
+        return _SchemeAndGroups(resolved, own)
+    return _SchemeAndGroups(
+        dataclasses.replace(resolved, groups=groups),  # type: ignore[call-arg]
+        groups,
+    )
 
 
 def _check_options(seed: Any, repeat: Any, layout: Any, groups: int) -> None:
@@ -205,7 +221,8 @@ class InitlabInitializer(_KerasInitializer):  # type: ignore[misc]
         groups: int | None = None,
         **params: Any,
     ) -> None:
-        self.scheme, self.groups = _resolve_scheme(scheme, dict(params), groups)
+        resolved = _resolve_scheme(scheme, dict(params), groups)
+        self.scheme, self.groups = resolved.scheme, resolved.groups
         _check_options(seed, repeat, layout, self.groups)
         self.seed = seed
         self.repeat = repeat

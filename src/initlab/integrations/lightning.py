@@ -47,10 +47,9 @@ from initlab.doctor import DoctorReport, Thresholds, doctor
 from initlab.doctor.finding import Finding
 from initlab.errors import ConfigError, InitlabError
 from initlab.optional import require
+from initlab.plan import init_model
 from initlab.plan.assignments import Assignments
-from initlab.plan.audit import init_model
 from initlab.plan.plan import Plan
-from initlab.report.tensorboard import doctor_scalars
 
 require("lightning", "initlab.integrations.lightning")
 
@@ -236,7 +235,7 @@ class DoctorCallback(pl.Callback):
             return
         report = self._diagnose(pl_module, batch)
         self.reports[step] = report
-        metrics = doctor_scalars(report, self.prefix)  # the tags to_tensorboard writes
+        metrics = report.scalars(self.prefix)  # the tags write_doctor writes too
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
         critical = [f for f in report.findings if f.severity == "critical"]

@@ -18,6 +18,7 @@ from initlab.layers.kinds import (
     NORM_TYPES,
     ActivationFamily,
     ActivationKind,
+    ModuleActivation,
     activation_kind,
     activation_module,
     is_norm,
@@ -32,6 +33,7 @@ from initlab.layers.structure import (
     gate_blocks,
     is_hf_conv1d,
     is_layer,
+    packed_projections,
     parameter_structure,
 )
 
@@ -44,6 +46,7 @@ __all__ = [
     "ActivationFamily",
     "ActivationKind",
     "Block",
+    "ModuleActivation",
     "Role",
     "Structure",
     "activation_kind",
@@ -53,5 +56,6 @@ __all__ = [
     "is_layer",
     "is_norm",
     "module_activation",
+    "packed_projections",
     "parameter_structure",
 ]

@@ -31,7 +31,7 @@ import functools
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import nn
@@ -44,6 +44,7 @@ __all__ = [
     "NORM_TYPES",
     "ActivationFamily",
     "ActivationKind",
+    "ModuleActivation",
     "activation_kind",
     "activation_module",
     "is_norm",
@@ -140,8 +141,20 @@ def activation_kind(name: str) -> ActivationKind:
     return ActivationKind(canonical, _FAMILY[canonical], _SATURATION.get(canonical))
 
 
-def module_activation(module: nn.Module) -> tuple[str, float | None] | None:
-    """``(canonical name, parameter)`` of an activation module, ``None`` for other modules.
+class ModuleActivation(NamedTuple):
+    """The activation a module (or a call) applies.
+
+    Attributes:
+        name: its canonical name (see :func:`initlab.gains.canonical_activation`).
+        param: its parameter (leaky slope, ELU alpha, softplus beta), ``None`` if it has none.
+    """
+
+    name: str
+    param: float | None
+
+
+def module_activation(module: nn.Module) -> ModuleActivation | None:
+    """The activation of an activation module, ``None`` for other modules.
 
     The parameter is LeakyReLU's slope, ELU/CELU's alpha, Softplus's beta, PReLU's learned
     slope (its mean over channels; torch's initial 0.25 on the meta device) or RReLU's mean
@@ -149,22 +162,24 @@ def module_activation(module: nn.Module) -> tuple[str, float | None] | None:
 
     Example:
         >>> module_activation(nn.LeakyReLU(0.2))
-        ('leaky_relu', 0.2)
+        ModuleActivation(name='leaky_relu', param=0.2)
     """
     if isinstance(module, nn.PReLU):
         weight = module.weight.detach()
-        return "leaky_relu", 0.25 if weight.is_meta else float(weight.float().mean())
+        return ModuleActivation(
+            "leaky_relu", 0.25 if weight.is_meta else float(weight.float().mean())
+        )
     if isinstance(module, nn.RReLU):
-        return "leaky_relu", (module.lower + module.upper) / 2.0
+        return ModuleActivation("leaky_relu", (module.lower + module.upper) / 2.0)
     type_name = type(module).__name__
     if type_name == "GELU" and getattr(module, "approximate", "none") == "tanh":
-        return "gelu_tanh", None
+        return ModuleActivation("gelu_tanh", None)
     name = find_activation(type_name)
     if name is None:
         return None
     attribute = ACTIVATION_PARAMETERS.get(name)
     param = getattr(module, attribute, None) if attribute else None
-    return name, None if param is None else float(param)
+    return ModuleActivation(name, None if param is None else float(param))
 
 
 _MODULES: dict[str, Callable[[], nn.Module]] = {

@@ -16,7 +16,10 @@ layer                        fans (:math:`c` channels, :math:`g` groups, kernel 
                              stride
 ``Bilinear``                 weight ``(out, in1, in2)``: :math:`y_k = x_1^\top W_k x_2`, so
                              fan_in :math:`= in_1 \cdot in_2` and fan_out = out (torch: out * in2)
-HF ``Conv1D`` (GPT-2)        weight ``(in, out)``
+HF ``Conv1D`` (GPT-2)        weight ``(in, out)``; GPT-2's ``c_attn`` ``(d, 3d)`` holds three
+                             ``(d, d)`` projections q, k, v side by side (its columns, as
+                             ``GPT2Attention`` splits its output): fans (d, d) each (k, v for
+                             a cross-attention ``c_attn`` ``(d, 2d)``)
 ``MultiheadAttention``       ``in_proj_weight`` ``(3d, d)`` holds three ``(d, d)`` projections
                              q, k, v: each is a layer with fans (d, d)
 ``RNN`` / ``LSTM`` / ``GRU``  ``weight_ih`` ``(G h, in)`` and ``weight_hh`` ``(G h, h)`` hold
@@ -39,25 +42,28 @@ Roles: ``weight`` (Linear/Conv/RNN/attention matrices), ``bias``, ``embedding``,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from initlab.fans import Fans, Layout, compute_fans, torch_fans
+from initlab.fans import Fans, Layout, compute_fans
 from initlab.layers.kinds import is_norm
 
 __all__ = [
     "LAYER_TYPES",
     "ROLES",
     "Block",
+    "LayerFans",
     "Role",
     "Structure",
     "gate_blocks",
     "is_hf_conv1d",
     "is_layer",
+    "packed_projections",
     "parameter_structure",
 ]
 
@@ -78,15 +84,17 @@ _GATES: dict[str, tuple[tuple[str, str], ...]] = {
 
 @dataclass(frozen=True)
 class Block:
-    """Rows ``start:stop`` of a stacked weight (or bias) that form one layer of their own.
+    """Indices ``start:stop`` along ``axis`` of a stacked weight (or bias) that form one layer
+    of their own: rows of a torch weight, columns of GPT-2's ``(in, out)`` ``c_attn``.
 
     Attributes:
         label: ``q``/``k``/``v`` for attention, the gate letter for recurrent layers.
-        start: first row.
-        stop: one past the last row.
+        start: first index.
+        stop: one past the last index.
         activation: the gate's activation (``sigmoid``/``tanh``/``relu``); ``None`` for the
             attention projections, which feed no elementwise activation.
         recurrent: a hidden-to-hidden block (``weight_hh``).
+        axis: the axis the blocks are stacked along (0 unless the weight stores (in, out)).
     """
 
     label: str
@@ -94,6 +102,7 @@ class Block:
     stop: int
     activation: str | None = None
     recurrent: bool = False
+    axis: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,8 @@ class Structure:
         fan_shape: the layer's weight shape (also for its bias): what torch's array rule reads.
         fans: the fans initlab uses (a block's for a stacked weight; ``None`` for roles
             without fans).
+        torch_fans: the fans torch's array rule reads from ``fan_shape`` (what a
+            ``fans="torch"`` rule uses); ``None`` for roles without fans.
         blocks: the stacked layers the tensor holds along its first axis (empty if one).
         note: how these fans differ from torch's array rule, and why.
         magnitude_of: for a weight norm's magnitude ``g``, the attribute of its direction ``v``.
@@ -117,14 +128,69 @@ class Structure:
     groups: int = 1
     fan_shape: tuple[int, ...] = ()
     fans: Fans | None = None
+    torch_fans: Fans | None = None
     blocks: tuple[Block, ...] = ()
     note: str = ""
     magnitude_of: str = ""
 
 
+@dataclass(frozen=True)
+class LayerFans:
+    """How a layer reads its (whole) weight: the part of a :class:`Structure` a bias shares.
+
+    Attributes:
+        layout: how the weight's axes are ordered.
+        groups: the layer's groups.
+        fans: the fans initlab uses.
+        torch_fans: the fans of torch's array rule for the same shape.
+        note: how ``fans`` differ from ``torch_fans``, and why.
+    """
+
+    layout: Layout
+    groups: int
+    fans: Fans
+    torch_fans: Fans
+    note: str
+
+
+@dataclass(frozen=True)
+class _Reparametrized:
+    """The original of a reparametrized weight.
+
+    Attributes:
+        weight: the attribute of the weight it makes (``weight``).
+        kind: ``weight norm``, ``spectral norm`` or the parametrizations' names.
+        part: ``magnitude``, ``direction`` (weight norm) or ``original``.
+    """
+
+    weight: str
+    kind: str
+    part: str
+
+
 def is_hf_conv1d(module: nn.Module) -> bool:
     """Hugging Face's GPT-2 ``Conv1D``: weight ``(nx, nf)`` used as ``x @ W``, i.e. (in, out)."""
     return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+
+
+def packed_projections(module: nn.Module, name: str, parent: nn.Module | None) -> str:
+    """The projections GPT-2's packed ``c_attn`` holds side by side: ``"qkv"`` (``"kv"`` in
+    cross-attention), or ``""`` for any other module.
+
+    Read from the structure ``transformers`` builds, nothing guessed: a ``Conv1D`` named
+    ``c_attn`` of a ``GPT2Attention`` whose output width ``nf`` is 3 (2) times its input width,
+    the attention's ``split_size``, by which ``GPT2Attention.forward`` splits its output.
+    """
+    if name != "c_attn" or parent is None or not is_hf_conv1d(module):
+        return ""
+    if "GPT2Attention" not in (cls.__name__ for cls in type(parent).__mro__):
+        return ""
+    weight = getattr(module, "weight", None)
+    width = getattr(parent, "split_size", None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2 or weight.shape[0] != width:
+        return ""
+    labels = "kv" if getattr(parent, "is_cross_attention", False) else "qkv"
+    return labels if int(getattr(module, "nf", 0)) == len(labels) * width else ""
 
 
 def is_layer(module: nn.Module) -> bool:
@@ -150,22 +216,28 @@ def gate_blocks(module: nn.Module, rows: int, *, recurrent: bool) -> tuple[Block
     )
 
 
-def _conv_layout(module: nn.Module) -> tuple[Layout, int]:
-    groups = int(getattr(module, "groups", 1)) if isinstance(module, _CONV) else 1
+def _layout(module: nn.Module) -> Layout:
+    """How ``module`` orders its weight's axes."""
     if isinstance(module, _TRANSPOSED):
-        return "torch_transposed", groups
-    if is_hf_conv1d(module):
-        return "keras", 1
-    return "torch", groups
+        return "torch_transposed"
+    return "keras" if is_hf_conv1d(module) else "torch"
 
 
-def _layer_fans(module: nn.Module, shape: tuple[int, ...]) -> tuple[Layout, int, Fans, str]:
-    """Layout, groups, fans and note of ``module``'s (full) weight of ``shape``."""
-    layout, groups = _conv_layout(module)
+def _groups(module: nn.Module) -> int:
+    """A convolution's groups; 1 for every other layer."""
+    return int(getattr(module, "groups", 1)) if isinstance(module, _CONV) else 1
+
+
+def _layer_fans(module: nn.Module, shape: tuple[int, ...]) -> LayerFans:
+    """How ``module`` reads its (full) weight of ``shape``: fans computed once, both ways."""
+    layout, groups = _layout(module), _groups(module)
+    array_fans = compute_fans(shape, layout="torch")
     notes = []
     if isinstance(module, nn.Bilinear) and len(shape) == 3:
         fans = Fans(shape[1] * shape[2], shape[0], 1)
         notes.append("Bilinear: fan_in in1*in2, fan_out out")
+    elif layout == "torch" and groups == 1:
+        fans = array_fans
     else:
         fans = compute_fans(shape, layout=layout, groups=groups)
     if isinstance(module, _TRANSPOSED):
@@ -180,10 +252,10 @@ def _layer_fans(module: nn.Module, shape: tuple[int, ...]) -> tuple[Layout, int,
         notes.append("Conv1D stores (in, out)")
     elif groups > 1:
         notes.append(f"fan_out counted per group ({groups} groups)")
-    if len(shape) >= 2 and (fans.fan_in, fans.fan_out) != torch_fans(shape):
-        torch_in, torch_out = torch_fans(shape)
+    torch_in, torch_out = int(array_fans.fan_in), int(array_fans.fan_out)
+    if len(shape) >= 2 and (fans.fan_in, fans.fan_out) != (torch_in, torch_out):
         notes.append(f"torch's array rule would give fan_in {torch_in}, fan_out {torch_out}")
-    return layout, groups, fans, "; ".join(notes)
+    return LayerFans(layout, groups, fans, array_fans, "; ".join(notes))
 
 
 def _blocks(module: nn.Module, attribute: str, rows: int) -> tuple[Block, ...]:
@@ -198,8 +270,43 @@ def _blocks(module: nn.Module, attribute: str, rows: int) -> tuple[Block, ...]:
     return ()
 
 
-def _stacked(module: nn.Module, attribute: str, tensor: torch.Tensor) -> Structure | None:
-    """Attention in_proj and recurrent weights/biases: per-block fans."""
+def _read_weight(known: Mapping[str, Structure], attribute: str) -> Structure | None:
+    """The structure already read for the layer's weight ``attribute``, when it has fans."""
+    shared = known.get(attribute)
+    if shared is None or shared.fans is None or shared.torch_fans is None:
+        return None
+    return shared
+
+
+def _packed(
+    module: nn.Module, attribute: str, labels: str, known: Mapping[str, Structure]
+) -> Structure | None:
+    """GPT-2's ``c_attn`` weight ``(d, n d)`` and bias ``(n d,)``: one block per projection in
+    ``labels``, along the weight's columns and the bias's only axis; fans ``(d, d)`` each."""
+    weight = getattr(module, "weight", None)
+    if attribute not in ("weight", "bias") or not isinstance(weight, torch.Tensor):
+        return None
+    width = int(weight.shape[0])
+    role: Role = "weight" if attribute == "weight" else "bias"
+    axis = 1 if role == "weight" else 0
+    blocks = tuple(
+        Block(label, i * width, (i + 1) * width, axis=axis) for i, label in enumerate(labels)
+    )
+    note = f"Conv1D stores (in, out); fans per {', '.join(labels)} block ({width}, {width})"
+    shared = _read_weight(known, "weight") if role == "bias" else None
+    if shared is not None:
+        fans, array_fans = shared.fans, shared.torch_fans
+    else:
+        fans = compute_fans((width, width), layout="keras")
+        array_fans = compute_fans(tuple(weight.shape), layout="torch")
+    return Structure(role, "keras", 1, tuple(weight.shape), fans, array_fans, blocks, note)
+
+
+def _stacked(
+    module: nn.Module, attribute: str, tensor: torch.Tensor, known: Mapping[str, Structure]
+) -> Structure | None:
+    """Attention in_proj and recurrent weights/biases: per-block fans (a bias shares its
+    weight's, read from ``known`` when that weight's structure is there)."""
     blocks = _blocks(module, attribute, int(tensor.shape[0]) if tensor.dim() else 0)
     if not blocks:
         return None
@@ -212,8 +319,12 @@ def _stacked(module: nn.Module, attribute: str, tensor: torch.Tensor) -> Structu
     what = "q, k, v" if isinstance(module, nn.MultiheadAttention) else "gate"
     note = f"fans per {what} block {block_shape}"
     role: Role = "bias" if attribute.startswith("bias") else "weight"
-    fans = compute_fans(block_shape)
-    return Structure(role, "torch", 1, tuple(matrix.shape), fans, blocks, note)
+    shared = _read_weight(known, weight) if role == "bias" else None
+    if shared is not None:
+        fans, array_fans = shared.fans, shared.torch_fans
+    else:
+        fans, array_fans = compute_fans(block_shape), compute_fans(tuple(matrix.shape))
+    return Structure(role, "torch", 1, tuple(matrix.shape), fans, array_fans, blocks, note)
 
 
 def _role(module: nn.Module, attribute: str, tensor: torch.Tensor) -> Role:
@@ -228,63 +339,102 @@ def _role(module: nn.Module, attribute: str, tensor: torch.Tensor) -> Role:
     return "other"
 
 
-def _reparametrized(
-    module: nn.Module, attribute: str, tensor: torch.Tensor
-) -> tuple[str, str, str] | None:
-    """For the original of a reparametrized weight: (weight attribute, kind, part)."""
+def _reparametrized(module: nn.Module, attribute: str) -> _Reparametrized | None:
+    """What the original ``attribute`` of a reparametrized weight is, if it is one."""
     if attribute.startswith("parametrizations."):
         _, weight, original = attribute.split(".", 2)
         if not parametrize.is_parametrized(module, weight):
             return None
         kinds = [type(p).__name__ for p in _parametrizations(module, weight)]
         if kinds == ["_WeightNorm"]:
-            return weight, "weight norm", "magnitude" if original == "original0" else "direction"
-        return weight, ", ".join(k.lstrip("_") for k in kinds), "original"
+            part = "magnitude" if original == "original0" else "direction"
+            return _Reparametrized(weight, "weight norm", part)
+        return _Reparametrized(weight, ", ".join(k.lstrip("_") for k in kinds), "original")
     stem = attribute[:-2]
     if (
         attribute.endswith(("_g", "_v"))
         and hasattr(module, f"{stem}_v")
         and hasattr(module, f"{stem}_g")
     ):  # torch.nn.utils.weight_norm, the older hook-based form
-        return stem, "weight norm", "magnitude" if attribute.endswith("_g") else "direction"
+        part = "magnitude" if attribute.endswith("_g") else "direction"
+        return _Reparametrized(stem, "weight norm", part)
     return None
 
 
-def parameter_structure(module: nn.Module, attribute: str, tensor: torch.Tensor) -> Structure:
+def _reparametrized_structure(
+    module: nn.Module, attribute: str, tensor: torch.Tensor, original: _Reparametrized
+) -> Structure:
+    """A weight norm's magnitude is derived; any other original is initialized as the weight."""
+    if original.part == "magnitude":
+        direction = (
+            f"parametrizations.{original.weight}.original1"
+            if "." in attribute
+            else f"{original.weight}_v"
+        )
+        note = f"{original.kind}: set to ||v|| per output so that the weight equals v"
+        return Structure("other", note=note, magnitude_of=direction)
+    inner = parameter_structure(module, original.weight, tensor)
+    note = f"{original.kind} ({original.part}): initialized as the layer's weight"
+    if "spectral" in original.kind.lower():
+        note += "; the layer divides it by its largest singular value"
+    return replace(inner, role="weight", note="; ".join(filter(None, [note, inner.note])))
+
+
+def parameter_structure(
+    module: nn.Module,
+    attribute: str,
+    tensor: torch.Tensor,
+    *,
+    known: Mapping[str, Structure] | None = None,
+    packed: str = "",
+) -> Structure:
     """The :class:`Structure` of ``module``'s parameter ``attribute`` (its path under the
-    module, e.g. ``weight``, ``in_proj_weight``, ``parametrizations.weight.original1``)."""
-    reparametrized = _reparametrized(module, attribute, tensor)
-    if reparametrized is not None:
-        weight, kind, part = reparametrized
-        if part == "magnitude":
-            direction = (
-                f"parametrizations.{weight}.original1" if "." in attribute else f"{weight}_v"
-            )
-            note = f"{kind}: set to ||v|| per output so that the weight equals v"
-            return Structure("other", note=note, magnitude_of=direction)
-        inner = parameter_structure(module, weight, tensor)
-        note = f"{kind} ({part}): initialized as the layer's weight"
-        if "spectral" in kind.lower():
-            note += "; the layer divides it by its largest singular value"
-        return Structure(
-            "weight", inner.layout, inner.groups, inner.fan_shape, inner.fans, inner.blocks,
-            "; ".join(filter(None, [note, inner.note])),
-        )  # fmt: skip
-    stacked = _stacked(module, attribute, tensor)
+    module, e.g. ``weight``, ``in_proj_weight``, ``parametrizations.weight.original1``).
+
+    Args:
+        module: the layer that owns the parameter.
+        attribute: the parameter's path under ``module``.
+        tensor: the parameter.
+        known: structures already read for other parameters of ``module``, by attribute: a
+            bias takes its weight's fans from there instead of computing them again.
+        packed: the projections ``module`` holds side by side (:func:`packed_projections`).
+    """
+    known = known or {}
+    original = _reparametrized(module, attribute)
+    if original is not None:
+        return _reparametrized_structure(module, attribute, tensor, original)
+    stacked = (
+        _packed(module, attribute, packed, known)
+        if packed
+        else _stacked(module, attribute, tensor, known)
+    )
     if stacked is not None:
         return stacked
     role = _role(module, attribute, tensor)
     if role == "weight":
-        layout, groups, fans, note = _layer_fans(module, tuple(tensor.shape))
-        return Structure(role, layout, groups, tuple(tensor.shape), fans, (), note)
+        layer = _layer_fans(module, tuple(tensor.shape))
+        return Structure(role, layer.layout, layer.groups, tuple(tensor.shape), layer.fans,
+                         layer.torch_fans, (), layer.note)  # fmt: skip
     if role == "bias":
-        sibling = _weight_of(module, attribute)
-        if sibling is not None:
-            layout, groups, fans, _ = _layer_fans(module, tuple(sibling.shape))
-            return Structure(
-                role, layout, groups, tuple(sibling.shape), fans, (), "fans of the layer's weight"
-            )
+        return _bias_structure(module, attribute, known)
     return Structure(role)
+
+
+def _bias_structure(
+    module: nn.Module, attribute: str, known: Mapping[str, Structure]
+) -> Structure:
+    """A bias takes the fans of its layer's weight (``known``'s when read already)."""
+    sibling = _weight_of(module, attribute)
+    if sibling is None:
+        return Structure("bias")
+    note = "fans of the layer's weight"
+    shared = _read_weight(known, attribute.replace("bias", "weight"))
+    if shared is not None and shared.fan_shape == sibling.shape:
+        return Structure("bias", shared.layout, shared.groups, shared.fan_shape, shared.fans,
+                         shared.torch_fans, (), note)  # fmt: skip
+    layer = _layer_fans(module, tuple(sibling.shape))
+    return Structure("bias", layer.layout, layer.groups, tuple(sibling.shape), layer.fans,
+                     layer.torch_fans, (), note)  # fmt: skip
 
 
 def _parametrizations(module: nn.Module, weight: str) -> nn.ModuleList:

@@ -28,8 +28,7 @@ type matters (a dict or ``ModelOutput`` is fine).
 :func:`initlab.rng.parameter_generator`, so the result depends only on the seed and the
 parameter's name) and its bias is set to 0; MultiheadAttention's packed ``in_proj_weight``
 gets one orthonormal block per query, key and value projection. Then, layer by layer in forward
-order, one batch is pushed through the model and the layer's output :math:`h` measured; its
-weight is rescaled
+order, the layer's output :math:`h` on the batch is measured and its weight rescaled
 
 .. math::
 
@@ -38,10 +37,19 @@ weight is rescaled
 until :math:`|\operatorname{Var}(h) - v^\ast| < \text{tol}` (the paper's test, with
 :math:`v^\ast = 1`) or ``max_iter`` rescalings were made. The variance is over every element
 of the output (batch, units and positions), on the layer's first call when it is called more
-than once. The layers before the current one are already final, so a measuring pass stops
-right after the current layer and the next one (:class:`initlab.doctor.Probe` with
-``stop_early``, one host sync per pass); the next layer's record of the current layer's last
-pass is its starting point, so a layer costs one partial forward pass per rescaling.
+than once.
+
+**The cost: two forward passes.** The layers before the current one are final, so its input
+is fixed: one pass finds the layers and their order (changing nothing), and a second fits
+them all inside the forward itself. A hook on each layer's first call measures the output
+that call just produced, rescales the weight, and hands the rescaled output on, so the layers
+after it see what a fresh pass would give them. A layer of a known affine kind (Linear, Conv,
+ConvTranspose, Bilinear, HF Conv1D, MultiheadAttention) with a zero bias has an output
+exactly proportional to its weight: one measurement gives the exact factor, and the output is
+rescaled in place. Any other layer (a fixed nonzero bias, a subclass whose forward adds a norm,
+a module with hooks of its own) is called again alone on the same inputs after each rescaling.
+:attr:`LsuvLog.forward_passes`, :attr:`LsuvLog.layer_calls` and
+:attr:`LsuvLog.forward_equivalents` say what a run spent.
 
 With ``center_bias`` the bias also removes the output's mean, :math:`b \leftarrow
 c\,(b - \bar h)` with :math:`c` the weight's factor, so the new output is exactly
@@ -49,7 +57,7 @@ c\,(b - \bar h)` with :math:`c` the weight's factor, so the new output is exactl
 which is the same when :math:`b = 0`; the PyPI package ``lsuv`` 0.3.0 corrects the std only.
 
 The model keeps its train/eval mode; its buffers (BatchNorm running statistics) are restored
-afterwards, so the many measuring passes leave no trace but the new weights. Call
+afterwards, so the passes leave no trace but the new weights. Call
 ``model.eval()`` first if it has dropout: in training mode every pass draws a new mask.
 
 Reference: D. Mishkin and J. Matas, "All you need is a good init", ICLR 2016.

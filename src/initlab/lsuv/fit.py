@@ -1,27 +1,31 @@
-"""LSUV itself: the measuring passes and the per-layer rescaling (see :mod:`initlab.lsuv`)."""
+"""LSUV itself: find the layers, pre-init them, fit them in one pass, log it (see
+:mod:`initlab.lsuv`)."""
 
 from __future__ import annotations
 
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
 from initlab.arguments import check_module, check_seed
-from initlab.batches import Batch, call_model, check_batch, describe
-from initlab.doctor.probe import ForwardStopped, Probe
-from initlab.errors import ConfigError, InitlabError
+from initlab.batches import Batch, check_batch
+from initlab.errors import ConfigError
 from initlab.lsuv.log import LsuvLog, LsuvRow, LsuvSkip
-from initlab.lsuv.targets import NEVER_RAN, Target, classify, orthonormal, unmeasurable
+from initlab.lsuv.passes import first_calls, fit_in_one_pass, run_model
+from initlab.lsuv.rescale import MISSING, Fitted, Settings, row_for
+from initlab.lsuv.targets import NEVER_RAN, Target, classify, orthonormal
 from initlab.plan.buffers import buffers_restored
 
 __all__ = ["lsuv"]
 
-_EPS = 1e-8
+_STOPPED = (
+    "lsuv: layer {!r} stopped running in the forward pass (data-dependent control flow?); it "
+    "was left where it stood."
+)
 
 
 def lsuv(
@@ -51,7 +55,9 @@ def lsuv(
         seed: the run seed of the orthonormal pre-init (one stream per parameter name).
 
     Returns:
-        The log: a row per fitted layer and the skipped layers with their reasons. A layer
+        The log: a row per fitted layer, the skipped layers with their reasons, and what the
+        run cost (:attr:`LsuvLog.forward_passes`: two, one to find the layers and one to fit
+        them all; :attr:`LsuvLog.layer_calls`: calls of a single layer). A layer
         that does not converge is reported by a warning naming it, never by a longer loop;
         the skipped layers by one warning naming them all.
 
@@ -69,50 +75,38 @@ def lsuv(
     _check_settings(tol, max_iter, target_var)
     seed = check_seed("lsuv", seed)
     check_batch(batch, "lsuv")
-    messages: list[str] = []
-    rows: list[LsuvRow] = []
+    settings = Settings(target_var, tol, max_iter, center_bias)
     with buffers_restored(model), torch.no_grad():
-        if any(is_lazy(parameter) for parameter in model.parameters()):
-            _forward(model, batch)  # lazy modules take their shapes from a first call
-        candidates, targets, reasons = classify(model)
-        calls = _first_calls(model, batch, list(targets))
-        for name in targets:
-            if name not in calls:
-                reasons[name] = NEVER_RAN
-            elif calls[name]:
-                reasons[name] = calls[name]
-        layers = [targets[name] for name in calls if name not in reasons]
+        found = _find_layers(model, batch)
         if orthogonal:
-            for target in layers:
+            for target in found.layers:
                 orthonormal(target, seed)
-        # Each pass also measures the next layer: once the current one is final, that
-        # record is the next layer's starting point, so a layer costs one pass per rescaling.
-        known: dict[str, _Output] = {}
-        for index, target in enumerate(layers):
-            following = [layer.name for layer in layers[index + 1 : index + 2]]
-            if target.name not in known:
-                known = _measure(model, batch, [target.name, *following])
-            row, known = _fit_layer(
-                model, batch, target, following, known, target_var, tol, max_iter,
-                center_bias, messages,
-            )  # fmt: skip
-            rows.append(row)
+        fitted = fit_in_one_pass(model, batch, found.layers, settings) if found.layers else {}
+    rows = [_row(target, fitted, settings) for target in found.layers]
+    messages = [
+        fitted[target.name].problem if target.name in fitted else _STOPPED.format(target.name)
+        for target in found.layers
+    ]
     modules = dict(model.named_modules())
     skipped = tuple(
-        LsuvSkip(name, type(modules[name]).__name__, reasons[name])
-        for name in candidates
-        if name in reasons
+        LsuvSkip(name, type(modules[name]).__name__, found.reasons[name])
+        for name in found.candidates
+        if name in found.reasons
     )
-    if not candidates:
+    if not found.candidates:
         messages.append(
             f"lsuv: {type(model).__name__} has no weight-bearing layer (a module owning a "
             "weight matrix or kernel); nothing was initialized."
         )
     elif skipped:
-        messages.append(_skipped_message(skipped, len(candidates), fitted=len(rows)))
-    for message in messages:
+        messages.append(_skipped_message(skipped, len(found.candidates), fitted=len(rows)))
+    for message in filter(None, messages):
         warnings.warn(message, stacklevel=2)
-    return LsuvLog(tuple(rows), target_var, tol, max_iter, seed if orthogonal else None, skipped)
+    return LsuvLog(
+        tuple(rows), target_var, tol, max_iter, seed if orthogonal else None, skipped,
+        forward_passes=found.passes + (1 if found.layers else 0),
+        layer_calls=sum(result.calls for result in fitted.values()),
+    )  # fmt: skip
 
 
 def _check_settings(tol: float, max_iter: int, target_var: float) -> None:
@@ -154,132 +148,44 @@ def _skipped_message(skipped: tuple[LsuvSkip, ...], candidates: int, fitted: int
     )
 
 
-def _forward(model: nn.Module, batch: Batch) -> None:
-    try:
-        call_model(model, batch)
-    except ForwardStopped:
-        pass
-    except Exception as error:
-        raise InitlabError(
-            f"lsuv: the model failed on the batch ({describe(batch)}): "
-            f"{type(error).__name__}: {error}"
-        ) from None
-
-
-def _first_calls(model: nn.Module, batch: Batch, names: list[str]) -> dict[str, str]:
-    """The modules in ``names`` that run, in the order of their first call's end (one
-    forward pass), each with :func:`unmeasurable` of its first output."""
-    found: dict[str, str] = {}
-    if not names:
-        return found
-    modules = dict(model.named_modules())
-
-    def recorder(name: str) -> Any:
-        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            if name not in found:
-                found[name] = unmeasurable(output)
-
-        return hook
-
-    handles = [modules[name].register_forward_hook(recorder(name)) for name in names]
-    try:
-        _forward(model, batch)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return found
-
-
 @dataclass(frozen=True)
-class _Output:
-    """One layer's output on the batch: mean, std, and whether every value was finite."""
+class _Layers:
+    """What the model's first passes found.
 
-    mean: float
-    std: float
-    finite: bool
+    Attributes:
+        candidates: every weight-bearing layer, in module order.
+        layers: the layers to fit, in the order their first calls end.
+        reasons: why each of the other candidates is skipped.
+        passes: the forward passes this took.
+    """
 
-
-_MISSING = _Output(math.nan, math.nan, False)
-
-
-def _measure(model: nn.Module, batch: Batch, names: list[str]) -> dict[str, _Output]:
-    """One forward pass, stopped once every layer in ``names`` has run (one host sync); a
-    layer called more than once is measured on its first call."""
-    found: dict[str, _Output] = {}
-    with Probe(model, names, gradients=False, cosine=False, stop_early=True) as probe:
-        _forward(model, batch)
-        for record in probe.collect():
-            if record.name not in found:
-                forward = record.forward
-                found[record.name] = _Output(
-                    forward["mean"], forward["std"], forward["nonfinite"] == 0
-                )
-    return found
+    candidates: list[str]
+    layers: list[Target]
+    reasons: dict[str, str]
+    passes: int
 
 
-def _fit_layer(
-    model: nn.Module,
-    batch: Batch,
-    target: Target,
-    following: list[str],
-    known: dict[str, _Output],
-    target_var: float,
-    tol: float,
-    max_iter: int,
-    center_bias: bool,
-    messages: list[str],
-) -> tuple[LsuvRow, dict[str, _Output]]:
-    """Rescale one layer; returns its row and the last measurement (which the next layer
-    may start from)."""
-    name, weight, bias = target.name, target.weight, target.bias
-    center = center_bias and bias is not None
-    target_std = math.sqrt(target_var)
-    output = known.get(name, _MISSING)
-    initial_var = output.std * output.std
-    iterations = 0
-    while iterations < max_iter and output.finite and output.std > 0:
-        within = abs(output.std * output.std - target_var) < tol
-        if within and not (center and iterations == 0):
-            break
-        factor = target_std / (output.std + _EPS)
-        weight.mul_(factor)
-        if center:
-            assert bias is not None
-            bias.sub_(output.mean).mul_(factor)
-        iterations += 1
-        known = _measure(model, batch, [name, *following])
-        output = known.get(name, _MISSING)
-    variance = output.std * output.std
-    converged = output.finite and abs(variance - target_var) < tol
-    if output is _MISSING:
-        messages.append(
-            f"lsuv: layer {name!r} stopped running in the forward pass (data-dependent "
-            "control flow?); it was left where it stood."
-        )
-    elif not output.finite:
-        messages.append(
-            f"lsuv: layer {name!r} gives NaN/inf outputs on this batch; its weight was left "
-            "unscaled. Check the layers before it and the input's scale."
-        )
-    elif output.std == 0:
-        messages.append(
-            f"lsuv: layer {name!r} outputs a constant on this batch (std 0), so it cannot be "
-            "rescaled; check for dead units before it or use a more varied batch."
-        )
-    elif not converged and max_iter > 0:
-        messages.append(
-            f"lsuv: layer {name!r} did not reach variance {target_var:g} ± {tol:g} in "
-            f"{max_iter} iteration(s): final variance {variance:.4g}. Raise max_iter or tol, "
-            "or check what follows the weight inside the layer (a fixed bias, a clamp)."
-        )
-    row = LsuvRow(
-        layer=name,
-        kind=type(target.module).__name__,
-        weight=target.weight_name,
-        iterations=iterations,
-        initial_var=initial_var,
-        final_var=variance,
-        final_mean=output.mean,
-        converged=converged,
-    )
-    return row, known
+def _find_layers(model: nn.Module, batch: Batch) -> _Layers:
+    """The layers to fit and the reasons for the others, from one forward pass (two for a
+    model with lazy modules, which take their shapes from a first call)."""
+    passes = 0
+    if any(is_lazy(parameter) for parameter in model.parameters()):
+        run_model(model, batch)
+        passes += 1
+    candidates, targets, reasons = classify(model)
+    calls = first_calls(model, batch, list(targets))
+    passes += 1 if targets else 0
+    for name in targets:
+        if name not in calls:
+            reasons[name] = NEVER_RAN
+        elif calls[name]:
+            reasons[name] = calls[name]
+    layers = [targets[name] for name in calls if name not in reasons]
+    return _Layers(candidates, layers, reasons, passes)
+
+
+def _row(target: Target, fitted: dict[str, Fitted], settings: Settings) -> LsuvRow:
+    """The layer's row; one the fitting pass did not reach keeps what it was."""
+    if target.name in fitted:
+        return fitted[target.name].row
+    return row_for(target, 0, MISSING.std, MISSING, settings)

@@ -65,6 +65,13 @@ class LsuvLog:
         seed: the seed of the orthonormal pre-init (``None`` without it).
         skipped: one :class:`LsuvSkip` per weight-bearing layer that was not fitted, in the
             model's module order.
+        forward_passes: the full forward passes of the model the run made: one to find the
+            layers (and their order) before changing anything, one to fit them all (plus one
+            to materialize lazy modules).
+        layer_calls: the calls of a single fitted layer on its stored input, made after a
+            rescaling of a layer whose output is not exactly proportional to its weight (a
+            fixed nonzero bias, a forward of the user's); a layer of a known affine kind
+            (Linear, Conv, ...) is measured once and needs none.
     """
 
     rows: tuple[LsuvRow, ...]
@@ -73,6 +80,24 @@ class LsuvLog:
     max_iter: int
     seed: int | None
     skipped: tuple[LsuvSkip, ...] = ()
+    forward_passes: int = 0
+    layer_calls: int = 0
+
+    @property
+    def forward_equivalents(self) -> float:
+        r"""What the run cost in forward passes of the model:
+        :math:`\text{forward\_passes} + \text{layer\_calls} / \text{len(rows)}`, a call of one
+        layer counted as one fitted layer's share of a pass (the fitted layers carry nearly
+        all of a network's work). The per-layer measurements (one reduction each) and
+        rescalings (one multiplication of the output) are not counted."""
+        return self.forward_passes + self.layer_calls / max(len(self.rows), 1)
+
+    @property
+    def cost(self) -> str:
+        """One line: the passes and single-layer calls, and their forward passes' worth."""
+        passes = f"{self.forward_passes} forward pass{'es' if self.forward_passes != 1 else ''}"
+        calls = f"{self.layer_calls} single-layer call{'s' if self.layer_calls != 1 else ''}"
+        return f"{passes} and {calls} ({self.forward_equivalents:.3g} forward passes' worth)"
 
     @property
     def converged(self) -> bool:
@@ -130,4 +155,5 @@ class LsuvLog:
                 f"  {skip.layer:<{width}}  {skip.kind:<{kind_width}}  {skip.reason}"
                 for skip in self.skipped
             )
+        lines.append(f"cost: {self.cost}")
         return "\n".join(lines)

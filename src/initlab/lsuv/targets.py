@@ -140,10 +140,9 @@ def _target(
 
 
 def unmeasurable(output: Any) -> str:
-    """Why LSUV cannot measure this output; empty when it can. What is measured is what
-    :class:`~initlab.doctor.Probe` reads: the output's first floating-point tensor
-    (:func:`~initlab.batches.first_floating_tensor`; MultiheadAttention's attention
-    output, the first element of its tuple)."""
+    """Why LSUV cannot measure this output; empty when it can. What is measured is the
+    output's first floating-point tensor (:func:`~initlab.batches.first_floating_tensor`;
+    MultiheadAttention's attention output, the first element of its tuple)."""
     tensor = first_floating_tensor(output)
     if tensor is None:
         return (

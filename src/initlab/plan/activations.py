@@ -31,8 +31,8 @@ from typing import Any
 from torch import fx, nn
 
 from initlab.batches import check_batch
+from initlab.layers import ModuleActivation
 from initlab.plan.dataflow import (
-    Found,
     Roles,
     call_activation,
     call_name,
@@ -49,7 +49,7 @@ __all__ = [
     "untraceable_reason",
 ]
 
-_LINEAR: Found = ("linear", None)
+_LINEAR = ModuleActivation("linear", None)
 
 
 @dataclass(frozen=True)
@@ -143,8 +143,8 @@ def _follow(
     modules: dict[str, nn.Module],
     layers: set[str],
     roles: Roles,
-    at_output: Found | None = _LINEAR,
-) -> Found | None:
+    at_output: ModuleActivation | None = _LINEAR,
+) -> ModuleActivation | None:
     """The activation the data flow from ``start`` reaches first; ``at_output`` when it leaves
     the traced graph through its output first (``None``: unknown, for a traced submodule)."""
     queue: deque[fx.Node] = deque(start.users)
@@ -194,33 +194,50 @@ class _LayerTracer(fx.Tracer):
         )
 
 
+@dataclass(frozen=True)
+class _Traced:
+    """What fx tracing found.
+
+    Attributes:
+        found: the activation after each layer it decided, by layer name.
+        leaving: the layers whose output leaves the traced graph before any activation or
+            layer, with the submodule it leaves (for a traced submodule; empty otherwise).
+    """
+
+    found: dict[str, Activation]
+    leaving: dict[str, str]
+
+
 def _trace(
-    module: nn.Module, layers: set[str], roles: Roles, at_output: Found | None, source: str
-) -> tuple[dict[str, Activation], set[str]]:
+    module: nn.Module,
+    layers: set[str],
+    roles: Roles,
+    at_output: ModuleActivation | None,
+    source: str,
+) -> _Traced:
     """fx-trace ``module`` (layer names relative to it) and follow each layer's output.
 
     Returns the layers decided, and those whose output leaves the graph first (with
-    ``at_output=None``; else they are decided as ``at_output``).
+    ``at_output=None``, leaving ``module``, named ``""``; else they are decided as
+    ``at_output``).
     """
     graph = _LayerTracer(layers, roles).trace(module)
     modules = dict(module.named_modules())
     found: dict[str, Activation] = {}
-    leaving: set[str] = set()
+    leaving: dict[str, str] = {}
     for node in graph.nodes:
         target = str(node.target)
         if node.op == "call_module" and target in layers and target not in found:
             result = _follow(node, modules, layers, roles, at_output)
             if result is None:
-                leaving.add(target)
+                leaving[target] = ""
             else:
-                found[target] = Activation(result[0], result[1], source)
+                found[target] = Activation(result.name, result.param, source)
     # A layer fx never calls (unused, or called through a non-traced path) is unknown to fx.
-    return found, leaving
+    return _Traced(found, leaving)
 
 
-def _by_submodule_tracing(
-    model: nn.Module, roles: Roles
-) -> tuple[dict[str, Activation], dict[str, str]]:
+def _by_submodule_tracing(model: nn.Module, roles: Roles) -> _Traced:
     """Trace the largest submodules that trace, when the whole model does not.
 
     Inside a traced submodule the data flow is known. A layer whose output leaves the
@@ -236,16 +253,16 @@ def _by_submodule_tracing(
             return
         local = {name[len(prefix) :] for name in roles.layers if name.startswith(prefix)}
         try:
-            traced, left = _trace(module, local, roles, None, "fx, per submodule")
+            traced = _trace(module, local, roles, None, "fx, per submodule")
         except Exception:  # fx raises many kinds of errors on untraceable code
             for name, child in children:
                 visit(child, f"{prefix}{name}.")
             return
-        found.update({prefix + name: activation for name, activation in traced.items()})
-        leaving.update({prefix + name: prefix.rstrip(".") for name in left})
+        found.update({prefix + name: activation for name, activation in traced.found.items()})
+        leaving.update({prefix + name: prefix.rstrip(".") for name in traced.leaving})
 
     visit(model, "")
-    return found, leaving
+    return _Traced(found, leaving)
 
 
 def _after_submodule(model: nn.Module, roles: Roles, submodule: str) -> Activation:
@@ -262,7 +279,7 @@ def _after_submodule(model: nn.Module, roles: Roles, submodule: str) -> Activati
             break
         activation = roles.activation(module) if not list(module.children()) else None
         if activation:
-            return Activation(*activation, "module order")
+            return Activation(activation.name, activation.param, "module order")
     return Activation("linear", None, "module order")
 
 
@@ -279,23 +296,24 @@ def _by_module_order(model: nn.Module, roles: Roles) -> dict[str, Activation]:
         activation = roles.activation(module) if not list(module.children()) else None
         if activation and pending:
             for layer in pending:
-                found[layer] = Activation(*activation, "module order")
+                found[layer] = Activation(activation.name, activation.param, "module order")
             pending = []
     for layer in pending:
         found[layer] = Activation("linear", None, "module order")
     return found
 
 
-def _without_an_example(model: nn.Module, roles: Roles) -> tuple[dict[str, Activation], str]:
+def _without_an_example(model: nn.Module, roles: Roles) -> ActivationMap:
     """fx per submodule, else module order: what needs nothing but the model."""
     fallback = _by_module_order(model, roles)
-    partial, leaving = _by_submodule_tracing(model, roles)
-    if not partial:
-        return fallback, "module order"
-    for name, submodule in leaving.items():
+    traced = _by_submodule_tracing(model, roles)
+    if not traced.found:
+        return ActivationMap(fallback, "module order")
+    partial = dict(traced.found)
+    for name, submodule in traced.leaving.items():
         partial[name] = _after_submodule(model, roles, submodule)
     merged = {name: partial.get(name, fallback[name]) for name in roles.layers}
-    return merged, "fx per submodule, else module order"
+    return ActivationMap(merged, "fx per submodule, else module order")
 
 
 def _untraced(model: nn.Module, roles: Roles, example: Any, reason: str) -> ActivationMap:
@@ -315,16 +333,15 @@ def _untraced(model: nn.Module, roles: Roles, example: Any, reason: str) -> Acti
             reason = f"{reason}, {_EXAMPLE_FAILED}"
         else:
             recorded = {
-                name: Activation(*found[name], "recorded")
+                name: Activation(found[name].name, found[name].param, "recorded")
                 for name in roles.layers
                 if name in found
             }
             if len(recorded) == len(roles.layers):
                 return ActivationMap(recorded, "recorded", reason)
-    rest, method = _without_an_example(model, roles)
-    if recorded:
-        method = f"recorded, else {method}"
-    merged = {name: recorded.get(name, rest[name]) for name in roles.layers}
+    rest = _without_an_example(model, roles)
+    method = f"recorded, else {rest.method}" if recorded else rest.method
+    merged = {name: recorded.get(name, rest.by_layer[name]) for name in roles.layers}
     return ActivationMap(merged, method, reason)
 
 
@@ -363,7 +380,7 @@ def detect_activations(model: nn.Module, *, example: Any = None) -> ActivationMa
         check_batch(example, "detect_activations: example")
     roles = Roles.of(model)
     try:
-        traced = _trace(model, set(roles.layers), roles, _LINEAR, "fx")[0]
+        traced = _trace(model, set(roles.layers), roles, _LINEAR, "fx").found
     except Exception as error:  # fx raises many kinds of errors on untraceable models
         return _untraced(model, roles, example, untraceable_reason(model, error))
     if len(traced) < len(roles.layers):  # layers the graph never calls: module order

@@ -5,7 +5,9 @@ DTensor's local shard) and :func:`initlab.integrations.hf.init_pretrained` (the 
 loaded from a checkpoint) all run: for each row that draws, fill the tensor
 (:func:`fill_parameter`), then set every weight norm's magnitude from its drawn direction
 (:func:`derive_magnitudes`). What differs between them is a hook: ``skip`` keeps some tensors
-as they are, ``fill`` fills one tensor another way.
+as they are, ``fill`` fills one tensor another way. The loop owns the checkpoint files it copies
+from (:func:`initlab.plan.checkpoint.open_checkpoints`): each is opened once and let go at the
+end.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from initlab.counter import counter_fill_, elementwise_law
+from initlab.counter import counter_fill_
 from initlab.errors import InitlabError
 from initlab.plan.assignments import Assignment, Assignments
-from initlab.plan.checkpoint import Checkpoint
+from initlab.plan.checkpoint import Checkpoint, open_checkpoints
 from initlab.rng import Region, Stream, check_stream, counter_stream, parameter_generator
 from initlab.schemes import Scheme
+from initlab.schemes.elementwise import ElementwiseLaw
 
 __all__ = ["FillFunction", "SkipFunction", "apply_table", "derive_magnitudes", "fill_parameter"]
 
@@ -68,7 +71,7 @@ def apply_table(
     parameters = dict(model.named_parameters(remove_duplicate=False))
     rows: list[Assignment] = []
     untouched: set[str] = set()
-    with torch.no_grad():
+    with torch.no_grad(), open_checkpoints():
         for row in table:
             tensor = parameters[row.name]
             reason = None
@@ -76,22 +79,23 @@ def apply_table(
                 reason = skip(row, tensor)
             if reason is not None:
                 untouched.add(row.name)
-                if row.scheme is not None:
-                    row = dataclasses.replace(
-                        row,
-                        scheme=None,
-                        multiplier=1.0,
-                        fans=None,
-                        std=None,
-                        bound=None,
-                        source=reason,
-                    )
+                row = _kept(row, reason)
             elif row.scheme is not None:
                 fill(tensor, row, seed, stream=stream)
             rows.append(row)
     applied = dataclasses.replace(table, rows=tuple(rows), seed=seed)
     derive_magnitudes(model, applied, keep=untouched)
     return applied
+
+
+def _kept(row: Assignment, reason: str) -> Assignment:
+    """``row`` as a kept parameter whose ``source`` is ``reason`` (its plan not applied)."""
+    if row.scheme is None:
+        return row
+    return dataclasses.replace(
+        row, scheme=None, multiplier=1.0, fans=None, std=None, bound=None, source=reason,
+        parts=(), law=None,
+    )  # fmt: skip
 
 
 def fill_parameter(
@@ -106,7 +110,9 @@ def fill_parameter(
     scheme under ``stream="generator"``, draw from a ``torch.Generator`` seeded by
     :func:`initlab.rng.parameter_seed`. A stacked parameter (``row.parts``) is drawn block by
     block: elementwise blocks from the parameter's one counter stream (so any shard of it is
-    reproducible alone), whole-matrix blocks from a generator of their own.
+    reproducible alone), whole-matrix blocks from a generator of their own. The law of each
+    element is the one the table was resolved with (``row.law``, ``part.law``). A checkpoint
+    row is copied from its file (opened once per :func:`apply_table`).
     """
     scheme = row.scheme
     if scheme is None or tensor.is_meta:
@@ -114,15 +120,19 @@ def fill_parameter(
     check_stream(stream)
     try:
         if isinstance(scheme, Checkpoint):
-            scheme.copy_(tensor, row.site)
+            with open_checkpoints() as files:
+                files.copy_(scheme, tensor, row.site)
         elif row.parts:
             for part in row.parts:
-                view = tensor[part.start : part.stop]
-                region = Region(tuple(tensor.shape), (part.start, *[0] * (tensor.dim() - 1)),
-                                tuple(view.shape))  # fmt: skip
-                _fill(view, part.scheme, row, seed, stream, f"{row.name}[{part.label}]", region)
+                view = tensor.narrow(part.axis, part.start, part.stop - part.start)
+                start = tuple(
+                    part.start if axis == part.axis else 0 for axis in range(tensor.dim())
+                )
+                region = Region(tuple(tensor.shape), start, tuple(view.shape))
+                name = f"{row.name}[{part.label}]"
+                _draw(_Draw(view, part.scheme, part.law, name, region), row, seed, stream)
         else:
-            _fill(tensor, scheme, row, seed, stream, row.name, None)
+            _draw(_Draw(tensor, scheme, row.law, row.name, None), row, seed, stream)
     except InitlabError as error:
         message = f"Parameter {row.name!r} (shape {row.site.shape}, {row.source}): {error}"
         raise type(error)(message) from None
@@ -130,25 +140,37 @@ def fill_parameter(
         tensor.mul_(row.multiplier)
 
 
-def _fill(
-    tensor: torch.Tensor,
-    scheme: Scheme,
-    row: Assignment,
-    seed: int,
-    stream: Stream,
-    generator_name: str,
-    region: Region | None,
-) -> None:
-    """Draw ``tensor`` (the parameter, or one block of it at ``region``) from ``scheme``."""
-    law = elementwise_law(scheme, row.fans)
+@dataclasses.dataclass(frozen=True)
+class _Draw:
+    """One tensor to draw: a parameter, or one block of it.
+
+    Attributes:
+        tensor: the parameter, or a view of its block.
+        scheme: the scheme it is drawn from.
+        law: the scheme's elementwise law for the parameter's fans (``None``: whole-matrix).
+        generator_name: the name its generator is seeded by, off the counter stream.
+        region: where a block lies in the parameter (``None`` for the whole parameter).
+    """
+
+    tensor: torch.Tensor
+    scheme: Scheme
+    law: ElementwiseLaw | None
+    generator_name: str
+    region: Region | None
+
+
+def _draw(draw: _Draw, row: Assignment, seed: int, stream: Stream) -> None:
+    """Elementwise laws from the counter stream; the rest (and every draw under
+    ``stream="generator"``) from a generator of the draw's own."""
+    tensor, law = draw.tensor, draw.law
     if stream == "counter" and tensor.is_floating_point() and law is not None:
-        counter_fill_(tensor, law, counter_stream(seed, row.name), region)
+        counter_fill_(tensor, law, counter_stream(seed, row.name), draw.region)
         return
-    generator = parameter_generator(seed, generator_name, tensor.device)
+    generator = parameter_generator(seed, draw.generator_name, tensor.device)
     if law is not None:
         law.fill_(tensor, generator)
     else:
-        scheme.fill_(tensor, generator, layout=row.layout, groups=row.groups)
+        draw.scheme.fill_(tensor, generator, layout=row.layout, groups=row.groups)
 
 
 def derive_magnitudes(model: nn.Module, table: Assignments, *, keep: Collection[str] = ()) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from initlab.fans import Fans, Layout
 from initlab.plan.activations import Activation
 from initlab.plan.sites import ParameterSite
 from initlab.schemes import Scheme
+from initlab.schemes.elementwise import ElementwiseLaw
 
-__all__ = ["Assignment", "Assignments", "Part"]
+__all__ = ["Assignment", "Assignments", "Part", "UnusedRule"]
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,13 @@ class Part:
 
     Attributes:
         label: the block's label (``q``, ``f``...).
-        start: its first row.
-        stop: one past its last row.
+        start: its first index along ``axis``.
+        stop: one past its last index along ``axis``.
         scheme: the scheme it is drawn from.
         std: the std of its values after the row's multiplier, when known.
+        law: the law each of its elements is drawn from, i.i.d. (before the row's
+            multiplier); ``None`` when the scheme builds the block as a whole (orthogonal).
+        axis: the axis the blocks are stacked along (1 for the columns of GPT-2's ``c_attn``).
     """
 
     label: str
@@ -32,6 +36,12 @@ class Part:
     stop: int
     scheme: Scheme
     std: float | None = None
+    law: ElementwiseLaw | None = None
+    axis: int = 0
+
+    def shape(self, whole: tuple[int, ...]) -> tuple[int, ...]:
+        """The block's shape inside a parameter of shape ``whole``."""
+        return (*whole[: self.axis], self.stop - self.start, *whole[self.axis + 1 :])
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,9 @@ class Assignment:
         groups: the groups the fans are read with.
         parts: the blocks drawn one by one (empty when the parameter is drawn whole); then
             ``fans`` are a block's and ``std`` is the std over the whole parameter.
+        law: the law each element is drawn from, i.i.d. (before the multiplier), read once
+            from the scheme and the fans when the table is resolved; ``None`` when the scheme
+            builds the tensor as a whole (orthogonal, sparse, a checkpoint) or for ``parts``.
     """
 
     site: ParameterSite
@@ -68,6 +81,7 @@ class Assignment:
     layout: Layout = "torch"
     groups: int = 1
     parts: tuple[Part, ...] = ()
+    law: ElementwiseLaw | None = None
 
     @property
     def name(self) -> str:
@@ -126,20 +140,32 @@ class Assignment:
         }
 
 
+class UnusedRule(NamedTuple):
+    """A rule of the plan that matched no parameter.
+
+    Attributes:
+        rule_index: its position in the plan's rules.
+        description: its conditions (:meth:`initlab.plan.Rule.describe`).
+    """
+
+    rule_index: int
+    description: str
+
+
 @dataclass(frozen=True)
 class Assignments:
     """A plan resolved against a model: the rows, plus what the resolution noticed.
 
     Attributes:
         rows: one :class:`Assignment` per distinct parameter, in registration order.
-        unused_rules: ``(index, description)`` of rules that matched no parameter.
+        unused_rules: the rules that matched no parameter.
         activation_method: ``"fx"``, ``"module order"`` or ``""`` when not needed.
         activation_fallback: why fx tracing failed, when it did.
         seed: the seed it was applied with (``None`` for a dry run).
     """
 
     rows: tuple[Assignment, ...]
-    unused_rules: tuple[tuple[int, str], ...] = ()
+    unused_rules: tuple[UnusedRule, ...] = ()
     activation_method: str = ""
     activation_fallback: str = ""
     seed: int | None = None
@@ -167,7 +193,10 @@ class Assignments:
             "seed": self.seed,
             "activation_method": self.activation_method,
             "activation_fallback": self.activation_fallback,
-            "unused_rules": [{"index": i, "rule": d} for i, d in self.unused_rules],
+            "unused_rules": [
+                {"index": unused.rule_index, "rule": unused.description}
+                for unused in self.unused_rules
+            ],
             "parameters": self.to_rows(),
         }
         return json.dumps(document, indent=indent)
@@ -201,6 +230,6 @@ class Assignments:
             render.append(
                 f"activations: {self.activation_method} {self.activation_fallback}".rstrip()
             )
-        for index, description in self.unused_rules:
-            render.append(f"rule {index} ({description}) matched no parameter")
+        for unused in self.unused_rules:
+            render.append(f"rule {unused.rule_index} ({unused.description}) matched no parameter")
         return "\n".join(line.rstrip() for line in render)

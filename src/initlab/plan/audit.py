@@ -1,45 +1,35 @@
-"""`init_model` (the one-liner) and `audit` (what a plan reached, and what looks wrong)."""
+"""`audit`: what a plan reaches in a model, and what looks wrong (identical parameters)."""
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from initlab.arguments import check_module, check_seed
-from initlab.plan.assignments import Assignments
+from initlab.arguments import check_module
 from initlab.plan.plan import Plan
 from initlab.plan.presets import as_plan
 from initlab.plan.sites import parameter_sites
 
-__all__ = ["Audit", "audit", "init_model"]
+__all__ = ["Audit", "Contest", "audit"]
 
 
-def init_model(
-    model: nn.Module,
-    plan: str | Plan = "auto",
-    seed: int = 0,
-    *,
-    example: Any = None,
-    **options: Any,
-) -> Assignments:
-    """Initialize ``model`` with a preset name, ``"auto"``, or a :class:`Plan`; returns the table.
+class Contest(NamedTuple):
+    """A parameter that more than one rule matches (the first one wins).
 
-    ``example`` (an input batch) lets ``auto`` run the model once to see each layer's
-    activation where ``torch.fx`` cannot trace it (see :meth:`Plan.resolve`); ``options`` go to
-    the preset.
-
-    Example:
-        >>> initlab.init_model(model, "kaiming", seed=0)
-        >>> initlab.init_model(gpt, "gpt2")            # n_layer read from the model
+    Attributes:
+        parameter: the parameter's qualified name.
+        winner: the index of the rule that decides it.
+        others: the indices of the later rules that match it too.
     """
-    check_module("init_model", model)
-    seed = check_seed("init_model", seed)
-    return as_plan(plan, model, **options).apply(model, seed=seed, example=example)
+
+    parameter: str
+    winner: int
+    others: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -48,13 +38,13 @@ class Audit:
 
     Attributes:
         unreached: parameters no rule matched and the default kept as they were.
-        contested: ``(parameter, winning rule, other matching rules)``.
+        contested: parameters several rules match (:class:`Contest`).
         identical: groups of distinct, non-constant parameters holding identical values
             (copies no training will tell apart, e.g. a ``deepcopy``-ed layer).
     """
 
     unreached: tuple[str, ...]
-    contested: tuple[tuple[str, int, tuple[int, ...]], ...]
+    contested: tuple[Contest, ...]
     identical: tuple[tuple[str, ...], ...]
 
     @property
@@ -95,7 +85,7 @@ def audit(model: nn.Module, plan: Plan | str | None = None) -> Audit:
     """
     check_module("audit", model)
     unreached: list[str] = []
-    contested: list[tuple[str, int, tuple[int, ...]]] = []
+    contested: list[Contest] = []
     if plan is not None:
         plan = as_plan(plan, model)
         for row in plan.resolve(model):
@@ -103,7 +93,7 @@ def audit(model: nn.Module, plan: Plan | str | None = None) -> Audit:
             if row.rule_index is None and row.scheme is None and not derived:
                 unreached.append(row.name)
             if row.rule_index is not None and row.also_matched:
-                contested.append((row.name, row.rule_index, row.also_matched))
+                contested.append(Contest(row.name, row.rule_index, row.also_matched))
     tensors = dict(model.named_parameters())
     groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
     for site in parameter_sites(model):

@@ -1,6 +1,7 @@
 r"""Stacked weights, block by block: attention q/k/v and recurrent gates.
 
-``nn.MultiheadAttention.in_proj_weight`` is three ``(d, d)`` projections stacked; an LSTM's
+``nn.MultiheadAttention.in_proj_weight`` is three ``(d, d)`` projections stacked; GPT-2's
+``c_attn`` holds them side by side (columns of its ``(d, 3d)`` ``(in, out)`` weight); an LSTM's
 ``weight_ih`` is four gates of ``(h, in)``. Read as one matrix, their fans are wrong (Xavier on
 an LSTM's ``(4h, in)`` uses fan_out :math:`4h`: std :math:`\sqrt{2/(in + 4h)}` where each gate
 needs :math:`\sqrt{2/(in + h)}`), and an orthogonal init makes the *stack* orthogonal, not each
@@ -26,24 +27,33 @@ from __future__ import annotations
 import dataclasses
 
 from initlab.layers.structure import Block
+from initlab.plan.assignments import Part
 from initlab.plan.sites import ParameterSite
 from initlab.schemes import Constant, Orthogonal, Scheme, XavierNormal, Zeros
 from initlab.schemes.variance import HeNormal, HeUniform
 
-__all__ = ["block_schemes"]
+__all__ = ["block_parts"]
 
 
-def block_schemes(
-    site: ParameterSite, scheme: Scheme, *, auto: bool
-) -> tuple[tuple[Block, Scheme], ...]:
-    """Each block of ``site`` with the scheme it is drawn from (empty when it has no blocks).
+def block_parts(site: ParameterSite, scheme: Scheme, *, auto: bool) -> tuple[Part, ...]:
+    """Each block of ``site`` as a :class:`Part` with the scheme it is drawn from (empty when
+    the parameter has no blocks).
 
     Args:
         site: the parameter.
         scheme: the scheme its rule (or ``auto``) gave the whole parameter.
         auto: the scheme came from ``auto``: use the per-block table of the module docstring.
     """
-    return tuple((block, _block_scheme(site, block, scheme, auto)) for block in site.blocks)
+    return tuple(
+        Part(
+            block.label,
+            block.start,
+            block.stop,
+            _block_scheme(site, block, scheme, auto),
+            axis=block.axis,
+        )
+        for block in site.blocks
+    )
 
 
 def _block_scheme(site: ParameterSite, block: Block, scheme: Scheme, auto: bool) -> Scheme:

@@ -30,38 +30,41 @@ which refuses any pickled code. Nested dictionaries are flattened with dots (Lig
 ``{"state_dict": {"fc.weight": ...}}`` has the key ``state_dict.fc.weight``: read it with
 ``strip_prefix="state_dict."``); entries that are not tensors are ignored.
 
-A copy casts to the parameter's dtype and moves to its device; shapes must be equal. Each file
-is opened once per :meth:`~initlab.plan.plan.Plan.resolve`, and the resolved table keeps it
-open until the table is dropped.
+A copy casts to the parameter's dtype and moves to its device; shapes must be equal.
+
+The scheme is a description (a path and two prefixes); the opened files are a resource of the
+step that reads them: :func:`open_checkpoints` opens each file once for a block of work (a
+:meth:`~initlab.plan.plan.Plan.apply` resolves and fills inside one) and lets it go at the end.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from initlab.errors import ConfigError, ShapeError
-from initlab.fans import Layout
 from initlab.optional import require
 from initlab.plan.sites import ParameterSite
-from initlab.schemes.base import Scheme, ValueStats, register
+from initlab.schemes.base import Scheme
+from initlab.schemes.checkpoint import CHECKPOINT_SUFFIXES, Checkpoint, unknown_file_kind
 
-__all__ = ["CHECKPOINT_SUFFIXES", "Checkpoint", "CheckpointFile", "CheckpointFiles"]
+__all__ = [
+    "CHECKPOINT_SUFFIXES",
+    "Checkpoint",
+    "CheckpointFile",
+    "CheckpointFiles",
+    "CheckpointSource",
+    "open_checkpoints",
+]
 
-CHECKPOINT_SUFFIXES: dict[str, str] = {
-    ".safetensors": "safetensors",
-    ".pt": "torch",
-    ".pth": "torch",
-    ".bin": "torch",
-}
 _REFUSAL_MARK = "WeightsUnpickler error:"
 
 
@@ -80,7 +83,7 @@ class CheckpointFile:
         self.path = Path(path)
         kind = CHECKPOINT_SUFFIXES.get(self.path.suffix.lower())
         if kind is None:
-            raise ConfigError(_suffix_message(str(path)))
+            raise ConfigError(unknown_file_kind(str(path)))
         if not self.path.is_file():
             raise ConfigError(
                 f"checkpoint {str(path)!r}: no such file (looked for {self.path.resolve()}). "
@@ -152,176 +155,55 @@ def _flatten(value: object, prefix: str = "") -> Iterator[tuple[str, torch.Tenso
             yield from _flatten(item, f"{prefix}{key}.")
 
 
-def _suffix_message(path: str) -> str:
-    return (
-        f"checkpoint {path!r}: unknown file kind {Path(path).suffix or '(no suffix)'!r}. "
-        f"Known: {', '.join(CHECKPOINT_SUFFIXES)} (safetensors, or a torch.save state dict)."
-    )
-
-
-@register()
 @dataclasses.dataclass(frozen=True)
-class Checkpoint(Scheme):
-    r"""Copy a parameter from a checkpoint file: :math:`w = \text{file}[\text{key}(n)]`.
+class CheckpointSource:
+    """Where one parameter's values come from, as :meth:`CheckpointFiles.source` found it.
 
-    Only a :class:`~initlab.plan.plan.Plan` can use it, since the key depends on the
-    parameter's name (see the module docstring for the mapping). ``fill_`` and ``array``
-    raise :class:`ConfigError`.
-
-    Example:
-        >>> initlab.get("checkpoint", path="model.safetensors", strip_prefix="module.")
-
-    Args:
-        path: a ``.safetensors``, ``.pt``, ``.pth`` or ``.bin`` file (relative paths are read
-            from the current directory).
-        strip_prefix: removed from the file's keys.
-        add_prefix: added to the file's keys (after ``strip_prefix`` is removed).
+    Attributes:
+        key: the file's key for the parameter, ``None`` when the file holds none.
+        source: the table's ``source``, naming the file and the key (or saying it is kept).
     """
 
-    name = "checkpoint"
-    formula = "w = file[strip_prefix + name.removeprefix(add_prefix)]"
-    path: str = ""
-    strip_prefix: str = ""
-    add_prefix: str = ""
-    # The file this scheme was resolved against: a cache, not a parameter.
-    opened: CheckpointFile | None = dataclasses.field(
-        default=None, init=False, compare=False, repr=False
-    )
-
-    def __post_init__(self) -> None:
-        if isinstance(self.path, os.PathLike):
-            object.__setattr__(self, "path", os.fspath(self.path))
-        for field in ("path", "strip_prefix", "add_prefix"):
-            value = getattr(self, field)
-            if not isinstance(value, str):
-                raise ConfigError(
-                    f"checkpoint: {field} must be a string, got {value!r} "
-                    f"({type(value).__name__})."
-                )
-        if not self.path:
-            raise ConfigError(
-                "checkpoint: give path=..., the file to copy from "
-                f"({', '.join(CHECKPOINT_SUFFIXES)})."
-            )
-        if Path(self.path).suffix.lower() not in CHECKPOINT_SUFFIXES:
-            raise ConfigError(_suffix_message(self.path))
-
-    # --- name mapping ------------------------------------------------------------------------
-    def key_of(self, name: str) -> str | None:
-        """The file key parameter ``name`` maps to, ``None`` if it lacks ``add_prefix``."""
-        if not name.startswith(self.add_prefix):
-            return None
-        return self.strip_prefix + name[len(self.add_prefix) :]
-
-    def open(self) -> CheckpointFile:
-        """The file this scheme was resolved against, else the file freshly opened."""
-        return self.opened if self.opened is not None else CheckpointFile(self.path)
-
-    def bound(self, opened: CheckpointFile) -> Checkpoint:
-        """This scheme holding ``opened`` (so that filling reads the file already open)."""
-        copy = dataclasses.replace(self)
-        object.__setattr__(copy, "opened", opened)
-        return copy
-
-    def find_key(self, names: Sequence[str]) -> str | None:
-        """The first of ``names`` (a parameter's name, then its tied names) held by the file."""
-        keys = self.open().keys
-        for name in names:
-            key = self.key_of(name)
-            if key is not None and key in keys:
-                return key
-        return None
-
-    # --- copying -----------------------------------------------------------------------------
-    def check_shape(self, site: ParameterSite, key: str) -> None:
-        """Raise :class:`ShapeError` unless the file's ``key`` has the parameter's shape."""
-        found = self.open().shape(key)
-        if found != site.shape:
-            raise ShapeError(
-                f"Parameter {site.name!r} has shape {site.shape}, but checkpoint "
-                f"{self.path!r} key {key!r} has shape {found}. Fix the name mapping "
-                "(strip_prefix / add_prefix) or narrow the rule so it skips this parameter."
-            )
-
-    def copy_(self, tensor: torch.Tensor, site: ParameterSite) -> torch.Tensor:
-        """Copy the file's tensor for ``site`` into ``tensor`` (cast to its dtype and device).
-
-        Raises:
-            ConfigError: the file holds no key for the parameter.
-            ShapeError: the file's tensor has another shape (both are named).
-        """
-        bound = self if self.opened is not None else self.bound(self.open())
-        key = bound.find_key((site.name, *site.tied_to))
-        if key is None:
-            mapped = self.key_of(site.name)
-            why = "no add_prefix" if mapped is None else f"looked up {mapped!r}"
-            raise ConfigError(
-                f"checkpoint {self.path!r} holds no key for parameter {site.name!r} ({why}). "
-                f"Check strip_prefix={self.strip_prefix!r} and add_prefix={self.add_prefix!r}."
-            )
-        bound.check_shape(site, key)
-        with torch.no_grad():
-            return tensor.copy_(bound.open().tensor(key))
-
-    # --- the Scheme interface ----------------------------------------------------------------
-    def stats(
-        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
-    ) -> ValueStats:
-        """Unknown until the file is read: mean and std are NaN, no bound."""
-        return ValueStats(math.nan, math.nan, None)
-
-    def _needs_a_plan(self) -> ConfigError:
-        return ConfigError(
-            f"{self}: a checkpoint scheme needs the parameter's name to find its key, so it "
-            "cannot fill a bare tensor. Use it in a plan: initlab.Plan([initlab.rule("
-            f"scheme='checkpoint', path={self.path!r})]).apply(model)."
-        )
-
-    def fill_(
-        self,
-        tensor: torch.Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        layout: Layout = "torch",
-        groups: int = 1,
-    ) -> torch.Tensor:
-        raise self._needs_a_plan()
-
-    def array(
-        self,
-        shape: Sequence[int],
-        rng: np.random.Generator | None = None,
-        *,
-        layout: Layout = "keras",
-        groups: int = 1,
-        dtype: Any = np.float64,
-    ) -> np.ndarray[Any, Any]:
-        raise self._needs_a_plan()
+    key: str | None
+    source: str
 
 
 class CheckpointFiles:
-    """The checkpoint files one plan resolution reads, each opened once."""
+    """The checkpoint files one block of work reads, each opened once (see
+    :func:`open_checkpoints`, which owns one)."""
 
     def __init__(self) -> None:
         self._opened: dict[str, CheckpointFile] = {}
 
-    def _bind(self, scheme: Checkpoint) -> Checkpoint:
-        if scheme.opened is not None:
-            return scheme
+    def file(self, scheme: Checkpoint) -> CheckpointFile:
+        """``scheme``'s file, opened on first use."""
         if scheme.path not in self._opened:
             self._opened[scheme.path] = CheckpointFile(scheme.path)
-        return scheme.bound(self._opened[scheme.path])
+        return self._opened[scheme.path]
+
+    def close(self) -> None:
+        """Let go of every file (a memory-mapped one is unmapped when nothing else holds it)."""
+        self._opened.clear()
+
+    def find_key(self, scheme: Checkpoint, site: ParameterSite) -> str | None:
+        """The key of ``site`` in ``scheme``'s file: under its name, else under a tied name."""
+        keys = self.file(scheme).keys
+        for name in (site.name, *site.tied_to):
+            key = scheme.key_of(name)
+            if key is not None and key in keys:
+                return key
+        return None
 
     def provides(self, scheme: Scheme | str, site: ParameterSite) -> bool:
         """Whether a rule with ``scheme`` can serve ``site``: always, unless it is a checkpoint
         whose file holds no key for the parameter."""
         if not isinstance(scheme, Checkpoint):
             return True
-        return self._bind(scheme).find_key((site.name, *site.tied_to)) is not None
+        return self.find_key(scheme, site) is not None
 
     def mapping_hint(self, scheme: Checkpoint, names: Sequence[str]) -> str:
         """Why no key of ``scheme``'s file maps to any of ``names``: the prefixes of both."""
-        keys = sorted(self._bind(scheme).open().keys)
+        keys = sorted(self.file(scheme).keys)
         if not keys:
             return f"Checkpoint {scheme.path} holds no tensor."
         return (
@@ -333,22 +215,73 @@ class CheckpointFiles:
             else f"The model has no parameter; checkpoint {scheme.path} has {len(keys)} keys."
         )
 
-    def resolve(
-        self, scheme: Checkpoint, site: ParameterSite, source: str
-    ) -> tuple[Checkpoint | None, str]:
-        """``scheme`` bound to its open file, and ``source`` naming the file and the key.
-
-        A parameter the file does not hold (possible only for a checkpoint default) is kept.
+    def source(self, scheme: Checkpoint, site: ParameterSite, source: str) -> CheckpointSource:
+        """The key of ``site`` in ``scheme``'s file, its shape checked, and ``source`` naming
+        the file and the key. A parameter the file does not hold (possible only for a
+        checkpoint default) is kept.
 
         Raises:
             ShapeError: the file's tensor has another shape than the parameter.
         """
-        bound = self._bind(scheme)
-        key = bound.find_key((site.name, *site.tied_to))
+        key = self.find_key(scheme, site)
         if key is None:
-            return None, f"{source} -> keep (not in checkpoint {scheme.path})"
-        bound.check_shape(site, key)
-        return bound, f"{source} -> checkpoint {scheme.path} [{key}]"
+            return CheckpointSource(None, f"{source} -> keep (not in checkpoint {scheme.path})")
+        self._check_shape(scheme, site, key)
+        return CheckpointSource(key, f"{source} -> checkpoint {scheme.path} [{key}]")
+
+    def _check_shape(self, scheme: Checkpoint, site: ParameterSite, key: str) -> None:
+        found = self.file(scheme).shape(key)
+        if found != site.shape:
+            raise ShapeError(
+                f"Parameter {site.name!r} has shape {site.shape}, but checkpoint "
+                f"{scheme.path!r} key {key!r} has shape {found}. Fix the name mapping "
+                "(strip_prefix / add_prefix) or narrow the rule so it skips this parameter."
+            )
+
+    def copy_(self, scheme: Checkpoint, tensor: torch.Tensor, site: ParameterSite) -> None:
+        """Copy the file's tensor for ``site`` into ``tensor`` (cast to its dtype and device).
+
+        Raises:
+            ConfigError: the file holds no key for the parameter.
+            ShapeError: the file's tensor has another shape (both are named).
+        """
+        key = self.find_key(scheme, site)
+        if key is None:
+            mapped = scheme.key_of(site.name)
+            why = "no add_prefix" if mapped is None else f"looked up {mapped!r}"
+            raise ConfigError(
+                f"checkpoint {scheme.path!r} holds no key for parameter {site.name!r} ({why}). "
+                f"Check strip_prefix={scheme.strip_prefix!r} and "
+                f"add_prefix={scheme.add_prefix!r}."
+            )
+        self._check_shape(scheme, site, key)
+        with torch.no_grad():
+            tensor.copy_(self.file(scheme).tensor(key))
+
+
+_OPEN_CHECKPOINTS: ContextVar[CheckpointFiles | None] = ContextVar(
+    "initlab_open_checkpoints", default=None
+)
+
+
+@contextmanager
+def open_checkpoints() -> Iterator[CheckpointFiles]:
+    """The checkpoint files read inside the block, each opened once and let go at its end.
+
+    Nested blocks (a resolve inside an apply, a fill inside the apply loop) share the
+    outermost block's files.
+    """
+    current = _OPEN_CHECKPOINTS.get()
+    if current is not None:
+        yield current
+        return
+    files = CheckpointFiles()
+    token = _OPEN_CHECKPOINTS.set(files)
+    try:
+        yield files
+    finally:
+        _OPEN_CHECKPOINTS.reset(token)
+        files.close()
 
 
 def _prefixes(names: Sequence[str], shown: int = 4) -> str:

@@ -22,8 +22,10 @@ once, each as ``plan.yaml: rules[2].scheme: <what is wrong, the value, what is a
 one :class:`~initlab.errors.ConfigError`.
 
 :func:`plan_to_config` inverts :func:`plan_from_config`: the rules read back have equal fields
-(module classes are written by class name, and a class name matches the same modules). Files
-(YAML, TOML, JSON) are read and written by :mod:`initlab.plan.plan_files`.
+(module classes are written by class name, and a class name matches the same modules). Both work
+on :class:`PlanContents` (name, default, rules), so this module knows nothing of
+:class:`~initlab.plan.plan.Plan`, which builds on it. Files (YAML, TOML, JSON) are read and
+written by :mod:`initlab.plan.plan_files`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import dataclasses
 import math
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -41,10 +43,22 @@ from initlab.plan.rules import SPECIAL_SCHEMES, Rule, rule
 from initlab.plan.sites import ROLES
 from initlab.schemes.base import Scheme, scheme_class
 
-if TYPE_CHECKING:
-    from initlab.plan.plan import Plan
+__all__ = ["PlanConfig", "PlanContents", "RuleConfig", "plan_from_config", "plan_to_config"]
 
-__all__ = ["PlanConfig", "RuleConfig", "plan_from_config", "plan_to_config"]
+
+@dataclasses.dataclass(frozen=True)
+class PlanContents:
+    """What a plan file holds: the plan's name, its default and its rules in order.
+
+    Attributes:
+        name: the plan's label.
+        default: ``"auto"``, ``"keep"`` or a Scheme, for the parameters no rule matches.
+        rules: the rules; the first match wins.
+    """
+
+    name: str
+    default: str | Scheme
+    rules: tuple[Rule, ...]
 
 
 # --- the file's structure ---------------------------------------------------------------------
@@ -155,8 +169,18 @@ class PlanConfig(BaseModel):
         )
 
 
-# --- dict -> Plan -----------------------------------------------------------------------------
-Problem = tuple[str, str]  # (location such as "rules[2].scheme", message)
+# --- dict -> PlanContents ----------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a plan config.
+
+    Attributes:
+        where: the field, e.g. ``rules[2].scheme``.
+        message: what is wrong, the value, what is allowed.
+    """
+
+    where: str
+    message: str
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -186,7 +210,7 @@ def _pydantic_problems(error: ValidationError, at: tuple[int | str, ...]) -> lis
             )
         else:
             message = f"{item['msg']}, got {item['input']!r}."
-        problems.append((_location(loc), message))
+        problems.append(Problem(_location(loc), message))
     return problems
 
 
@@ -196,12 +220,12 @@ def _build_scheme(name: str, params: Mapping[str, Any], where: str) -> Scheme | 
     for key in params:
         if key not in accepted:
             if not accepted:
-                return f"{where}.{key}", f"scheme {cls.name!r} takes no parameters."
-            return f"{where}.{key}", did_you_mean(f"{cls.name} parameter", key, accepted)
+                return Problem(f"{where}.{key}", f"scheme {cls.name!r} takes no parameters.")
+            return Problem(f"{where}.{key}", did_you_mean(f"{cls.name} parameter", key, accepted))
     try:
         return cls(**params)
     except (InitlabError, TypeError, ValueError) as error:
-        return where, str(error)
+        return Problem(where, str(error))
 
 
 def _build_default(value: str | dict[str, Any]) -> str | Scheme | Problem:
@@ -211,27 +235,29 @@ def _build_default(value: str | dict[str, Any]) -> str | Scheme | Problem:
         try:
             scheme_class(value)
         except InitlabError as error:
-            return "default", f"{error} Or one of: {', '.join(SPECIAL_SCHEMES)}."
+            return Problem("default", f"{error} Or one of: {', '.join(SPECIAL_SCHEMES)}.")
         return _build_scheme(value, {}, "default")
     if not isinstance(value.get("scheme"), str):
-        return "default.scheme", "a default table needs scheme: NAME, e.g. {scheme: he_normal}."
+        return Problem(
+            "default.scheme", "a default table needs scheme: NAME, e.g. {scheme: he_normal}."
+        )
     name = value["scheme"]
     params = {k: v for k, v in value.items() if k != "scheme"}
     try:
         scheme_class(name)
     except InitlabError as error:
-        return "default.scheme", str(error)
+        return Problem("default.scheme", str(error))
     return _build_scheme(name, params, "default")
 
 
 def _build_rule(item: RuleConfig, where: str) -> Rule | Problem:
     if item.scheme in SPECIAL_SCHEMES:
         if item.params:
-            return f"{where}.params", f"scheme {item.scheme!r} takes no parameters."
+            return Problem(f"{where}.params", f"scheme {item.scheme!r} takes no parameters.")
         scheme: Scheme | str = item.scheme
     else:
         built = _build_scheme(item.scheme, item.params, f"{where}.params")
-        if isinstance(built, tuple):
+        if isinstance(built, Problem):
             return built
         scheme = built
     try:
@@ -246,11 +272,31 @@ def _build_rule(item: RuleConfig, where: str) -> Rule | Problem:
             fans=item.fans,
         )
     except InitlabError as error:  # already checked field by field; kept for a clear message
-        return where, str(error)
+        return Problem(where, str(error))
 
 
-def plan_from_config(config: Mapping[str, Any], *, source: str = "plan config") -> Plan:
-    """A :class:`~initlab.plan.plan.Plan` from its dict form (a parsed plan file).
+def _build_rules(raw_rules: Any, problems: list[Problem]) -> tuple[Rule, ...]:
+    """The rules that are well formed; a problem for each that is not (added to ``problems``)."""
+    if not isinstance(raw_rules, list | tuple):
+        problems.append(Problem("rules", f"rules is a list of rules, got {raw_rules!r}."))
+        return ()
+    rules: list[Rule] = []
+    for index, raw in enumerate(raw_rules):
+        try:
+            parsed = RuleConfig.model_validate(raw)
+        except ValidationError as error:
+            problems += _pydantic_problems(error, ("rules", index))
+            continue
+        built = _build_rule(parsed, f"rules[{index}]")
+        if isinstance(built, Problem):
+            problems.append(built)
+        else:
+            rules.append(built)
+    return tuple(rules)
+
+
+def plan_from_config(config: Mapping[str, Any], *, source: str = "plan config") -> PlanContents:
+    """A plan's :class:`PlanContents` from its dict form (a parsed plan file).
 
     The top level and each rule are checked on their own, so that one error does not hide
     the others: a rule's scheme is built whenever the rule is well formed.
@@ -263,8 +309,6 @@ def plan_from_config(config: Mapping[str, Any], *, source: str = "plan config") 
         ConfigError: every problem found, each as ``source: rules[i].field: message``, joined
             by ``"; "``.
     """
-    from initlab.plan.plan import Plan
-
     if not isinstance(config, Mapping):
         raise ConfigError(
             f"{source}: a plan is a mapping with the keys name, default and rules, "
@@ -272,35 +316,22 @@ def plan_from_config(config: Mapping[str, Any], *, source: str = "plan config") 
         )
     problems: list[Problem] = []
     top: PlanConfig | None = None
-    raw_rules = config.get("rules", [])
     try:
         top = PlanConfig.model_validate({**config, "rules": []})
     except ValidationError as error:
         problems += _pydantic_problems(error, ())
     default = _build_default(top.default) if top is not None else "auto"
-    if isinstance(default, tuple):
+    if isinstance(default, Problem):
         problems.append(default)
-    if not isinstance(raw_rules, list | tuple):
-        problems.append(("rules", f"rules is a list of rules, got {raw_rules!r}."))
-        raw_rules = []
-    rules: list[Rule] = []
-    for index, raw in enumerate(raw_rules):
-        try:
-            parsed = RuleConfig.model_validate(raw)
-        except ValidationError as error:
-            problems += _pydantic_problems(error, ("rules", index))
-            continue
-        built = _build_rule(parsed, f"rules[{index}]")
-        if isinstance(built, tuple):
-            problems.append(built)
-        else:
-            rules.append(built)
-    if problems or top is None or isinstance(default, tuple):
-        raise ConfigError("; ".join(f"{source}: {where}: {text}" for where, text in problems))
-    return Plan(rules, default, name=top.name)
+    rules = _build_rules(config.get("rules", []), problems)
+    if problems or top is None or isinstance(default, Problem):
+        raise ConfigError(
+            "; ".join(f"{source}: {problem.where}: {problem.message}" for problem in problems)
+        )
+    return PlanContents(name=top.name, default=default, rules=rules)
 
 
-# --- Plan -> dict -----------------------------------------------------------------------------
+# --- PlanContents -> dict ---------------------------------------------------------------------
 def _scheme_table(scheme: Scheme) -> dict[str, Any]:
     return {"scheme": scheme.name, **scheme.params()}
 
@@ -331,15 +362,15 @@ def _rule_config(item: Rule) -> dict[str, Any]:
     return config
 
 
-def plan_to_config(plan: Plan) -> dict[str, Any]:
-    """The plan as plain data (strings, numbers, lists, dicts); no ``None`` values.
+def plan_to_config(contents: PlanContents) -> dict[str, Any]:
+    """A plan's contents as plain data (strings, numbers, lists, dicts); no ``None`` values.
 
     Defaults are left out (an empty ``regex``, a multiplier of 1); a scheme's parameters are
     all written, so the file means the same under later defaults.
     """
-    default = plan.default
+    default = contents.default
     return {
-        "name": plan.name,
+        "name": contents.name,
         "default": _scheme_table(default) if isinstance(default, Scheme) else default,
-        "rules": [_rule_config(item) for item in plan.rules],
+        "rules": [_rule_config(item) for item in contents.rules],
     }

@@ -22,7 +22,7 @@ from torch.nn.utils import parametrize
 from initlab.gains import find_activation
 
 # The functional form takes the parameter under the name its module stores it (layers.kinds).
-from initlab.layers import ACTIVATION_PARAMETERS, is_norm, module_activation
+from initlab.layers import ACTIVATION_PARAMETERS, ModuleActivation, is_norm, module_activation
 
 __all__ = [
     "PASS_THROUGH_CALLS",
@@ -34,8 +34,6 @@ __all__ = [
     "layer_names",
     "passes_through",
 ]
-
-Found = tuple[str, float | None]
 
 # Names as call_name() gives them: dunders and in-place underscores stripped.
 PASS_THROUGH_CALLS: frozenset[str] = frozenset(
@@ -143,25 +141,25 @@ class Roles:
     """
 
     layers: list[str]
-    activations: dict[int, Found]
+    activations: dict[int, ModuleActivation]
     pass_through: frozenset[int]
 
     @classmethod
     def of(cls, model: nn.Module) -> Roles:
         """The roles of ``model``'s modules."""
-        activations: dict[int, Found] = {}
+        activations: dict[int, ModuleActivation] = {}
         pass_through: set[int] = set()
         for module in model.modules():
             found = None if type(module) in _NOT_ACTIVATIONS else module_activation(module)
             if found is None:
                 _NOT_ACTIVATIONS.add(type(module))
-            if found is not None and found[0] != "linear":
+            if found is not None and found.name != "linear":
                 activations[id(module)] = found
             elif found is not None or is_norm(module):
                 pass_through.add(id(module))
         return cls(layer_names(model), activations, frozenset(pass_through))
 
-    def activation(self, module: nn.Module) -> Found | None:
+    def activation(self, module: nn.Module) -> ModuleActivation | None:
         """The activation ``module`` computes, ``None`` when it is no activation module."""
         return self.activations.get(id(module))
 
@@ -174,14 +172,16 @@ def _argument(args: Sequence[Any], kwargs: Mapping[str, Any], index: int, name: 
     return args[index] if len(args) > index else kwargs.get(name)
 
 
-def call_activation(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Found | None:
-    """``(canonical activation, parameter)`` when the call named ``name`` is an activation.
+def call_activation(
+    name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> ModuleActivation | None:
+    """The activation the call named ``name`` applies, ``None`` when it is no activation.
 
     The parameter is read from the call: leaky_relu's slope, elu/celu's alpha, softplus's beta,
     rrelu's mean slope, prelu's mean learned slope (when the weight is a tensor, not an fx node).
     """
     if name == "gelu" and kwargs.get("approximate") == "tanh":
-        return "gelu_tanh", None
+        return ModuleActivation("gelu_tanh", None)
     canonical = find_activation(name)
     if canonical is None or canonical == "linear":
         return None
@@ -199,7 +199,7 @@ def call_activation(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -
     elif canonical in ACTIVATION_PARAMETERS:
         param = _argument(args, kwargs, 1, ACTIVATION_PARAMETERS[canonical])
     is_number = isinstance(param, int | float) and not isinstance(param, bool)
-    return canonical, float(param) if is_number else None
+    return ModuleActivation(canonical, float(param) if is_number else None)
 
 
 def passes_through(name: str, signals: int) -> bool:

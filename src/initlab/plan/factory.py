@@ -11,20 +11,32 @@ import difflib
 import importlib
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import nn
 
 from initlab.errors import ConfigError
 
-__all__ = ["load_factory", "parse_factory_spec"]
+__all__ = ["FactorySpec", "load_factory", "parse_factory_spec"]
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _SPEC = re.compile(rf"(?P<module>{_DOTTED}):(?P<attribute>{_DOTTED})")
 
 
-def parse_factory_spec(spec: str) -> tuple[str, str]:
-    """``"pkg.mod:Outer.make"`` -> ``("pkg.mod", "Outer.make")``.
+class FactorySpec(NamedTuple):
+    """A ``MODULE:FACTORY`` import path, split.
+
+    Attributes:
+        module: the module to import (``pkg.mod``).
+        attribute: the dotted path of the factory in it (``Outer.make``).
+    """
+
+    module: str
+    attribute: str
+
+
+def parse_factory_spec(spec: str) -> FactorySpec:
+    """``"pkg.mod:Outer.make"`` -> ``FactorySpec("pkg.mod", "Outer.make")``.
 
     Raises:
         ConfigError: the spec is not ``MODULE:FACTORY`` with dotted Python names.
@@ -35,7 +47,7 @@ def parse_factory_spec(spec: str) -> tuple[str, str]:
             f"MODULE:FACTORY must be an import path such as 'mypackage.models:make_model' "
             f"(a module, a colon, a function or class in it), got {spec!r}."
         )
-    return match.group("module"), match.group("attribute")
+    return FactorySpec(match.group("module"), match.group("attribute"))
 
 
 def _import(module_name: str, spec: str) -> Any:

@@ -22,7 +22,7 @@ silu, elu...)
 weight, SELU                      ``lecun_normal`` (self-normalizing fixed point)
 weight, tanh/sigmoid/linear       ``xavier_normal(gain=gain(activation))``
 stacked weight (attention q/k/v,  per block: ``xavier_normal`` input-side, ``orthogonal``
-recurrent gates)                  hidden-to-hidden, LSTM forget-gate bias 1
+GPT-2 c_attn, recurrent gates)    hidden-to-hidden, LSTM forget-gate bias 1
                                   (:mod:`initlab.plan.blocks`)
 weight norm magnitude ``g``       derived: ``||v||`` of the drawn direction, so the weight is v
 bias / norm_bias                  ``zeros``
@@ -45,23 +45,22 @@ import math
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from initlab.arguments import check_module, check_seed, describe_value
-from initlab.counter import elementwise_law
 from initlab.errors import ConfigError, InitlabError
 from initlab.fans import Fans, Layout, compute_fans
 from initlab.layers import activation_kind
 from initlab.plan.activations import Activation, ActivationMap, detect_activations
-from initlab.plan.apply import apply_table, derive_magnitudes, fill_parameter
-from initlab.plan.assignments import Assignment, Assignments, Part
-from initlab.plan.blocks import block_schemes
-from initlab.plan.checkpoint import Checkpoint, CheckpointFiles
-from initlab.plan.rules import Rule
+from initlab.plan.apply import apply_table
+from initlab.plan.assignments import Assignment, Assignments, UnusedRule
+from initlab.plan.blocks import block_parts
+from initlab.plan.checkpoint import Checkpoint, CheckpointFiles, open_checkpoints
+from initlab.plan.rules import FanSource, Rule
 from initlab.plan.sites import ParameterSite, parameter_sites
 from initlab.rng import Stream, check_stream
 from initlab.schemes import (
@@ -75,8 +74,12 @@ from initlab.schemes import (
     Zeros,
     get,
 )
+from initlab.schemes.elementwise import ElementwiseLaw
 
-__all__ = ["Plan", "auto_scheme", "derive_magnitudes", "fill_parameter"]
+if TYPE_CHECKING:
+    from initlab.plan.config import PlanContents
+
+__all__ = ["Plan", "auto_scheme"]
 
 
 def auto_scheme(site: ParameterSite, activation: Activation | None) -> Scheme | None:
@@ -145,32 +148,41 @@ class Plan:
     def __repr__(self) -> str:
         return f"Plan(name={self.name!r}, rules={len(self.rules)}, default={self.default!s})"
 
-    # --- as data and files (pydantic and yaml load only when used) ----------------------------
+    # --- as data and files (pydantic, yaml and tomli-w load only when used) ---------------------
+    @property
+    def contents(self) -> PlanContents:
+        """The plan's name, default and rules: what its config and files hold."""
+        from initlab.plan.config import PlanContents
+
+        return PlanContents(name=self.name, default=self.default, rules=self.rules)
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, source: str = "plan config") -> Plan:
         """A plan from its dict form; errors name ``source`` and the field: ``rules[2].scheme``."""
         from initlab.plan.config import plan_from_config
 
-        return plan_from_config(config, source=source)
+        contents = plan_from_config(config, source=source)
+        return cls(contents.rules, contents.default, name=contents.name)
 
     def to_config(self) -> dict[str, Any]:
         """The plan as plain data; :meth:`from_config` reads it back with equal rules."""
         from initlab.plan.config import plan_to_config
 
-        return plan_to_config(self)
+        return plan_to_config(self.contents)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Plan:
         """A plan from a ``.yaml``/``.yml``, ``.toml`` or ``.json`` file (nothing is executed)."""
         from initlab.plan.plan_files import read_plan_file
 
-        return read_plan_file(path)
+        contents = read_plan_file(path)
+        return cls(contents.rules, contents.default, name=contents.name)
 
     def to_file(self, path: str | os.PathLike[str]) -> Path:
         """Write the plan to ``path`` in the format its suffix names; returns the path."""
         from initlab.plan.plan_files import write_plan_file
 
-        return write_plan_file(self, path)
+        return write_plan_file(self.contents, path)
 
     # --- resolution --------------------------------------------------------------------------
     def _needs_activations(self) -> bool:
@@ -187,98 +199,102 @@ class Plan:
                 included (see :func:`initlab.plan.detect_activations`).
         """
         check_module("Plan.resolve", model)
-        modules = dict(model.named_modules(remove_duplicate=False))
         needed = self._needs_activations()
         activations = detect_activations(model, example=example) if needed else None
-        used: set[int] = set()
-        rows = []
-        files = CheckpointFiles()  # a checkpoint rule matches only the parameters its file holds
-        missing: dict[int, list[str]] = {}  # checkpoint rule -> selected names its file lacks
-        names: list[str] = []
-        for site in parameter_sites(model):
-            module = modules[site.module_name]
-            names.append(site.name)
-            matched = []
-            for i, r in enumerate(self.rules):
-                if not r.matches(site, module):
-                    continue
-                if files.provides(r.scheme, site):
-                    matched.append(i)
-                elif isinstance(r.scheme, Checkpoint) and r.scheme.key_of(site.name) is not None:
-                    missing.setdefault(i, []).append(site.name)
-            used.update(matched)
-            rows.append(self._assign(site, matched, activations, files))
-        unused = tuple(
-            (index, item.describe()) for index, item in enumerate(self.rules) if index not in used
-        )
-        for index, description in unused if self.warn_unused else ():
-            scheme = self.rules[index].scheme
-            hint = (
-                " " + files.mapping_hint(scheme, names) if isinstance(scheme, Checkpoint) else ""
+        modules = dict(model.named_modules(remove_duplicate=False))
+        with open_checkpoints() as files:
+            matches = [self._match(site, modules[site.module_name], files)
+                       for site in parameter_sites(model)]  # fmt: skip
+            rows = tuple(self._assign(match, activations, files) for match in matches)
+            used = {index for match in matches for index in match.rules}
+            unused = tuple(
+                UnusedRule(index, item.describe())
+                for index, item in enumerate(self.rules)
+                if index not in used
             )
-            warnings.warn(
-                f"Plan {self.name!r}: rule {index} ({description}) matched no parameter.{hint}",
-                stacklevel=2,
-            )
-        kept = [row.name for row in rows if "(not in checkpoint" in row.source]
-        for index, lacking in missing.items():
-            if index in used:
-                _warn_not_in_checkpoint(f"rule {index}", self.rules[index].scheme, lacking)
-        if kept and isinstance(self.default, Checkpoint):
-            _warn_not_in_checkpoint("the default", self.default, kept)
+            if self.warn_unused:
+                self._warn_unused(unused, [match.site.name for match in matches], files)
+        self._warn_not_in_checkpoints(matches, used, rows)
         return Assignments(
-            rows=tuple(rows),
+            rows=rows,
             unused_rules=unused,
             activation_method=activations.method if activations else "",
             activation_fallback=activations.fallback_reason if activations else "",
         )
 
-    def _assign(
-        self,
-        site: ParameterSite,
-        matched: list[int],
-        activations: ActivationMap | None,
-        files: CheckpointFiles,
-    ) -> Assignment:
-        activation = activations.get(site.module_name) if activations else None
-        if site.role != "weight":
-            activation = None
-        if matched:
-            winner = self.rules[matched[0]]
-            source = f"rule {matched[0]} ({winner.describe()})"
-            choice, multiplier, fans_from = winner.scheme, winner.multiplier, winner.fans
-        else:
+    def _match(self, site: ParameterSite, module: nn.Module, files: CheckpointFiles) -> _Match:
+        """The rules that match ``site``; a checkpoint rule only if its file holds it."""
+        serving: list[int] = []
+        not_in_file: list[int] = []
+        for index, item in enumerate(self.rules):
+            if not item.matches(site, module):
+                continue
+            if files.provides(item.scheme, site):
+                serving.append(index)
+            elif isinstance(item.scheme, Checkpoint) and item.scheme.key_of(site.name) is not None:
+                not_in_file.append(index)
+        return _Match(site, tuple(serving), tuple(not_in_file))
+
+    def _choice(self, match: _Match) -> _Choice:
+        """The first matching rule's scheme, else the default's."""
+        if not match.rules:
             source = f"default {self.default!s}"
-            choice, multiplier, fans_from = self.default, 1.0, "module"
-        if site.magnitude_of and not matched:
-            scheme, source = None, f"derived: ||v|| of {site.magnitude_of} (weight norm)"
-        elif choice == "keep":
-            scheme = None
-        elif choice == "auto":
-            scheme = auto_scheme(site, activation)
-            source += " -> auto" if matched else ""
-        else:
-            assert isinstance(choice, Scheme)
-            scheme = choice
-            if isinstance(choice, Checkpoint):
-                scheme, source = files.resolve(choice, site, source)
-        parts: tuple[Part, ...] = ()
-        if scheme is not None and fans_from == "module" and not isinstance(scheme, Checkpoint):
-            blocks = block_schemes(site, scheme, auto=choice == "auto")
-            parts = tuple(Part(b.label, b.start, b.stop, s) for b, s in blocks)
-        return _with_statistics(
-            Assignment(
-                site=site,
-                scheme=scheme,
-                multiplier=multiplier,
-                source=source,
-                rule_index=matched[0] if matched else None,
-                also_matched=tuple(matched[1:]),
-                activation=activation if choice == "auto" else None,
-                parts=parts,
-            ),
-            fans_from,
+            return _Choice(self.default, 1.0, "module", source, rule_index=None)
+        index = match.rules[0]
+        winner = self.rules[index]
+        source = f"rule {index} ({winner.describe()})"
+        return _Choice(winner.scheme, winner.multiplier, winner.fans, source, rule_index=index)
+
+    def _assign(
+        self, match: _Match, activations: ActivationMap | None, files: CheckpointFiles
+    ) -> Assignment:
+        site = match.site
+        choice = self._choice(match)
+        after = activations.get(site.module_name) if activations else None
+        activation = after if site.role == "weight" and choice.scheme == "auto" else None
+        row = Assignment(
+            site=site,
+            scheme=None,
+            multiplier=choice.multiplier,
+            source=choice.source,
+            rule_index=choice.rule_index,
+            also_matched=match.rules[1:],
+            activation=activation,
         )
+        return _with_statistics(_with_scheme(row, choice, activation, files), choice.fans_from)
+
+    def _warn_unused(
+        self, unused: tuple[UnusedRule, ...], names: list[str], files: CheckpointFiles
+    ) -> None:
+        for item in unused:
+            scheme = self.rules[item.rule_index].scheme
+            hint = (
+                " " + files.mapping_hint(scheme, names) if isinstance(scheme, Checkpoint) else ""
+            )
+            warnings.warn(
+                f"Plan {self.name!r}: rule {item.rule_index} ({item.description}) matched no "
+                f"parameter.{hint}",
+                stacklevel=3,
+            )
+
+    def _warn_not_in_checkpoints(
+        self, matches: list[_Match], used: set[int], rows: tuple[Assignment, ...]
+    ) -> None:
+        lacking: dict[int, list[str]] = {}  # checkpoint rule -> selected names its file lacks
+        for match in matches:
+            for index in match.not_in_file:
+                lacking.setdefault(index, []).append(match.site.name)
+        for index, names in lacking.items():
+            if index in used:
+                _warn_not_in_checkpoint(f"rule {index}", self.rules[index].scheme, names)
+        if isinstance(self.default, Checkpoint):
+            kept = [
+                row.name
+                for row in rows
+                if row.rule_index is None and row.scheme is None and not row.site.magnitude_of
+            ]
+            if kept:
+                _warn_not_in_checkpoint("the default", self.default, kept)
 
     # --- application -------------------------------------------------------------------------
     def apply(
@@ -286,9 +302,11 @@ class Plan:
     ) -> Assignments:
         """Initialize ``model`` in place; returns the table it applied.
 
-        ``stream`` is how values are drawn (see :func:`fill_parameter`): ``"counter"`` (any
-        shard alone, parallel on the CPU) or ``"generator"`` (a ``torch.Generator`` each).
-        ``example`` is an input batch for activation detection (see :meth:`resolve`).
+        ``stream`` is how values are drawn (see :func:`initlab.plan.apply.fill_parameter`):
+        ``"counter"`` (any shard alone, parallel on the CPU) or ``"generator"`` (a
+        ``torch.Generator`` each). ``example`` is an input batch for activation detection (see
+        :meth:`resolve`). Each checkpoint file is opened once, for the resolution and the
+        copies.
 
         Raises:
             InitlabError: a scheme that does not fit a parameter (the message names both).
@@ -297,7 +315,68 @@ class Plan:
         seed = check_seed("Plan.apply", seed)
         check_stream(stream)
         _check_not_meta(model)
-        return apply_table(model, self.resolve(model, example=example), seed, stream=stream)
+        with open_checkpoints():
+            return apply_table(model, self.resolve(model, example=example), seed, stream=stream)
+
+
+@dataclass(frozen=True)
+class _Match:
+    """The rules whose conditions hold for one parameter.
+
+    Attributes:
+        site: the parameter.
+        rules: the indices of the rules that match and can serve it, in order (the first wins).
+        not_in_file: the checkpoint rules that select it but whose file does not hold it.
+    """
+
+    site: ParameterSite
+    rules: tuple[int, ...]
+    not_in_file: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """What decides one parameter: its first matching rule, else the plan's default.
+
+    Attributes:
+        scheme: a Scheme, ``"auto"`` or ``"keep"``.
+        multiplier: the rule's factor on the drawn values (1 for the default).
+        fans_from: ``"module"`` or ``"torch"``.
+        source: the table's ``source`` (``rule 2 (...)``, ``default auto``).
+        rule_index: the rule, ``None`` for the default.
+    """
+
+    scheme: Scheme | str
+    multiplier: float
+    fans_from: FanSource
+    source: str
+    rule_index: int | None
+
+
+def _with_scheme(
+    row: Assignment, choice: _Choice, activation: Activation | None, files: CheckpointFiles
+) -> Assignment:
+    """``row`` with the scheme ``choice`` gives it (``None``: kept or derived) and its blocks."""
+    site = row.site
+    if site.magnitude_of and choice.rule_index is None:
+        return replace(row, source=f"derived: ||v|| of {site.magnitude_of} (weight norm)")
+    if isinstance(choice.scheme, Checkpoint):
+        found = files.source(choice.scheme, site, row.source)
+        kept = found.key is None
+        return replace(row, scheme=None if kept else choice.scheme, source=found.source)
+    if choice.scheme == "keep":
+        return row
+    if choice.scheme == "auto":
+        source = row.source + (" -> auto" if choice.rule_index is not None else "")
+        scheme = auto_scheme(site, activation)
+        row = replace(row, scheme=scheme, source=source)
+    else:
+        assert isinstance(choice.scheme, Scheme)  # Rule and Plan allow no other string
+        scheme = choice.scheme
+        row = replace(row, scheme=scheme)
+    if scheme is None or choice.fans_from != "module":
+        return row
+    return replace(row, parts=block_parts(site, scheme, auto=choice.scheme == "auto"))
 
 
 def _warn_not_in_checkpoint(what: str, scheme: Scheme | str, names: list[str]) -> None:
@@ -309,7 +388,7 @@ def _warn_not_in_checkpoint(what: str, scheme: Scheme | str, names: list[str]) -
         f"{what} (checkpoint {path}): {len(names)} parameter(s) it selects are not in "
         f"checkpoint {path}, so they are {fallback} or the default: {shown}. Narrow the rule "
         "(pattern=..., add_prefix=...) if that is intended, or check the file.",
-        stacklevel=3,
+        stacklevel=4,
     )
 
 
@@ -326,55 +405,88 @@ def _check_not_meta(model: nn.Module) -> None:
         )
 
 
-def _with_statistics(row: Assignment, fans_from: str) -> Assignment:
+@dataclass(frozen=True)
+class _Drawn:
+    """What a scheme gives a tensor: its law (if elementwise) and the values' statistics.
+
+    Attributes:
+        law: the i.i.d. law of each element, ``None`` for a whole-matrix scheme.
+        stats: mean, std and bound of the values (before the row's multiplier).
+    """
+
+    law: ElementwiseLaw | None
+    stats: ValueStats
+
+
+def _drawn(
+    scheme: Scheme,
+    fans: Fans | None,
+    shape: tuple[int, ...],
+    site: ParameterSite,
+    layout: Layout = "torch",
+    groups: int = 1,
+) -> _Drawn:
+    """The law and statistics of ``scheme`` on ``site`` (``shape``: the site's, or a block's)."""
+    law = scheme.law(fans)
+    if law is not None:
+        return _Drawn(law, law.stats(shape))
+    stats = scheme.stats(site.fan_shape if scheme.uses_fans else shape, layout=layout,
+                         groups=groups)  # fmt: skip
+    return _Drawn(None, stats)
+
+
+def _row_fans(row: Assignment, fans_from: FanSource) -> Fans | None:
+    """The fans ``row``'s scheme reads: the site's, computed once in :mod:`initlab.plan.sites`
+    (computed here only for a role that has none, e.g. a rule drawing an embedding)."""
+    assert row.scheme is not None
+    if not (row.scheme.uses_fans or any(part.scheme.uses_fans for part in row.parts)):
+        return None
+    site = row.site
+    fans = site.torch_fans if fans_from == "torch" else site.fans
+    if fans is not None:
+        return fans
+    if fans_from == "torch":
+        return compute_fans(site.fan_shape, layout="torch")
+    return compute_fans(site.fan_shape, layout=site.layout, groups=site.groups)
+
+
+def _with_statistics(row: Assignment, fans_from: FanSource) -> Assignment:
+    """``row`` with its fans, law(s), std and bound."""
     scheme, site = row.scheme, row.site
     if scheme is None:
         return row
     layout: Layout = "torch" if fans_from == "torch" else site.layout
     groups = 1 if fans_from == "torch" else site.groups
-    fans: Fans | None = None
     try:
-        if scheme.uses_fans or any(part.scheme.uses_fans for part in row.parts):
-            fans = site.fans if fans_from == "module" else None
-            fans = fans or compute_fans(site.fan_shape, layout=layout, groups=groups)
-        part_stats = [_stats(part.scheme, fans, part, site) for part in row.parts]
-        stats = part_stats[0] if part_stats else _stats(scheme, fans, None, site, layout, groups)
+        fans = _row_fans(row, fans_from)
+        whole = None if row.parts else _drawn(scheme, fans, site.shape, site, layout, groups)
+        blocks = [_drawn(part.scheme, fans, part.shape(site.shape), site) for part in row.parts]
     except InitlabError as error:
         raise type(error)(
             f"Parameter {site.name!r} (shape {site.shape}) cannot take {scheme} "
             f"({row.source}): {error}"
         ) from None
     factor = abs(row.multiplier)
-    std, bound = stats.std, stats.bound
-    if part_stats:  # the pooled std: the square root of the blocks' mean variance
+    if whole is not None:
+        std, bound = whole.stats.std, whole.stats.bound
+    else:  # the pooled std: the square root of the blocks' mean variance
         sizes = [part.stop - part.start for part in row.parts]
-        weighted = sum(p.std**2 * n for p, n in zip(part_stats, sizes, strict=True))
-        std = math.sqrt(weighted / site.shape[0])
-        bounds = [p.bound for p in part_stats]
+        weighted = sum(b.stats.std**2 * n for b, n in zip(blocks, sizes, strict=True))
+        std = math.sqrt(weighted / site.shape[row.parts[0].axis])
+        bounds = [b.stats.bound for b in blocks]
         bound = None if None in bounds else max(b for b in bounds if b is not None)
     parts = tuple(
-        replace(part, std=p.std * factor) for part, p in zip(row.parts, part_stats, strict=True)
+        replace(part, std=b.stats.std * factor, law=b.law)
+        for part, b in zip(row.parts, blocks, strict=True)
     )
     std *= factor
-    bound = None if bound is None else bound * factor
-    finite_std = std if math.isfinite(std) else None
     return replace(
-        row, fans=fans, std=finite_std, bound=bound, layout=layout, groups=groups, parts=parts
+        row,
+        fans=fans,
+        std=std if math.isfinite(std) else None,
+        bound=None if bound is None else bound * factor,
+        layout=layout,
+        groups=groups,
+        parts=parts,
+        law=None if whole is None else whole.law,
     )
-
-
-def _stats(
-    scheme: Scheme,
-    fans: Fans | None,
-    part: Part | None,
-    site: ParameterSite,
-    layout: Layout = "torch",
-    groups: int = 1,
-) -> ValueStats:
-    """Mean, std and bound of ``scheme``'s values on ``site`` (or one ``part`` of it)."""
-    shape = site.shape if part is None else (part.stop - part.start, *site.shape[1:])
-    law = elementwise_law(scheme, fans)
-    if law is not None:
-        return law.stats(shape)
-    return scheme.stats(shape if not scheme.uses_fans else site.fan_shape, layout=layout,
-                        groups=groups)  # fmt: skip

@@ -3,34 +3,28 @@
 The format follows the suffix (``.yaml``/``.yml``, ``.toml``, ``.json``); the content is the
 dict form of :mod:`initlab.plan.config`. Nothing in a file is evaluated: YAML goes through
 ``yaml.safe_load``, TOML through ``tomllib``. YAML is written in block style with lists and
-parameter tables on one line; TOML by a small serializer for this plain structure (strings,
-numbers, booleans, lists, tables), since the standard library only reads TOML.
+parameter tables on one line; TOML by ``tomli-w`` (the standard library only reads TOML).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import math
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import tomli_w
 import yaml
 
 from initlab.errors import ConfigError
-from initlab.plan.config import plan_from_config, plan_to_config
-
-if TYPE_CHECKING:
-    from initlab.plan.plan import Plan
+from initlab.plan.config import PlanContents, plan_from_config, plan_to_config
 
 __all__ = ["PLAN_FORMATS", "read_plan_file", "toml_document", "write_plan_file", "yaml_document"]
 
 PLAN_FORMATS: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".json": "json"}
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -80,8 +74,8 @@ def _parse(text: str, kind: str, label: str) -> Any:
         ) from None
 
 
-def read_plan_file(path: str | os.PathLike[str]) -> Plan:
-    """Read a plan from a ``.yaml``/``.yml``, ``.toml`` or ``.json`` file.
+def read_plan_file(path: str | os.PathLike[str]) -> PlanContents:
+    """Read a plan's contents from a ``.yaml``/``.yml``, ``.toml`` or ``.json`` file.
 
     Raises:
         ConfigError: a missing or unreadable file, a syntax error (with its line), or a plan
@@ -104,11 +98,15 @@ def read_plan_file(path: str | os.PathLike[str]) -> Plan:
     return plan_from_config(document, source=label)
 
 
-def write_plan_file(plan: Plan, path: str | os.PathLike[str]) -> Path:
-    """Write ``plan`` to ``path``, in the format its suffix names; returns the path."""
+def write_plan_file(contents: PlanContents, path: str | os.PathLike[str]) -> Path:
+    """Write a plan's ``contents`` to ``path``, in the format its suffix names; returns the path.
+
+    Raises:
+        ConfigError: an unknown suffix, or a value the format cannot hold.
+    """
     file = Path(path)
     kind = _format_of(file)
-    config = plan_to_config(plan)
+    config = plan_to_config(contents)
     if kind == "yaml":
         text = yaml_document(config)
     elif kind == "toml":
@@ -163,61 +161,16 @@ def yaml_document(config: Mapping[str, Any]) -> str:
     )
 
 
-# --- a TOML writer -------------------------------------------------------------
-def _toml_string(text: str) -> str:
-    escapes = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
-               "\r": "\\r"}  # fmt: skip
-    out = []
-    for char in text:
-        if char in escapes:
-            out.append(escapes[char])
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\u{ord(char):04X}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
-
-
-def _toml_value(value: Any, where: str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        return ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v, f"{where}[]") for v in value) + "]"
-    if isinstance(value, Mapping):
-        items = [
-            f"{_toml_key(str(k))} = {_toml_value(v, f'{where}.{k}')}" for k, v in value.items()
-        ]
-        return "{" + ", ".join(items) + "}"
-    raise ConfigError(
-        f"{where}: TOML cannot hold {value!r} ({type(value).__name__}); "
-        "write the plan as YAML or JSON instead."
-    )
-
-
 def toml_document(config: Mapping[str, Any]) -> str:
-    """``config`` as TOML: plain keys first, then each list of tables as ``[[key]]`` blocks."""
-    lines: list[str] = []
-    blocks: list[str] = []
-    for key, value in config.items():
-        if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-            for table in value:
-                blocks += ["", f"[[{_toml_key(key)}]]"]
-                blocks += [
-                    f"{_toml_key(str(k))} = {_toml_value(v, f'{key}.{k}')}"
-                    for k, v in table.items()
-                ]
-        else:
-            lines.append(f"{_toml_key(key)} = {_toml_value(value, key)}")
-    return "\n".join(lines + blocks) + "\n"
+    """``config`` as TOML: plain keys first, then tables, each list of tables as ``[[key]]``.
+
+    Raises:
+        ConfigError: a value TOML cannot hold (``None``, an object).
+    """
+    try:
+        return tomli_w.dumps(config)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(
+            f"TOML cannot hold a value of this plan ({error}); write the plan as YAML or JSON "
+            "instead."
+        ) from None

@@ -40,9 +40,9 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
 from initlab.batches import call_model
+from initlab.layers import ModuleActivation
 from initlab.plan.buffers import buffers_restored
 from initlab.plan.dataflow import (
-    Found,
     Roles,
     call_activation,
     call_name,
@@ -52,7 +52,7 @@ from initlab.plan.dataflow import (
 
 __all__ = ["record_activations"]
 
-_LINEAR: Found = ("linear", None)
+_LINEAR = ModuleActivation("linear", None)
 # Calls that read a layer's weight without applying the layer (a tied input embedding).
 _NOT_A_LAYER_CALL = frozenset({"embedding", "embedding_bag"})
 _NO_MARKS: frozenset[int] = frozenset()
@@ -126,7 +126,7 @@ class _Call:
 
     layer: str
     through_module: bool
-    found: Found | None = None
+    found: ModuleActivation | None = None
 
 
 class _Recorder(TorchFunctionMode):
@@ -178,7 +178,7 @@ class _Recorder(TorchFunctionMode):
         else:
             self.marks.set(outputs, _NO_MARKS)
 
-    def _decide(self, marks: frozenset[int], found: Found) -> None:
+    def _decide(self, marks: frozenset[int], found: ModuleActivation) -> None:
         for index in marks:
             if self.calls[index].found is None:
                 self.calls[index].found = found
@@ -190,7 +190,7 @@ class _Recorder(TorchFunctionMode):
     def before_unit(
         self,
         kind: UnitKind,
-        activation: Found | None,
+        activation: ModuleActivation | None,
         module: nn.Module,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
@@ -242,7 +242,7 @@ class _Recorder(TorchFunctionMode):
         """The model's output: what reaches it undecided is followed by ``linear``."""
         self._decide(self.marks.union(_tensors(output)), _LINEAR)
 
-    def found(self, leaf_layers: set[str]) -> dict[str, Found]:
+    def found(self, leaf_layers: set[str]) -> dict[str, ModuleActivation]:
         """Each called layer's activation: its first decided call.
 
         A leaf layer's own calls come before uses of its weight elsewhere (a tied weight): the
@@ -251,7 +251,7 @@ class _Recorder(TorchFunctionMode):
         calls_of: dict[str, list[_Call]] = {}
         for call in self.calls:
             calls_of.setdefault(call.layer, []).append(call)
-        result: dict[str, Found] = {}
+        result: dict[str, ModuleActivation] = {}
         for layer, calls in calls_of.items():
             own = [call for call in calls if call.through_module]
             if layer in leaf_layers and own:
@@ -267,7 +267,9 @@ def _hooked(model: nn.Module, roles: Roles, recorder: _Recorder) -> Iterator[set
     handles: list[RemovableHandle] = []
     leaf_layers: set[str] = set()
 
-    def hook_unit(module: nn.Module, kind: UnitKind, name: str, found: Found | None) -> None:
+    def hook_unit(
+        module: nn.Module, kind: UnitKind, name: str, found: ModuleActivation | None
+    ) -> None:
         before = partial(recorder.before_unit, kind, found)
         after = partial(recorder.after_unit, kind, name)
         handles.append(module.register_forward_pre_hook(before, with_kwargs=True))
@@ -296,14 +298,27 @@ def _hooked(model: nn.Module, roles: Roles, recorder: _Recorder) -> Iterator[set
             handle.remove()
 
 
-def _accelerators(model: nn.Module, example: Any) -> tuple[str, list[int]]:
+@dataclass(frozen=True)
+class _Accelerators:
+    """The accelerator devices whose random streams a forward pass may use.
+
+    Attributes:
+        device_type: ``"cuda"`` or ``"xpu"`` (``"cuda"`` when there are none).
+        indices: the device indices.
+    """
+
+    device_type: str
+    indices: list[int]
+
+
+def _accelerators(model: nn.Module, example: Any) -> _Accelerators:
     """The accelerator type and device indices whose random streams the pass may use."""
     tensors = [*model.parameters(), *model.buffers(), *_tensors(example)]
     for device_type in ("cuda", "xpu"):
         indices = sorted({t.device.index or 0 for t in tensors if t.device.type == device_type})
         if indices:
-            return device_type, indices
-    return "cuda", []
+            return _Accelerators(device_type, indices)
+    return _Accelerators("cuda", [])
 
 
 @contextlib.contextmanager
@@ -312,11 +327,13 @@ def _left_as_it_was(model: nn.Module, example: Any) -> Iterator[None]:
     forks the random streams, around a forward pass."""
     modules = list(model.modules())
     modes = [module.training for module in modules]
-    device_type, devices = _accelerators(model, example)
+    accelerators = _accelerators(model, example)
     try:
         with (
             buffers_restored(model),
-            torch.random.fork_rng(devices=devices, device_type=device_type),
+            torch.random.fork_rng(
+                devices=accelerators.indices, device_type=accelerators.device_type
+            ),
         ):
             yield
     finally:
@@ -326,7 +343,7 @@ def _left_as_it_was(model: nn.Module, example: Any) -> Iterator[None]:
 
 def record_activations(
     model: nn.Module, example: Any, roles: Roles | None = None
-) -> dict[str, Found]:
+) -> dict[str, ModuleActivation]:
     """Run ``model`` once on ``example`` and record the activation after each layer it calls.
 
     Args:

@@ -108,8 +108,10 @@ class Rule:
             parts.append(f"depth={low}" if low == high else f"depth={low}..{high}")
         return " ".join(parts) or "every parameter"
 
+    @property
     def scheme_label(self) -> str:
-        """The scheme with its multiplier, for tables."""
+        """The scheme with its multiplier, as tables show it (as :attr:`Assignment.scheme_label
+        <initlab.plan.assignments.Assignment.scheme_label>`)."""
         label = str(self.scheme)
         return label if self.multiplier == 1.0 else f"{label} x {self.multiplier:.6g}"
 

@@ -15,7 +15,14 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from initlab.fans import Fans, Layout
-from initlab.layers.structure import ROLES, Block, Role, parameter_structure
+from initlab.layers.structure import (
+    ROLES,
+    Block,
+    Role,
+    Structure,
+    packed_projections,
+    parameter_structure,
+)
 
 __all__ = ["ROLES", "ParameterSite", "Role", "block_depth", "parameter_sites"]
 
@@ -42,6 +49,8 @@ class ParameterSite:
         fans_note: why initlab's fans differ from torch's array rule, if they do.
         tied_to: other names of the same tensor (shared parameters).
         fans: the fans initlab uses for this parameter (``None`` for roles without fans).
+        torch_fans: the fans of torch's array rule for ``fan_shape`` (what a ``fans="torch"``
+            rule reads; ``None`` for roles without fans).
         blocks: the layers stacked along the first axis (attention q/k/v, recurrent gates).
         magnitude_of: for a weight norm's magnitude, the qualified name of its direction.
     """
@@ -59,6 +68,7 @@ class ParameterSite:
     fans_note: str
     tied_to: tuple[str, ...] = ()
     fans: Fans | None = None
+    torch_fans: Fans | None = None
     blocks: tuple[Block, ...] = ()
     magnitude_of: str = ""
 
@@ -69,24 +79,38 @@ def block_depth(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+@dataclass(frozen=True)
+class _Owner:
+    """The layer a parameter belongs to.
+
+    Attributes:
+        name: the layer's qualified name.
+        module: the layer.
+        attribute: the parameter's path under it.
+    """
+
+    name: str
+    module: nn.Module
+    attribute: str
+
+
 def _owner(
     module_name: str, module: nn.Module, attribute: str, modules: dict[str, nn.Module]
-) -> tuple[str, nn.Module, str]:
+) -> _Owner:
     """The layer a parameter belongs to: a parametrization's original belongs to the layer
     whose weight it makes (``lin.parametrizations.weight`` -> ``lin``)."""
     if isinstance(module, parametrize.ParametrizationList):
         head, _, weight = module_name.rpartition("parametrizations.")
         owner = head.removesuffix(".")
         if owner in modules:
-            return owner, modules[owner], f"parametrizations.{weight}.{attribute}"
-    return module_name, module, attribute
+            return _Owner(owner, modules[owner], f"parametrizations.{weight}.{attribute}")
+    return _Owner(module_name, module, attribute)
 
 
 def _site(
-    module_name: str, module: nn.Module, attribute: str, tensor: torch.Tensor
+    module_name: str, module: nn.Module, attribute: str, tensor: torch.Tensor, structure: Structure
 ) -> ParameterSite:
     name = f"{module_name}.{attribute}" if module_name else attribute
-    structure = parameter_structure(module, attribute, tensor)
     magnitude_of = ""
     if structure.magnitude_of:
         prefix = f"{module_name}." if module_name else ""
@@ -104,6 +128,7 @@ def _site(
         fan_shape=structure.fan_shape or tuple(tensor.shape),
         fans_note=structure.note,
         fans=structure.fans,
+        torch_fans=structure.torch_fans,
         blocks=structure.blocks,
         magnitude_of=magnitude_of,
     )
@@ -114,21 +139,30 @@ def parameter_sites(model: nn.Module) -> list[ParameterSite]:
 
     A tensor registered under several names (e.g. an embedding tied to the output layer) is
     listed once, under its first name, with the others in ``tied_to``. Buffers are not listed.
+    Each layer's fans are computed once: a bias reads them from its weight's structure.
     """
     first_name: dict[int, int] = {}
     sites: list[ParameterSite] = []
     aliases: dict[int, list[str]] = {}
+    structures: dict[str, dict[str, Structure]] = {}  # owner -> attribute -> structure
     modules = dict(model.named_modules(remove_duplicate=False))
     for module_name, module in modules.items():
         for local, tensor in module.named_parameters(recurse=False, remove_duplicate=False):
             key = id(tensor)
-            owner_name, owner, attribute = _owner(module_name, module, local, modules)
-            name = f"{owner_name}.{attribute}" if owner_name else attribute
+            owner = _owner(module_name, module, local, modules)
+            name = f"{owner.name}.{owner.attribute}" if owner.name else owner.attribute
             if key in first_name:
                 aliases.setdefault(key, []).append(name)
                 continue
             first_name[key] = len(sites)
-            sites.append(_site(owner_name, owner, attribute, tensor))
+            known = structures.setdefault(owner.name, {})
+            parent_name, _, local_name = owner.name.rpartition(".")
+            packed = packed_projections(owner.module, local_name, modules.get(parent_name))
+            structure = parameter_structure(
+                owner.module, owner.attribute, tensor, known=known, packed=packed
+            )
+            known[owner.attribute] = structure
+            sites.append(_site(owner.name, owner.module, owner.attribute, tensor, structure))
     for key, names in aliases.items():
         index = first_name[key]
         site = sites[index]

@@ -19,6 +19,7 @@ from rich.text import Text
 from initlab.doctor.diagnose import DoctorReport
 from initlab.doctor.finding import Finding
 from initlab.plan.plan import Plan
+from initlab.report.numbers import number, percent
 
 __all__ = [
     "LAYER_COLUMNS",
@@ -50,18 +51,6 @@ LAYER_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _number(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "-"
-    return f"{value:.3g}"
-
-
-def _percent(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "-"
-    return f"{value:.0%}"
-
-
 def problem_count(report: DoctorReport) -> int:
     """Warning and critical findings (info findings are notes, not problems)."""
     return sum(f.severity in ("warning", "critical") for f in report.findings)
@@ -87,7 +76,7 @@ def short_layers(layers: Sequence[str], limit: int = 6) -> str:
 
 def plan_lines(plan: Plan) -> list[str]:
     """A plan's rules as lines of text, ``'0.*' -> auto``, then its default."""
-    lines = [f"{item.describe()} -> {item.scheme_label()}" for item in plan.rules]
+    lines = [f"{item.describe()} -> {item.scheme_label}" for item in plan.rules]
     lines.append(f"everything else -> {plan.default!s}")
     return lines
 
@@ -101,11 +90,11 @@ def jacobian_summary(report: DoctorReport) -> str:
         return f"input-output Jacobian: not computed ({spectrum.skipped})"
     parts = []
     if spectrum.smallest is not None:
-        parts.append(f"smallest {_number(spectrum.smallest)}")
-    parts.append(f"largest {_number(spectrum.largest)}")
-    parts.append(f"mean square {_number(spectrum.mean_square)}")
+        parts.append(f"smallest {number(spectrum.smallest)}")
+    parts.append(f"largest {number(spectrum.largest)}")
+    parts.append(f"mean square {number(spectrum.mean_square)}")
     if spectrum.spread is not None:
-        parts.append(f"largest/smallest {_number(spectrum.spread)}")
+        parts.append(f"largest/smallest {number(spectrum.spread)}")
     return (
         f"input-output Jacobian singular values ({spectrum.method}, one example): "
         + ", ".join(parts)
@@ -135,13 +124,13 @@ def layer_cells(report: DoctorReport) -> list[list[str]]:
             [
                 record.label,
                 record.kind,
-                _number(std),
-                _number(ratio),
-                _percent(forward["dead_fraction"]),
-                _percent(forward["saturated_fraction"]),
-                _number(forward["cosine"]),
-                _number(record.grad_std),
-                _number(gains.get(record.name)),
+                number(std),
+                number(ratio),
+                percent(forward["dead_fraction"]),
+                percent(forward["saturated_fraction"]),
+                number(forward["cosine"]),
+                number(record.grad_std),
+                number(gains.get(record.name)),
             ]
         )
     return rows
@@ -160,7 +149,7 @@ def _finding_view(finding: Finding) -> RenderableType:
     details.add_row("expected", Text(finding.expected))
     if finding.plan is not None:
         rules = finding.plan.rules
-        schemes = ", ".join(sorted({item.scheme_label() for item in rules}))
+        schemes = ", ".join(sorted({item.scheme_label for item in rules}))
         details.add_row(
             "fix plan",
             Text(
@@ -214,7 +203,7 @@ def layers_table(report: DoctorReport, *, title: str = "per-layer statistics") -
 
 
 def _arrow(before: float | None, after: float | None, style: str = "") -> Text:
-    return Text.assemble((_number(before), "dim"), " -> ", (_number(after), style))
+    return Text.assemble((number(before), "dim"), " -> ", (number(after), style))
 
 
 def before_after_table(before: DoctorReport, after: DoctorReport) -> RenderableType:
@@ -258,7 +247,7 @@ def before_after_table(before: DoctorReport, after: DoctorReport) -> RenderableT
 
 def _dead_or_saturated(forward: dict[str, Any]) -> str:
     dead = forward["dead_fraction"]
-    return _percent(dead if not math.isnan(dead) else forward["saturated_fraction"])
+    return percent(dead if not math.isnan(dead) else forward["saturated_fraction"])
 
 
 def _remaining(after: DoctorReport) -> list[RenderableType]:

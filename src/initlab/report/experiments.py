@@ -11,6 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from initlab.report.numbers import mean_std, number
+from initlab.report.verdicts import stored_verdict
+
 __all__ = ["demo_table", "failures_lines", "summary_table", "trial_progress"]
 
 
@@ -39,24 +42,16 @@ def trial_progress(console: Console, title: str) -> Iterator[Callable[[int, int]
 
 
 def _verdict(findings: Any, healthy: Any) -> Text:
-    if healthy is True or healthy == 1:
+    found = stored_verdict(healthy, findings)
+    if not found.flagged:
         return Text("healthy", "green")
-    codes = [c for c in str(findings or "").split(",") if c]
-    return Text(", ".join(codes) or "problems", "red")
-
-
-def _mean_std(values: Any) -> str:
-    clean = values.dropna()
-    if clean.empty:
-        return "-"
-    if len(clean) == 1:
-        return f"{clean.iloc[0]:.3f}"
-    return f"{clean.mean():.3f} +- {clean.std():.3f}"
+    return Text(", ".join(found.codes) or found.level,
+                "red" if found.level == "critical" else "yellow")  # fmt: skip
 
 
 def demo_table(table: Any) -> Table:
     """One row per demo configuration: doctor verdict at init beside the training outcome."""
-    view = Table(title="Doctor at init vs training outcome (digits, mean +- std over seeds)",
+    view = Table(title="Doctor at init vs training outcome (digits, mean ± std over seeds)",
                  title_justify="left")  # fmt: skip
     for name, justify in (("act", "left"), ("configuration", "left"), ("doctor at init", "left"),
                           ("best val acc", "right"), ("test acc", "right"),
@@ -70,8 +65,8 @@ def demo_table(table: Any) -> Table:
             str(act),
             Text(str(label)),
             _verdict(first["doctor_findings"], first["doctor_healthy"]),
-            _mean_std(group["best_val_accuracy"]),
-            _mean_std(group["test_accuracy"]),
+            mean_std(list(group["best_val_accuracy"])),
+            mean_std(list(group["test_accuracy"])),
             f"{diverged}/{len(group)}",
         )
     return view
@@ -85,7 +80,7 @@ def summary_table(summary: Any, title: str) -> Table:
             str(column), justify="right" if summary[column].dtype.kind in "fi" else "left"
         )
     for _, row in summary.iterrows():
-        view.add_row(*(f"{v:.4g}" if isinstance(v, float) else Text(str(v)) for v in row))
+        view.add_row(*(number(v) if isinstance(v, float) else Text(str(v)) for v in row))
     return view
 
 

@@ -11,6 +11,7 @@ from rich.text import Text
 from initlab.plan.assignments import Assignment, Assignments
 from initlab.plan.checkpoint import Checkpoint
 from initlab.plan.plan import Plan
+from initlab.report.numbers import number
 
 __all__ = ["assignments_view", "rules_view"]
 
@@ -70,7 +71,7 @@ def assignments_view(
             row.site.role,
             Text(row.scheme_label, "dim" if row.scheme is None else ""),
             _fans(row),
-            "-" if row.std is None else f"{row.std:.4g}",
+            number(row.std, 4),
             _source(row),
             Text(row.notes),
         )
@@ -93,6 +94,6 @@ def rules_view(plan: Plan) -> RenderableType:
     grid.add_column("scheme", style="cyan", overflow="fold")
     grid.add_column("fans")
     for index, item in enumerate(plan.rules):
-        grid.add_row(str(index), Text(item.describe()), Text(item.scheme_label()), item.fans)
+        grid.add_row(str(index), Text(item.describe()), Text(item.scheme_label), item.fans)
     default = Text.assemble(("default: ", "dim"), (str(plan.default), "cyan"))
     return Group(grid, default)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from initlab.fans import Layout, compute_fans, torch_fans
-from initlab.report.values import parse_shape
+from initlab.report.numbers import number
 from initlab.schemes import get, scheme_aliases, scheme_class, scheme_names
-from initlab.showcase import Propagation, showcase
+
+if TYPE_CHECKING:
+    from initlab.showcase import Propagation
 
 __all__ = ["catalogue_table", "describe", "propagation_table"]
 
@@ -38,14 +40,23 @@ def catalogue_table() -> Table:
     return table
 
 
-def _number(value: float | None) -> str:
-    return "unbounded" if value is None else f"{value:.6g}"
-
-
 def describe(
-    name: str, params: dict[str, Any], shape: str | None, layout: str, groups: int
+    name: str,
+    params: dict[str, Any],
+    *,
+    shape: tuple[int, ...] | None = None,
+    layout: str = "torch",
+    groups: int = 1,
 ) -> RenderableType:
-    """One scheme: its parameters and formula, and for ``shape`` its fans, std and bound."""
+    """One scheme: its parameters and formula, and for ``shape`` its fans, std and bound.
+
+    Args:
+        name: the scheme's name or alias.
+        params: its parameters (:func:`initlab.schemes.get`'s keywords).
+        shape: the weight's shape; ``None`` for the parameters and formula only.
+        layout: the shape's axis order (see :mod:`initlab.fans`).
+        groups: the layer's groups (grouped convolutions).
+    """
     scheme = get(name, **params)
     lines: list[RenderableType] = [
         Text.assemble(("scheme  ", "dim"), (str(scheme), "bold cyan")),
@@ -56,32 +67,33 @@ def describe(
             Text("Pass --shape (e.g. --shape 256,128,3,3) for fans, std and bound.", "dim")
         )
         return Group(*lines)
-    dims = parse_shape(shape)
     typed_layout: Layout = layout  # type: ignore[assignment]
-    stats = scheme.stats(dims, layout=typed_layout, groups=groups)
+    stats = scheme.stats(shape, layout=typed_layout, groups=groups)
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="dim")
     table.add_column()
-    table.add_row("shape", f"{dims} ({layout} layout)")
-    if len(dims) >= 2 or layout.startswith("keras"):
-        fans = compute_fans(dims, layout=typed_layout, groups=groups)
+    table.add_row("shape", f"{shape} ({layout} layout)")
+    if len(shape) >= 2 or layout.startswith("keras"):
+        fans = compute_fans(shape, layout=typed_layout, groups=groups)
         table.add_row("fan_in", str(fans.fan_in))
         table.add_row("fan_out", str(fans.fan_out))
         table.add_row("receptive field", str(fans.receptive_field))
-        torch_in, torch_out = torch_fans(dims) if len(dims) >= 2 else (0, 0)
-        if len(dims) >= 2 and (torch_in, torch_out) != (fans.fan_in, fans.fan_out):
+        torch_in, torch_out = torch_fans(shape) if len(shape) >= 2 else (0, 0)
+        if len(shape) >= 2 and (torch_in, torch_out) != (fans.fan_in, fans.fan_out):
             table.add_row(
                 "torch's array fans",
                 f"fan_in {torch_in}, fan_out {torch_out} (torch reads the shape as (out, in, *k))",
             )
     table.add_row("mean", f"{stats.mean:.6g}")
     table.add_row("std", f"{stats.std:.6g}")
-    table.add_row("bound", _number(stats.bound))
+    table.add_row("bound", "unbounded" if stats.bound is None else number(stats.bound, 6))
     return Group(*lines, table)
 
 
 def propagation_table(*, depth: int, width: int, seed: int = 0) -> Table:
     """The showcase: pre-activation std at a few depths of a deep MLP, per scheme."""
+    from initlab.showcase import showcase  # torch: not for the catalogue
+
     results: list[Propagation] = showcase(depth=depth, width=width, seed=seed)
     checkpoints = sorted({1, max(1, depth // 3), max(1, 2 * depth // 3), depth})
     table = Table(

@@ -1,200 +1,192 @@
-"""A sweep's report: PNG plots and one self-contained HTML file (images inlined, no URLs).
+"""A sweep's report (the demo's too): one self-contained HTML page, PNG plots inlined.
 
-Plots: learning curves (validation accuracy per epoch, mean over seeds) per initialization;
-the best validation accuracy per initialization and regularizer (mean and spread over seeds);
-the doctor's verdict at init against the outcome (does the doctor predict training?).
+The page states its question (which configurations train, and did the doctor's verdict at init
+foretell it?) and its answer in one sentence each, then shows: the outcome per configuration
+coloured by the doctor's verdict (:func:`~initlab.report.sweep_plots.outcome_figure`), the
+summary per configuration, the learning curves, the settings every trial shared, and every
+trial. Numbers keep the digits their spread over seeds supports; a missing value is a dash with
+its reason.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from initlab.experiments.results import failures, varied_columns
-from initlab.optional import require
+from initlab.optional import MissingDependencyError
+from initlab.report.numbers import MISSING, mean_std, number
+from initlab.report.page import figure_data_uri, render_page
+from initlab.report.sweep_view import (
+    TRAINED_FRACTION,
+    Configuration,
+    configuration_name,
+    configurations,
+    curve_panels,
+    row_verdict,
+    setting_text,
+    shared_settings,
+)
+from initlab.report.verdicts import FINDING_MEANINGS
 
-__all__ = ["curves_figure", "doctor_vs_outcome_figure", "outcome_figure", "sweep_html"]
+__all__ = ["QUESTION", "answer", "sweep_html", "write_report"]
 
-
-def _pyplot() -> Any:
-    matplotlib = require("matplotlib", "sweep report plots")
-    matplotlib.use("Agg")
-    return require("matplotlib.pyplot", "sweep report plots")
-
-
-def _label(row: Any, keys: list[str]) -> str:
-    return ", ".join(f"{row[k]}" if k in ("init", "label") else f"{k}={row[k]}" for k in keys)
-
-
-def curves_figure(curves: Any, keys: list[str], panel: str | None = None) -> Any:
-    """Validation accuracy per epoch, mean over seeds, one line per configuration.
-
-    With ``panel`` (a column of ``curves``, such as the demo's act), one plot per value of it,
-    side by side on a shared y axis, so no plot holds more lines than colours can tell apart.
-    """
-    plt = _pyplot()
-    has_curves = not curves.empty and "val_accuracy" in curves
-    groups = [("", curves)]
-    if has_curves and panel is not None and panel in curves:
-        groups = list(curves.groupby(panel, sort=True))
-    figure, axes = plt.subplots(
-        1, len(groups), figsize=(max(8.0, 5.0 * len(groups)), 4.5), sharey=True,
-        layout="constrained", squeeze=False,
-    )  # fmt: skip
-    for axis, (title, frame) in zip(axes[0], groups, strict=True):
-        if has_curves:
-            group_keys = keys or ["init"]
-            frame = frame.assign(**{k: frame[k].astype(str) for k in group_keys})
-            lines = list(frame.groupby(group_keys))
-            colours = plt.get_cmap("tab10" if len(lines) <= 10 else "tab20").colors
-            for index, (label, group) in enumerate(lines):
-                mean = group.groupby("epoch")["val_accuracy"].mean()
-                name = label if isinstance(label, str) else ", ".join(map(str, label))
-                axis.plot(mean.index, mean.values, marker=".", label=name,
-                          color=colours[index % len(colours)])  # fmt: skip
-            axis.legend(fontsize=7, ncol=1 if len(groups) > 1 else 2)
-        axis.set_xlabel("epoch")
-        axis.set_title(f"Learning curves: {title}" if title else "Learning curves")
-        axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel("validation accuracy (mean over seeds)")
-    return figure
+QUESTION = "Which configurations train, and did the doctor's verdict at init foretell it?"
 
 
-def outcome_figure(summary: Any, keys: list[str]) -> Any:
-    """Best validation accuracy per configuration with its spread over seeds."""
-    plt = _pyplot()
-    figure, axis = plt.subplots(
-        figsize=(9, max(2.5, 0.3 * len(summary) + 1)), layout="constrained"
+def answer(found: Sequence[Configuration]) -> str:
+    """The page's answer in one sentence: how often the verdict at init foretold the outcome,
+    and how it erred (the plot and the summary name the configurations)."""
+    if not found:
+        return "No trial completed, so nothing can be compared: see the failures below."
+    right = sum(c.judgement == "right" for c in found)
+    sentence = (
+        f"The doctor's verdict at init foretold the outcome of {right} of {len(found)} "
+        "configurations"
     )
-    labels = [_label(row, keys or ["init"]) for _, row in summary.iterrows()]
-    axis.barh(labels, summary["best_val_accuracy_mean"],
-              xerr=summary["best_val_accuracy_std"].fillna(0), color="#4c72b0")  # fmt: skip
-    axis.invert_yaxis()
-    axis.set_xlabel("best validation accuracy (mean +- std over seeds)")
-    axis.set_title("Outcome per initialization and regularizer")
-    axis.set_xlim(0, 1)
-    axis.grid(axis="x", alpha=0.3)
-    return figure
+    missed = sum(c.judgement == "missed" for c in found)
+    alarms = sum(c.judgement == "false alarm" for c in found)
+    wrong = []
+    if missed:
+        wrong.append(f"it passed {missed} that did not train")
+    if alarms:
+        wrong.append(f"flagged {alarms} that trained")
+    return sentence + ("; " + " and ".join(wrong) if wrong else "") + "."
 
 
-def doctor_vs_outcome_figure(table: Any) -> Any:
-    """Doctor's forward trend at init against the best validation accuracy."""
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")
-    done = table[table["state"] == "complete"]
-    healthy = done["doctor_healthy"].fillna(False).astype(bool)
-    for mask, colour, name in ((healthy, "#2a9d8f", "healthy at init"),
-                               (~healthy, "#e76f51", "problems at init")):  # fmt: skip
-        part = done[mask]
-        axis.scatter(part["doctor_forward_trend"], part["best_val_accuracy"], c=colour,
-                     label=name, alpha=0.8)  # fmt: skip
-    trend = done["doctor_forward_trend"]
-    if (trend.dropna() > 0).any():  # a log axis needs a positive value to show
-        axis.set_xscale("log")
-    axis.set_xlabel("forward std factor over the stack at init (doctor)")
-    axis.set_ylabel("best validation accuracy")
-    axis.set_title("Does the doctor's verdict at init predict training?")
-    axis.legend(fontsize=8)
-    axis.grid(alpha=0.3)
-    return figure
+def _percent(values: Sequence[float | None]) -> str:
+    return mean_std([None if v is None else 100 * v for v in values])
 
 
-def png_data_uri(figure: Any, save_as: Path | None = None) -> str:
-    """A figure as a ``data:image/png;base64,...`` URI (also written to ``save_as``); closes it."""
-    plt = _pyplot()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    if save_as is not None:
-        save_as.parent.mkdir(parents=True, exist_ok=True)
-        save_as.write_bytes(buffer.getvalue())
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+def _test_cell(configuration: Configuration) -> dict[str, str]:
+    measured = [v for v in configuration.test if v is not None]
+    if not measured:
+        reason = "diverged" if configuration.diverged else "not measured"
+        return {"text": MISSING, "reason": reason}
+    reason = ""
+    if len(measured) < len(configuration.test):
+        reason = f"{len(measured)} of {len(configuration.test)} seeds; the rest diverged"
+    return {"text": _percent(measured), "reason": reason}
 
 
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;
-color:#222;padding:0 1em} h1{font-size:1.6em} h2{font-size:1.2em;margin-top:2em}
-table{border-collapse:collapse;font-size:.85em} td,th{border:1px solid #ddd;padding:.3em .6em;
-text-align:right} th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
-img{max-width:100%} .meta{color:#666}
-"""
+def _summary_row(configuration: Configuration) -> dict[str, Any]:
+    runs = len(configuration.best)
+    return {
+        "name": configuration.name,
+        "group": configuration.group,
+        "verdict": configuration.verdict,
+        "best": _percent(configuration.best),
+        "test": _test_cell(configuration),
+        "diverged": f"{configuration.diverged} of {runs}" if configuration.diverged else "none",
+        "trained": configuration.trained,
+        "judgement": configuration.judgement,
+    }
 
 
-def _table_html(frame: Any, limit: int = 200) -> str:
-    shown = frame.head(limit)
-    header = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
-    body = []
-    for _, row in shown.iterrows():
-        cells = []
-        for value in row:
-            text = f"{value:.4g}" if isinstance(value, float) else str(value)
-            cells.append(f"<td>{html.escape(text)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{header}</tr>{''.join(body)}</table>"
+def _cell(value: Any, reason: str, *, scale: float = 1.0, digits: int = 3) -> dict[str, str]:
+    if value is None or value != value:  # None or NaN: a dash and why
+        return {"text": MISSING, "reason": reason}
+    return {"text": number(scale * float(value), digits), "reason": ""}
 
 
-def _failures_html(table: Any, complete: int) -> str:
-    grouped = failures(table)
-    if not grouped:
-        return ""
-    headline = "No trial completed: every trial failed." if not complete else "Failed trials"
-    rows = "".join(
-        f"<tr><td>{html.escape(reason)}</td><td>{len(numbers)}</td>"
-        f"<td>{html.escape(', '.join(map(str, numbers)))}</td></tr>"
-        for reason, numbers in grouped
-    )
-    return (
-        f"<h2>{headline}</h2><table><tr><th>reason</th><th>trials</th><th>numbers</th></tr>"
-        f"{rows}</table>"
-    )
+def _missing_reason(row: Any) -> str:
+    """Why a trial has no value: its state (failed, pruned), or that it diverged."""
+    if row["state"] != "complete":
+        return str(row["state"])
+    diverged = row["diverged"]
+    return "diverged" if diverged == diverged and bool(diverged) else "not measured"
+
+
+def _trial_rows(table: Any, names: dict[int, str]) -> list[dict[str, Any]]:
+    keys = varied_columns(table)
+    rows = []
+    for _, row in table.iterrows():
+        reason = _missing_reason(row)
+        rows.append({
+            "trial": int(row["trial"]),
+            "name": names.get(int(row["trial"])) or configuration_name(row, keys),
+            "seed": setting_text(row["seed"]),
+            "verdict": row_verdict(row) if row["state"] == "complete" else None,
+            "best": _cell(row["best_val_accuracy"], reason, scale=100),
+            "final": _cell(row["final_val_accuracy"], reason, scale=100),
+            "test": _cell(row["test_accuracy"], reason, scale=100),
+            "loss": _cell(row["final_train_loss"], reason),
+            "epochs": _cell(row["epochs_run"], reason, digits=6),
+            "seconds": _cell(row["seconds"], reason, digits=2),
+            "state": str(row["state"]),
+        })  # fmt: skip
+    return rows
+
+
+def _figures(
+    found: Sequence[Configuration], curves: Any, png_folder: Path | None
+) -> list[dict[str, str]]:
+    from initlab.report.sweep_plots import curves_figure, outcome_figure
+
+    panels = curve_panels(found, curves)
+    drawn = [("outcome", outcome_figure(found), "best validation accuracy per configuration, "
+              "coloured by the doctor's verdict at init")]  # fmt: skip
+    if panels:
+        drawn.append(("curves", curves_figure(panels), "validation accuracy per epoch"))
+    return [
+        {
+            "id": key,
+            "alt": alt,
+            "uri": figure_data_uri(
+                figure, dpi=100, save_as=None if png_folder is None else png_folder / f"{key}.png"
+            ),
+        }
+        for key, figure, alt in drawn
+    ]
 
 
 def sweep_html(
     study_name: str,
     table: Any,
-    summary: Any,
-    curves: Any,
+    curves: Any = None,
     *,
     note: str = "",
     png_folder: Path | None = None,
 ) -> str:
-    """The whole report as one HTML document (plots also saved as PNGs in ``png_folder``)."""
-    keys = varied_columns(table)
-    panel = "act" if "act" in table.columns else None  # the demo's acts, one plot each
-    if "label" in table.columns:  # runs named by the caller (the demo) are shown by name
-        keys = ["label"]
-        if not curves.empty:
-            named = ["trial", "label"] + ([panel] if panel else [])
-            curves = curves.merge(table[named], on="trial")
+    """The whole report as one HTML document (plots also saved as PNGs in ``png_folder``).
+
+    Args:
+        study_name: the study's name (the page's title).
+        table: :func:`~initlab.experiments.results.trials_table`, optionally with the caller's
+            ``act`` and ``label`` columns (the demo's), which then group and name the
+            configurations.
+        curves: :func:`~initlab.experiments.results.curves_table` (no curves when ``None``).
+        note: one line about the study (what ran, on what).
+        png_folder: where to also save the plots as ``outcome.png`` and ``curves.png``.
+    """
+    found = configurations(table)
+    figures: list[dict[str, str]] = []
+    plot_note = ""
+    if found:  # plots of nothing would only hide that nothing completed
+        try:
+            figures = _figures(found, curves, png_folder)
+        except MissingDependencyError as error:
+            plot_note = str(error)
+    codes = dict.fromkeys(code for c in found for code in c.verdict.codes)
     complete = int((table["state"] == "complete").sum())
-    images = []
-    if complete:  # plots of nothing would only hide that nothing completed
-        figures = {
-            "curves": curves_figure(curves, keys, panel),
-            "outcome": outcome_figure(summary, keys),
-            "doctor_vs_outcome": doctor_vs_outcome_figure(table),
-        }
-        images = [
-            png_data_uri(figure, None if png_folder is None else png_folder / f"{name}.png")
-            for name, figure in figures.items()
-        ]
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>initlab sweep {html.escape(study_name)}</title><style>{_STYLE}</style></head>",
-        f"<body><h1>initlab sweep: {html.escape(study_name)}</h1>",
-        f"<p class='meta'>{complete} complete trials of {len(table)}. {html.escape(note)}</p>",
-        _failures_html(table, complete),
-        "<h2>Summary per configuration</h2>",
-        _table_html(summary),
-        *(f"<p><img alt='plot' src='{uri}'></p>" for uri in images),
-        "<h2>All trials</h2>",
-        _table_html(table),
-        "</body></html>",
-    ]
-    return "\n".join(parts)
+    return render_page(
+        "sweep.html",
+        title=f"initlab sweep: {study_name}",
+        question=QUESTION,
+        answer=answer(found),
+        note=note,
+        facts=f"{complete} complete trials of {len(table)}, {len(found)} configurations",
+        trained_fraction=f"{TRAINED_FRACTION:.0%}",
+        failures=failures(table),
+        complete=complete,
+        summary=[_summary_row(c) for c in found],
+        figures=figures,
+        plot_note=plot_note,
+        glossary=[(code, FINDING_MEANINGS.get(code, code)) for code in codes],
+        shared=shared_settings(table),
+        trials=_trial_rows(table, {t: c.name for c in found for t in c.trials}),
+    )
 
 
 def write_report(path: str | Path, document: str) -> Path:

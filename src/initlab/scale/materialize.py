@@ -151,18 +151,7 @@ def materialize(
             f"materialize: plan must be an initlab.Plan or a preset name such as 'kaiming', "
             f"got {describe_value(plan)}."
         )
-    if isinstance(factory_or_model, nn.Module):
-        model = factory_or_model
-    elif not callable(factory_or_model):
-        raise ConfigError(
-            "materialize: factory_or_model must be a zero-argument callable returning the "
-            f"model (a class, or lambda: GPT(config)) or a meta-device model, got "
-            f"{describe_value(factory_or_model)}."
-        )
-    elif meta:
-        model = _build_on_meta(factory_or_model)
-    else:
-        model = factory_or_model()
+    model = _model(factory_or_model, meta)
     plan = as_plan(plan, model)
     if dtype is not None:
         model.to(dtype=dtype)
@@ -196,6 +185,19 @@ def materialize(
         model.to(device=target)
     initialize(model, plan, seed, stream=stream, table=table)
     return model
+
+
+def _model(factory_or_model: Factory | nn.Module, meta: bool) -> nn.Module:
+    """The model to fill: the one given, or the factory's, built on the meta device if asked."""
+    if isinstance(factory_or_model, nn.Module):
+        return factory_or_model
+    if not callable(factory_or_model):
+        raise ConfigError(
+            "materialize: factory_or_model must be a zero-argument callable returning the "
+            f"model (a class, or lambda: GPT(config)) or a meta-device model, got "
+            f"{describe_value(factory_or_model)}."
+        )
+    return _build_on_meta(factory_or_model) if meta else factory_or_model()
 
 
 def _to_meta(example: Any) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab.counter import counter_fill_, elementwise_law
+from initlab.counter import counter_fill_
 from initlab.errors import InitlabError
 from initlab.plan.apply import apply_table, fill_parameter
 from initlab.plan.assignments import Assignment, Assignments
@@ -84,7 +84,7 @@ def fill_shard_(tensor: Any, row: Assignment, seed: int, *, stream: Stream = "co
             "Replicate() or Shard(d) before initializing."
         )
     try:
-        law = elementwise_law(scheme, row.fans)
+        law = row.law
         counter = stream == "counter" and local.is_floating_point() and not row.parts
         if counter and law is not None and _is_box(tensor.placements):
             counter_fill_(local, law, counter_stream(seed, row.name), local_region(tensor))

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from initlab.schemes.base import (
+    ElementwiseLaw,
     Scheme,
     ValueStats,
     from_config,
@@ -15,6 +16,7 @@ from initlab.schemes.base import (
     scheme_class,
     scheme_names,
 )
+from initlab.schemes.checkpoint import Checkpoint
 from initlab.schemes.elementwise import Constant, Normal, Ones, TruncatedNormal, Uniform, Zeros
 from initlab.schemes.structured import DeltaOrthogonal, Dirac, Identity, Orthogonal, Sparse
 from initlab.schemes.truncation import TRUNCATION_STD_2
@@ -33,10 +35,12 @@ from initlab.schemes.variance import (
 __all__ = [
     "DISTRIBUTIONS",
     "TRUNCATION_STD_2",
+    "Checkpoint",
     "Constant",
     "DeltaOrthogonal",
     "Dirac",
     "Distribution",
+    "ElementwiseLaw",
     "HeNormal",
     "HeUniform",
     "Identity",

@@ -1,9 +1,13 @@
 """`Scheme`: one frozen, serializable description of how to initialize a tensor.
 
 A scheme is a value (name + parameters), never a function with hidden state. It reports the
-statistics it implies for a shape (:meth:`Scheme.std`, :meth:`Scheme.bound`), fills a torch tensor
-in place (:meth:`Scheme.fill_`) or builds a NumPy array (:meth:`Scheme.array`), and round-trips
-through ``to_config()`` / :func:`from_config`. Schemes are found by name with :func:`get`.
+statistics it implies for a shape (:meth:`Scheme.stats`), the law its elements are drawn from
+(:meth:`Scheme.law`), fills a torch tensor in place (:meth:`Scheme.fill_`) or builds a NumPy
+array (:meth:`Scheme.array`), and round-trips through ``to_config()`` / :func:`from_config`.
+Schemes are found by name with :func:`get`.
+
+Describing, listing and validating a scheme needs neither torch nor NumPy (``initlab schemes``
+answers without them); they are imported by the methods that fill tensors and arrays.
 """
 
 from __future__ import annotations
@@ -14,16 +18,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import numpy as np
-import torch
-
 from initlab.errors import ConfigError, UnknownNameError, did_you_mean
-from initlab.fans import Fans, Layout, compute_fans
+from initlab.fans import Fans, Layout
 
 if TYPE_CHECKING:
-    from initlab.schemes.elementwise import ElementwiseLaw
+    import numpy as np
+    import torch
 
 __all__ = [
+    "ElementwiseLaw",
     "Scheme",
     "ValueStats",
     "from_config",
@@ -76,17 +79,34 @@ class Scheme(ABC):
     ) -> ValueStats:
         """Mean, std and hard bound of the values this scheme gives a tensor of ``shape``."""
 
-    def fans(self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1) -> Fans:
-        """The fans this scheme reads for ``shape`` (see :func:`initlab.fans.compute_fans`)."""
-        return compute_fans(shape, layout=layout, groups=groups)
+    def law(
+        self,
+        fans: Fans | Sequence[int] | None = None,
+        *,
+        layout: Layout = "torch",
+        groups: int = 1,
+    ) -> ElementwiseLaw | None:
+        r"""The law every element is drawn from, i.i.d., for a weight of ``fans``.
 
-    def law_for(self, fans: Fans | None) -> ElementwiseLaw | None:
-        """The law every element is drawn from, i.i.d., for a weight of ``fans``.
+        A constant, uniform or (truncated) normal scheme is its own law, whatever the fans. A
+        variance-scaling scheme gives the law of std :math:`g/\sqrt n` for the fans: uniform
+        :math:`U(\pm\sqrt3\,\sigma)`, normal or truncated normal. ``None`` when the scheme
+        builds the tensor as a whole (orthogonal, identity, dirac, delta-orthogonal, sparse, a
+        checkpoint), or reads fans and was given none: such a tensor is not filled element by
+        element.
 
-        A constant, uniform or normal scheme is its own law; a variance-scaling scheme gives
-        the uniform or normal law of its std for ``fans``. ``None`` when the scheme builds the
-        tensor as a whole (orthogonal, identity, dirac, delta-orthogonal, sparse, a checkpoint)
-        or reads fans it was not given: such a tensor cannot be filled element by element.
+        Args:
+            fans: the weight's :class:`~initlab.fans.Fans`, or its shape (read with ``layout``
+                and ``groups``, as :func:`~initlab.fans.compute_fans` does); ``None``: unknown.
+            layout: axis order of a shape given as ``fans``.
+            groups: the layer's groups, for a shape given as ``fans``.
+
+        Example:
+            >>> get("he_uniform").law((64, 32))
+            Uniform(a=-0.4330127018922193, b=0.4330127018922193)
+
+        Raises:
+            ShapeError: the scheme divides by a fan that is 0 for this weight.
         """
         return None
 
@@ -117,7 +137,7 @@ class Scheme(ABC):
         *,
         layout: Layout = "keras",
         groups: int = 1,
-        dtype: Any = np.float64,
+        dtype: Any = "float64",
     ) -> np.ndarray[Any, Any]:
         """A NumPy array of ``shape`` drawn with ``rng`` (``layout`` defaults to ``(in, out)``)."""
 
@@ -128,14 +148,26 @@ class Scheme(ABC):
         *,
         layout: Layout = "torch",
         groups: int = 1,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        """A new tensor of ``shape`` filled by this scheme."""
-        tensor = torch.empty(tuple(shape), dtype=dtype, device=device)
+        """A new tensor of ``shape`` (``dtype`` float32 unless given) filled by this scheme."""
+        import torch
+
+        chosen = dtype if dtype is not None else torch.float32
+        tensor = torch.empty(tuple(shape), dtype=chosen, device=device)
         return self.fill_(tensor, generator, layout=layout, groups=groups)
 
     # --- serialization -----------------------------------------------------------------------
+    @classmethod
+    def canonical_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` as the constructor takes them, other libraries' spellings translated.
+
+        :func:`get` and :func:`from_config` call it, so a config written for Keras or JAX reads
+        as it means; the default translates nothing.
+        """
+        return dict(params)
+
     def params(self) -> dict[str, Any]:
         """The scheme's parameters, as passed to its constructor."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
@@ -153,6 +185,24 @@ class Scheme(ABC):
             for key, value in changed.items()
         )
         return f"{self.name}({inner})"
+
+
+@dataclasses.dataclass(frozen=True)
+class ElementwiseLaw(Scheme):
+    """A scheme whose elements are i.i.d. draws from one fixed law, whatever the weight's fans.
+
+    Constant, uniform, normal and truncated normal: the laws into which every scheme that
+    fills a tensor element by element resolves (see :meth:`Scheme.law`).
+    """
+
+    def law(
+        self,
+        fans: Fans | Sequence[int] | None = None,
+        *,
+        layout: Layout = "torch",
+        groups: int = 1,
+    ) -> ElementwiseLaw:
+        return self
 
 
 def _key(name: str) -> str:
@@ -205,8 +255,9 @@ def get(name: str | Scheme, **params: Any) -> Scheme:
         ConfigError: a parameter the scheme does not take, or a value out of range.
     """
     if isinstance(name, Scheme):
-        return dataclasses.replace(name, **params) if params else name
+        return dataclasses.replace(name, **name.canonical_params(params)) if params else name
     cls = scheme_class(name)
+    params = cls.canonical_params(params)
     accepted = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(set(params) - set(accepted))
     if unknown:

@@ -2,7 +2,7 @@ r"""Schemes whose elements are independent draws from a fixed law (no fans invol
 
 ``constant`` / ``zeros`` / ``ones``, ``uniform`` :math:`U(a, b)`, ``normal``
 :math:`\mathcal N(\mu, \sigma^2)` and ``truncated_normal``. They are also the laws into which
-the variance-scaling family resolves once the fans are known.
+the variance-scaling family resolves once the fans are known (:meth:`Scheme.law`).
 """
 
 from __future__ import annotations
@@ -10,15 +10,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any, Literal, TypeAlias
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any, Literal
 
 from initlab.errors import ConfigError
-from initlab.fans import Fans, Layout
+from initlab.fans import Layout
 from initlab.schemes.base import (
-    Scheme,
+    ElementwiseLaw,
     ValueStats,
     check_choice,
     check_finite,
@@ -30,6 +27,10 @@ from initlab.schemes.truncation import (
     truncated_normal_moments,
     truncated_normal_torch_,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 __all__ = [
     "Constant",
@@ -46,12 +47,14 @@ TruncationUnit = Literal["absolute", "std"]
 
 
 def _rng(rng: np.random.Generator | None) -> np.random.Generator:
+    import numpy as np
+
     return rng if rng is not None else np.random.default_rng()
 
 
 @register("const")
 @dataclasses.dataclass(frozen=True)
-class Constant(Scheme):
+class Constant(ElementwiseLaw):
     """Every element equals ``value``. Breaks no symmetry: units stay identical in training."""
 
     name = "constant"
@@ -60,9 +63,6 @@ class Constant(Scheme):
 
     def __post_init__(self) -> None:
         check_finite(self.name, "value", self.value)
-
-    def law_for(self, fans: Fans | None) -> Constant:
-        return self
 
     def stats(
         self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
@@ -77,6 +77,8 @@ class Constant(Scheme):
         layout: Layout = "torch",
         groups: int = 1,
     ) -> torch.Tensor:
+        import torch
+
         with torch.no_grad():
             if self.value == 0:
                 return tensor.zero_()
@@ -89,8 +91,10 @@ class Constant(Scheme):
         *,
         layout: Layout = "keras",
         groups: int = 1,
-        dtype: Any = np.float64,
+        dtype: Any = "float64",
     ) -> np.ndarray[Any, Any]:
+        import numpy as np
+
         return np.full(tuple(shape), self.value, dtype=dtype)
 
 
@@ -116,7 +120,7 @@ class Ones(Constant):
 
 @register()
 @dataclasses.dataclass(frozen=True)
-class Uniform(Scheme):
+class Uniform(ElementwiseLaw):
     r"""Uniform law :math:`U(a, b)`: mean :math:`(a+b)/2`, std :math:`(b-a)/\sqrt{12}`."""
 
     name = "uniform"
@@ -129,9 +133,6 @@ class Uniform(Scheme):
         check_finite(self.name, "b", self.b)
         if self.a > self.b:
             raise ConfigError(f"uniform: needs a <= b, got a={self.a!r}, b={self.b!r}.")
-
-    def law_for(self, fans: Fans | None) -> Uniform:
-        return self
 
     def stats(
         self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
@@ -147,6 +148,8 @@ class Uniform(Scheme):
         layout: Layout = "torch",
         groups: int = 1,
     ) -> torch.Tensor:
+        import torch
+
         with torch.no_grad():
             return tensor.uniform_(self.a, self.b, generator=generator)
 
@@ -157,14 +160,14 @@ class Uniform(Scheme):
         *,
         layout: Layout = "keras",
         groups: int = 1,
-        dtype: Any = np.float64,
+        dtype: Any = "float64",
     ) -> np.ndarray[Any, Any]:
         return _rng(rng).uniform(self.a, self.b, size=tuple(shape)).astype(dtype, copy=False)
 
 
 @register("gaussian", "random_normal")
 @dataclasses.dataclass(frozen=True)
-class Normal(Scheme):
+class Normal(ElementwiseLaw):
     r"""Normal law :math:`\mathcal N(\text{mean}, \text{std}^2)`, untruncated."""
 
     name = "normal"
@@ -175,9 +178,6 @@ class Normal(Scheme):
     def __post_init__(self) -> None:
         check_finite(self.name, "mean", self.mean)
         check_positive(self.name, "std", self.std, allow_zero=True)
-
-    def law_for(self, fans: Fans | None) -> Normal:
-        return self
 
     def stats(
         self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
@@ -192,6 +192,8 @@ class Normal(Scheme):
         layout: Layout = "torch",
         groups: int = 1,
     ) -> torch.Tensor:
+        import torch
+
         with torch.no_grad():
             return tensor.normal_(self.mean, self.std, generator=generator)
 
@@ -202,7 +204,7 @@ class Normal(Scheme):
         *,
         layout: Layout = "keras",
         groups: int = 1,
-        dtype: Any = np.float64,
+        dtype: Any = "float64",
     ) -> np.ndarray[Any, Any]:
         values = _rng(rng).normal(self.mean, self.std, size=tuple(shape))
         return values.astype(dtype, copy=False)
@@ -210,7 +212,7 @@ class Normal(Scheme):
 
 @register("trunc_normal", "truncnorm")
 @dataclasses.dataclass(frozen=True)
-class TruncatedNormal(Scheme):
+class TruncatedNormal(ElementwiseLaw):
     r"""Normal law :math:`\mathcal N(\text{mean}, \text{std}^2)` restricted to :math:`[a, b]`.
 
     ``unit="absolute"`` (default, as ``torch.nn.init.trunc_normal_``): ``a`` and ``b`` are
@@ -244,9 +246,6 @@ class TruncatedNormal(Scheme):
             return self.mean + self.a * self.std, self.mean + self.b * self.std
         return float(self.a), float(self.b)
 
-    def law_for(self, fans: Fans | None) -> TruncatedNormal:
-        return self
-
     def stats(
         self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
     ) -> ValueStats:
@@ -272,13 +271,9 @@ class TruncatedNormal(Scheme):
         *,
         layout: Layout = "keras",
         groups: int = 1,
-        dtype: Any = np.float64,
+        dtype: Any = "float64",
     ) -> np.ndarray[Any, Any]:
         low, high = self.interval
         return truncated_normal_array(
             tuple(shape), self.mean, self.std, low, high, _rng(rng), dtype
         )
-
-
-ElementwiseLaw: TypeAlias = Constant | Uniform | Normal | TruncatedNormal
-"""The laws a tensor can be filled with element by element (see :meth:`Scheme.law_for`)."""

@@ -14,21 +14,22 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from initlab.errors import ConfigError, ShapeError
 from initlab.fans import Layout
 from initlab.schemes.base import Scheme, ValueStats, check_finite, check_positive, register
 
-__all__ = ["DeltaOrthogonal", "Dirac", "Identity", "Orthogonal", "Sparse"]
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
-_HALF = (torch.float16, torch.bfloat16)
+__all__ = ["DeltaOrthogonal", "Dirac", "Identity", "Orthogonal", "Sparse", "unit_rows"]
 
 
 def _rng(rng: np.random.Generator | None) -> np.random.Generator:
+    import numpy as np
+
     return rng if rng is not None else np.random.default_rng()
 
 
@@ -41,6 +42,20 @@ def _torch_order(rank: int, layout: Layout, scheme: str) -> tuple[int, ...]:
     if layout in ("keras", "jax"):
         return (rank - 1, rank - 2, *range(rank - 2))
     raise ShapeError(f"{scheme} does not support layout {layout!r}; use torch, keras or jax.")
+
+
+def unit_rows(tensor: torch.Tensor, layout: Layout = "torch") -> torch.Tensor:
+    """A weight as one row per output unit: ``(out, in * prod(kernel))`` in torch order.
+
+    Args:
+        tensor: the weight, laid out as ``layout`` says.
+        layout: ``torch``, ``torch_transposed``, ``keras`` or ``jax``.
+
+    Raises:
+        ShapeError: ``layout`` has no output-unit axis to read rows from (``keras_depthwise``).
+    """
+    view = tensor.permute(_torch_order(tensor.dim(), layout, "unit_rows"))
+    return view.reshape(view.shape[0], -1)
 
 
 def _matrix_shape(shape: tuple[int, ...], layout: Layout) -> tuple[int, int]:
@@ -103,12 +118,16 @@ class Orthogonal(Scheme):
         layout: Layout = "torch",
         groups: int = 1,
     ) -> torch.Tensor:
+        import torch
+
         dims = tuple(tensor.shape)
         _need_rank(self.name, dims, range(2, 33), "Orthogonal needs a matrix or a kernel.")
         if tensor.numel() == 0 or tensor.is_meta:
             return tensor
         rows, cols = _matrix_shape(dims, layout)
-        work_dtype = torch.float32 if tensor.dtype in _HALF else tensor.dtype
+        work_dtype = (
+            torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else tensor.dtype
+        )
         gaussian = torch.empty((rows, cols), dtype=work_dtype, device=tensor.device)
         gaussian.normal_(0, 1, generator=generator)
         if rows < cols:
@@ -127,8 +146,10 @@ class Orthogonal(Scheme):
         *,
         layout: Layout = "keras",
         groups: int = 1,
-        dtype: Any = np.float64,
+        dtype: Any = "float64",
     ) -> np.ndarray[Any, Any]:
+        import numpy as np
+
         dims = tuple(shape)
         _need_rank(self.name, dims, range(2, 33), "Orthogonal needs a matrix or a kernel.")
         rows, cols = _matrix_shape(dims, layout)
@@ -171,6 +192,8 @@ class Identity(Scheme):
         layout: Layout = "torch",
         groups: int = 1,
     ) -> torch.Tensor:
+        import torch
+
         _need_rank(self.name, tuple(tensor.shape), (2,), "For convolutions use 'dirac'.")
         with torch.no_grad():
             tensor.zero_()
@@ -184,8 +207,10 @@ class Identity(Scheme):
         *,
         layout: Layout = "keras",
         groups: int = 1,
-        dtype: Any = np.float64,
+        dtype: Any = "float64",
     ) -> np.ndarray[Any, Any]:
+        import numpy as np
+
         dims = tuple(shape)
         _need_rank(self.name, dims, (2,), "For convolutions use 'dirac'.")
         rows, cols = dims
@@ -242,6 +267,8 @@ class Dirac(Scheme):
         layout: Layout = "torch",
         groups: int = 1,
     ) -> torch.Tensor:
+        import torch
+
         dims = tuple(tensor.shape)
         _need_rank(self.name, dims, (3, 4, 5), "For a Linear weight use 'identity'.")
         view = tensor.permute(_torch_order(len(dims), layout, self.name))
@@ -260,8 +287,10 @@ class Dirac(Scheme):
         *,
         layout: Layout = "keras",
         groups: int = 1,
-        dtype: Any = np.float64,
+        dtype: Any = "float64",
     ) -> np.ndarray[Any, Any]:
+        import numpy as np
+
         dims = tuple(shape)
         _need_rank(self.name, dims, (3, 4, 5), "For a Linear weight use 'identity'.")
         out = np.zeros(dims, dtype=dtype)
@@ -316,6 +345,8 @@ class DeltaOrthogonal(Scheme):
         layout: Layout = "torch",
         groups: int = 1,
     ) -> torch.Tensor:
+        import torch
+
         dims = tuple(tensor.shape)
         view = tensor.permute(self._check(dims, layout))
         if tensor.is_meta:
@@ -335,8 +366,10 @@ class DeltaOrthogonal(Scheme):
         *,
         layout: Layout = "keras",
         groups: int = 1,
-        dtype: Any = np.float64,
+        dtype: Any = "float64",
     ) -> np.ndarray[Any, Any]:
+        import numpy as np
+
         dims = tuple(shape)
         out = np.zeros(dims, dtype=dtype)
         view = out.transpose(self._check(dims, layout))
@@ -387,6 +420,8 @@ class Sparse(Scheme):
         layout: Layout = "torch",
         groups: int = 1,
     ) -> torch.Tensor:
+        import torch
+
         _need_rank(self.name, tuple(tensor.shape), (2,), "Sparse init is for 2-D weights.")
         if tensor.is_meta:
             return tensor
@@ -408,7 +443,7 @@ class Sparse(Scheme):
         *,
         layout: Layout = "keras",
         groups: int = 1,
-        dtype: Any = np.float64,
+        dtype: Any = "float64",
     ) -> np.ndarray[Any, Any]:
         dims = tuple(shape)
         _need_rank(self.name, dims, (2,), "Sparse init is for 2-D weights.")

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 __all__ = [
     "TRUNCATION_STD_2",
@@ -65,6 +66,8 @@ def truncated_normal_torch_(
     * otherwise rejection-sample from a uniform proposal on ``[low, high]``, accepting a
       candidate ``x`` when ``log U < -((x - mean)/std)^2 / 2 - log_peak``.
     """
+    import torch
+
     if tensor.is_meta:
         return tensor
     if mean < low - 2 * std or mean > high + 2 * std:
@@ -88,6 +91,8 @@ def _redraw_outside(
     high: float,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
+    import torch
+
     low_in_dtype = tensor.new_tensor(low, device="cpu").item()
     high_in_dtype = tensor.new_tensor(high, device="cpu").item()
     result = tensor.normal_(mean, std, generator=generator)
@@ -110,6 +115,8 @@ def _uniform_rejection(
     high: float,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
+    import torch
+
     mode = max(low, min(mean, high))
     log_peak = -0.5 * ((mode - mean) / std) ** 2
     candidates = torch.empty_like(tensor)
@@ -147,6 +154,7 @@ def truncated_normal_array(
     dtype: Any,
 ) -> np.ndarray[Any, Any]:
     """N(mean, std^2) restricted to [low, high] as a NumPy array (inverse-CDF, scipy)."""
+    import numpy as np
     from scipy import stats  # loaded on first use: ``import initlab`` stays light
 
     law = stats.truncnorm((low - mean) / std, (high - mean) / std, loc=mean, scale=std)

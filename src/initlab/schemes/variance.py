@@ -36,13 +36,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from abc import abstractmethod
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import torch
-
-from initlab.errors import ShapeError, UnknownNameError
+from initlab.errors import ConfigError, ShapeError, UnknownNameError
 from initlab.fans import FAN_MODES, FanMode, Fans, Layout, compute_fans
 from initlab.gains import canonical_activation, gain
 from initlab.schemes.base import (
@@ -55,6 +52,10 @@ from initlab.schemes.base import (
 )
 from initlab.schemes.elementwise import Normal, TruncatedNormal, Uniform
 from initlab.schemes.truncation import TRUNCATION_STD_2
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -71,11 +72,12 @@ __all__ = [
 Distribution = Literal["normal", "truncated_normal", "uniform"]
 DISTRIBUTIONS: tuple[str, ...] = ("normal", "truncated_normal", "uniform")
 _NORMALS: tuple[str, ...] = ("normal", "truncated_normal")
+_KERAS_NORMAL = "untruncated_normal"  # Keras' spelling of "normal"
 
 
 @dataclasses.dataclass(frozen=True)
 class _ScaledByFans(Scheme):
-    """Shared machinery: gain, fan mode and law -> the elementwise law for a shape."""
+    """Shared machinery: gain, fan mode and distribution -> the elementwise law for the fans."""
 
     uses_fans = True
 
@@ -86,16 +88,36 @@ class _ScaledByFans(Scheme):
 
     @property
     @abstractmethod
-    def law(self) -> Distribution:
-        """The distribution drawn from."""
+    def family(self) -> Distribution:
+        """The distribution the values are drawn from: uniform, normal or truncated_normal."""
 
     @abstractmethod
     def gain_factor(self) -> float:
         """The gain ``g`` (so the variance is ``g^2 / n``)."""
 
-    def std_for(self, fans: Fans, *, shape: Sequence[int] | None = None) -> float:
-        r"""The std :math:`g/\sqrt n` of the values for a weight of ``fans`` (of ``shape``,
-        named in the error when a fan is 0)."""
+    def law(
+        self,
+        fans: Fans | Sequence[int] | None = None,
+        *,
+        layout: Layout = "torch",
+        groups: int = 1,
+    ) -> Uniform | Normal | TruncatedNormal | None:
+        r"""The law of std :math:`\sigma = g/\sqrt n` for ``fans`` (a shape or
+        :class:`~initlab.fans.Fans`): :math:`U(\pm\sqrt3\,\sigma)`,
+        :math:`\mathcal N(0, \sigma^2)`, or :math:`\mathcal N(0, (\sigma/0.8796)^2)` cut at
+        :math:`\pm 2` of its sigma; ``None`` without fans.
+
+        Raises:
+            ShapeError: the fan ``n`` is 0 (the shape is named when one was given).
+        """
+        if fans is None:
+            return None
+        if isinstance(fans, Fans):
+            return self._law_of(fans, shape=None)
+        return self._law_of(compute_fans(fans, layout=layout, groups=groups), shape=fans)
+
+    def _std(self, fans: Fans, shape: Sequence[int] | None) -> float:
+        r"""The std :math:`g/\sqrt n` for ``fans`` (of ``shape``, named when a fan is 0)."""
         n = fans.fan(self.fan_mode)
         if n <= 0:
             what = f"shape {tuple(shape)}" if shape is not None else f"a weight with {fans}"
@@ -108,38 +130,32 @@ class _ScaledByFans(Scheme):
             return g * math.sqrt(2.0 / float(fans.fan_in + fans.fan_out))
         return g / math.sqrt(n)
 
-    def law_for(self, fans: Fans | None) -> Uniform | Normal | TruncatedNormal | None:
-        """The elementwise law this scheme draws from for a weight of ``fans`` (``None``
-        without fans)."""
-        return None if fans is None else self._law_of(fans)
-
     def _law_of(
-        self, fans: Fans, *, shape: Sequence[int] | None = None
+        self, fans: Fans, shape: Sequence[int] | None
     ) -> Uniform | Normal | TruncatedNormal:
-        std = self.std_for(fans, shape=shape)
-        if self.law == "uniform":
+        std = self._std(fans, shape)
+        if self.family == "uniform":
             bound = math.sqrt(3.0) * std
             return Uniform(-bound, bound)
-        if self.law == "normal":
+        if self.family == "normal":
             return Normal(0.0, std)
         return TruncatedNormal(0.0, std / TRUNCATION_STD_2, -2.0, 2.0, unit="std")
+
+    def _shape_law(
+        self, shape: Sequence[int], layout: Layout, groups: int
+    ) -> Uniform | Normal | TruncatedNormal:
+        return self._law_of(compute_fans(shape, layout=layout, groups=groups), shape=shape)
 
     def target_std(
         self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
     ) -> float:
         r"""The std :math:`g/\sqrt n` of the values for ``shape``."""
-        return self.std_for(compute_fans(shape, layout=layout, groups=groups), shape=shape)
-
-    def resolve(
-        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
-    ) -> Uniform | Normal | TruncatedNormal:
-        """The elementwise law this scheme draws from for ``shape``."""
-        return self._law_of(compute_fans(shape, layout=layout, groups=groups), shape=shape)
+        return self._std(compute_fans(shape, layout=layout, groups=groups), shape)
 
     def stats(
         self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
     ) -> ValueStats:
-        law = self.resolve(shape, layout=layout, groups=groups)
+        law = self._shape_law(shape, layout, groups)
         bound = law.stats(shape).bound
         return ValueStats(0.0, self.target_std(shape, layout=layout, groups=groups), bound)
 
@@ -153,8 +169,7 @@ class _ScaledByFans(Scheme):
     ) -> torch.Tensor:
         if tensor.numel() == 0:
             return tensor
-        law = self.resolve(tensor.shape, layout=layout, groups=groups)
-        return law.fill_(tensor, generator)
+        return self._shape_law(tensor.shape, layout, groups).fill_(tensor, generator)
 
     def array(
         self,
@@ -163,17 +178,25 @@ class _ScaledByFans(Scheme):
         *,
         layout: Layout = "keras",
         groups: int = 1,
-        dtype: Any = np.float64,
+        dtype: Any = "float64",
     ) -> np.ndarray[Any, Any]:
-        law = self.resolve(shape, layout=layout, groups=groups)
-        return law.array(shape, rng, dtype=dtype)
+        return self._shape_law(shape, layout, groups).array(shape, rng, dtype=dtype)
+
+    @classmethod
+    def canonical_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Keras' spelling ``distribution="untruncated_normal"`` read as ``"normal"``."""
+        if params.get("distribution") == _KERAS_NORMAL:
+            return {**params, "distribution": "normal"}
+        return dict(params)
 
 
-def _check_distribution(scheme: _ScaledByFans, value: str, allowed: Sequence[str]) -> None:
-    if value == "untruncated_normal":  # Keras' spelling
-        object.__setattr__(scheme, "distribution", "normal")
-        return
-    check_choice(scheme.name, "distribution", value, allowed)
+def _check_distribution(scheme: str, value: str, allowed: Sequence[str]) -> None:
+    if value == _KERAS_NORMAL:
+        raise ConfigError(
+            f"{scheme}: distribution {value!r} is Keras' name for 'normal'; pass "
+            "distribution='normal' (get() and from_config() translate it)."
+        )
+    check_choice(scheme, "distribution", value, allowed)
 
 
 @register("vs")
@@ -194,14 +217,14 @@ class VarianceScaling(_ScaledByFans):
     def __post_init__(self) -> None:
         check_positive(self.name, "scale", self.scale)
         check_choice(self.name, "mode", self.mode, FAN_MODES)
-        _check_distribution(self, self.distribution, DISTRIBUTIONS)
+        _check_distribution(self.name, self.distribution, DISTRIBUTIONS)
 
     @property
     def fan_mode(self) -> FanMode:
         return self.mode
 
     @property
-    def law(self) -> Distribution:
+    def family(self) -> Distribution:
         return self.distribution
 
     def gain_factor(self) -> float:
@@ -225,7 +248,7 @@ class XavierUniform(_ScaledByFans):
         return "fan_avg"
 
     @property
-    def law(self) -> Distribution:
+    def family(self) -> Distribution:
         return "uniform"
 
     def gain_factor(self) -> float:
@@ -247,14 +270,14 @@ class XavierNormal(_ScaledByFans):
 
     def __post_init__(self) -> None:
         check_finite(self.name, "gain", self.gain)
-        _check_distribution(self, self.distribution, _NORMALS)
+        _check_distribution(self.name, self.distribution, _NORMALS)
 
     @property
     def fan_mode(self) -> FanMode:
         return "fan_avg"
 
     @property
-    def law(self) -> Distribution:
+    def family(self) -> Distribution:
         return self.distribution
 
     def gain_factor(self) -> float:
@@ -297,7 +320,7 @@ class HeUniform(_He):
     formula = "w ~ U(-b, b), b = gain * sqrt(3 / fan(mode))"
 
     @property
-    def law(self) -> Distribution:
+    def family(self) -> Distribution:
         return "uniform"
 
 
@@ -312,10 +335,10 @@ class HeNormal(_He):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_distribution(self, self.distribution, _NORMALS)
+        _check_distribution(self.name, self.distribution, _NORMALS)
 
     @property
-    def law(self) -> Distribution:
+    def family(self) -> Distribution:
         return self.distribution
 
 
@@ -336,7 +359,7 @@ class LeCunUniform(_ScaledByFans):
         return self.mode
 
     @property
-    def law(self) -> Distribution:
+    def family(self) -> Distribution:
         return "uniform"
 
     def gain_factor(self) -> float:
@@ -359,14 +382,14 @@ class LeCunNormal(_ScaledByFans):
 
     def __post_init__(self) -> None:
         check_choice(self.name, "mode", self.mode, FAN_MODES)
-        _check_distribution(self, self.distribution, _NORMALS)
+        _check_distribution(self.name, self.distribution, _NORMALS)
 
     @property
     def fan_mode(self) -> FanMode:
         return self.mode
 
     @property
-    def law(self) -> Distribution:
+    def family(self) -> Distribution:
         return self.distribution
 
     def gain_factor(self) -> float:

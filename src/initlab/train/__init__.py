@@ -22,7 +22,7 @@ from initlab.train.loop import evaluate, fit
 from initlab.train.models import MLP, ResNet, SmallCNN
 from initlab.train.regularize import DECAY_RULES, Penalty, decay_split, parameter_groups
 from initlab.train.schedule import (
-    Constant,
+    ConstantRate,
     Exponential,
     OneCycle,
     ReduceOnPlateau,
@@ -36,7 +36,7 @@ __all__ = [
     "DECAY_RULES",
     "MLP",
     "Augment",
-    "Constant",
+    "ConstantRate",
     "DataError",
     "Dataset",
     "EarlyStopping",

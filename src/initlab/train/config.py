@@ -13,7 +13,7 @@ from initlab.errors import ConfigError, UnknownNameError, did_you_mean
 from initlab.plan.rules import Rule
 from initlab.train.augment import Augment
 from initlab.train.regularize import DECAY_RULES, Penalty, as_rules, parameter_groups
-from initlab.train.schedule import Constant, Monitor, Schedule, check_monitor
+from initlab.train.schedule import ConstantRate, Monitor, Schedule, check_monitor
 
 __all__ = ["OPTIMIZERS", "EarlyStopping", "OptimizerName", "Precision", "TrainConfig"]
 
@@ -98,7 +98,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     decay_rules: Rule | tuple[Rule, ...] = DECAY_RULES
     penalties: Penalty | tuple[Penalty, ...] = ()
-    schedule: Schedule = field(default_factory=Constant)
+    schedule: Schedule = field(default_factory=ConstantRate)
     clip_norm: float | None = None
     clip_value: float | None = None
     augment: Augment | None = None
@@ -132,12 +132,17 @@ class TrainConfig:
                 f"TrainConfig: weight_decay must be a finite number >= 0, got "
                 f"{self.weight_decay!r}."
             )
-        object.__setattr__(self, "decay_rules", as_rules(self.decay_rules))
-        penalties = (self.penalties,) if isinstance(self.penalties, Penalty) else self.penalties
-        object.__setattr__(self, "penalties", tuple(penalties))
-        for item in self.penalty_list:
-            if not isinstance(item, Penalty):
-                raise ConfigError(f"TrainConfig: penalties must be Penalty values, got {item!r}.")
+        for decay_rule in self.decay_rule_list:
+            if not isinstance(decay_rule, Rule):
+                raise ConfigError(
+                    f"TrainConfig: decay_rules must be Rule values (initlab.rule(...)), got "
+                    f"{decay_rule!r}."
+                )
+        for penalty in self.penalty_list:
+            if not isinstance(penalty, Penalty):
+                raise ConfigError(
+                    f"TrainConfig: penalties must be Penalty values, got {penalty!r}."
+                )
         if not isinstance(self.schedule, Schedule):
             raise ConfigError(
                 f"TrainConfig: schedule must be a Schedule (e.g. StepDecay(0.5, 10) or "
@@ -173,12 +178,12 @@ class TrainConfig:
 
     @property
     def penalty_list(self) -> tuple[Penalty, ...]:
-        """The penalties as a tuple."""
-        return (self.penalties,) if isinstance(self.penalties, Penalty) else self.penalties
+        """The penalties as a tuple (``penalties`` keeps what was given: one or several)."""
+        return (self.penalties,) if isinstance(self.penalties, Penalty) else tuple(self.penalties)
 
     @property
     def decay_rule_list(self) -> tuple[Rule, ...]:
-        """The decay rules as a tuple."""
+        """The decay rules as a tuple (``decay_rules`` keeps what was given: one or several)."""
         return as_rules(self.decay_rules)
 
     @property

@@ -35,12 +35,12 @@ __all__ = [
     "Dataset",
     "Split",
     "Standardizer",
-    "Task",
+    "TaskKind",
     "from_arrays",
     "split_indices",
 ]
 
-Task = Literal["classification", "regression"]
+TaskKind = Literal["classification", "regression"]  # what a Dataset's targets are
 StandardizeMode = Literal["auto", "feature", "channel", "none"]
 Array = np.ndarray[Any, Any]
 
@@ -118,7 +118,7 @@ class Dataset:
     """
 
     name: str
-    task: Task
+    task: TaskKind
     train: Split
     val: Split
     test: Split
@@ -207,10 +207,71 @@ def split_indices(
     return train, val, test
 
 
-def _infer_task(y: Array) -> Task:
+def _infer_task(y: Array) -> TaskKind:
     if y.dtype.kind in "biuUSO":
         return "classification"
     return "regression"
+
+
+@dataclass(frozen=True, eq=False)
+class _Targets:
+    """What the targets say: the task, the target tensor, the classes, the split's strata."""
+
+    task: TaskKind
+    values: torch.Tensor
+    class_names: tuple[str, ...] = ()
+    strata: Array | None = None  # class index per example: the splits are stratified by it
+
+
+def _as_numpy(values: Array | torch.Tensor) -> Array:
+    return (
+        values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    )
+
+
+def _check_shapes(name: str, x: Array, y: Array) -> None:
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{name}: inputs must be numeric, got dtype {x.dtype}.")
+    if x.ndim < 2:
+        raise DataError(
+            f"{name}: inputs must be (n, features) or (n, channels, height, width), got shape "
+            f"{x.shape}; reshape a single feature to (n, 1)."
+        )
+    if y.ndim not in (1, 2) or len(y) != len(x):
+        raise DataError(
+            f"{name}: targets must be (n,) or (n, k) with n = {len(x)} like the inputs, got "
+            f"shape {y.shape}."
+        )
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+        raise DataError(
+            f"{name}: {int(bad.sum())} examples have NaN or infinite inputs (first: index "
+            f"{int(np.flatnonzero(bad)[0])}); drop or impute them first."
+        )
+
+
+def _class_targets(name: str, y: Array, class_names: Sequence[str] | None) -> _Targets:
+    if y.ndim != 1:
+        raise DataError(f"{name}: class labels must be (n,), got shape {y.shape}.")
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        raise DataError(
+            f"{name}: classification labels must be whole numbers or strings, got floats "
+            f"such as {y[y != np.round(y)][0]!r}; use task='regression'."
+        )
+    values, labels = np.unique(y, return_inverse=True)
+    names = tuple(str(v) for v in values) if class_names is None else tuple(class_names)
+    if len(names) != len(values):
+        raise DataError(
+            f"{name}: {len(values)} distinct labels but {len(names)} class names given."
+        )
+    targets = torch.from_numpy(labels.astype(np.int64))
+    return _Targets("classification", targets, class_names=names, strata=labels)
+
+
+def _regression_targets(name: str, y: Array) -> _Targets:
+    if y.dtype.kind not in "biuf" or not np.isfinite(y).all():
+        raise DataError(f"{name}: regression targets must be finite numbers.")
+    return _Targets("regression", torch.from_numpy(y.reshape(len(y), -1).astype(np.float32)))
 
 
 def from_arrays(
@@ -218,7 +279,7 @@ def from_arrays(
     y: Array | torch.Tensor,
     *,
     name: str = "arrays",
-    task: Task | Literal["auto"] = "auto",
+    task: TaskKind | Literal["auto"] = "auto",
     class_names: Sequence[str] | None = None,
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
@@ -241,64 +302,30 @@ def from_arrays(
     Raises:
         DataError: lengths differ, values are not numeric or not finite, too few examples.
     """
-    x_np = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    y_np = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-    if x_np.dtype.kind not in "biuf":
-        raise DataError(f"{name}: inputs must be numeric, got dtype {x_np.dtype}.")
-    if x_np.ndim < 2:
-        raise DataError(
-            f"{name}: inputs must be (n, features) or (n, channels, height, width), got shape "
-            f"{x_np.shape}; reshape a single feature to (n, 1)."
-        )
-    if y_np.ndim not in (1, 2) or len(y_np) != len(x_np):
-        raise DataError(
-            f"{name}: targets must be (n,) or (n, k) with n = {len(x_np)} like the inputs, got "
-            f"shape {y_np.shape}."
-        )
-    bad = ~np.isfinite(x_np.reshape(len(x_np), -1)).all(axis=1)
-    if bad.any():
-        raise DataError(
-            f"{name}: {int(bad.sum())} examples have NaN or infinite inputs (first: index "
-            f"{int(np.flatnonzero(bad)[0])}); drop or impute them first."
-        )
+    x_np, y_np = _as_numpy(x), _as_numpy(y)
+    _check_shapes(name, x_np, y_np)
     kind = _infer_task(y_np) if task == "auto" else task
     if kind not in ("classification", "regression"):
-        raise UnknownNameError(did_you_mean("task", str(task), ["auto", *get_args(Task)]))
+        raise UnknownNameError(did_you_mean("task", str(task), ["auto", *get_args(TaskKind)]))
     if kind == "classification":
-        if y_np.ndim != 1:
-            raise DataError(f"{name}: class labels must be (n,), got shape {y_np.shape}.")
-        if y_np.dtype.kind == "f" and not np.all(y_np == np.round(y_np)):
-            raise DataError(
-                f"{name}: classification labels must be whole numbers or strings, got floats "
-                f"such as {y_np[y_np != np.round(y_np)][0]!r}; use task='regression'."
-            )
-        values, labels = np.unique(y_np, return_inverse=True)
-        names = tuple(str(v) for v in values) if class_names is None else tuple(class_names)
-        if len(names) != len(values):
-            raise DataError(
-                f"{name}: {len(values)} distinct labels but {len(names)} class names given."
-            )
-        strata: Array | None = labels
-        targets = torch.from_numpy(labels.astype(np.int64))
+        targets = _class_targets(name, y_np, class_names)
     else:
-        if y_np.dtype.kind not in "biuf" or not np.isfinite(y_np).all():
-            raise DataError(f"{name}: regression targets must be finite numbers.")
-        names, strata = (), None
-        targets = torch.from_numpy(y_np.reshape(len(y_np), -1).astype(np.float32))
-    train, val, test = split_indices(strata, len(x_np), val_fraction, test_fraction, seed)
+        targets = _regression_targets(name, y_np)
+    train, val, test = split_indices(targets.strata, len(x_np), val_fraction, test_fraction, seed)
     if len(train) == 0:
         raise DataError(f"{name}: no examples left to train on ({len(x_np)} in all).")
     inputs = torch.from_numpy(x_np.astype(np.float32))
     standardizer = _standardizer(inputs[train], standardize)
     if standardizer is not None:
         inputs = standardizer(inputs)
+    y_all = targets.values
     return Dataset(
         name=name,
-        task=kind,
-        train=Split(inputs[train], targets[train]),
-        val=Split(inputs[val], targets[val]),
-        test=Split(inputs[test], targets[test]),
-        class_names=names,
+        task=targets.task,
+        train=Split(inputs[train], y_all[train]),
+        val=Split(inputs[val], y_all[val]),
+        test=Split(inputs[test], y_all[test]),
+        class_names=targets.class_names,
         standardizer=standardizer,
     )
 

@@ -14,12 +14,12 @@ import csv
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
 from initlab.optional import MissingDependencyError
-from initlab.train.data import Array, DataError, Dataset, Task, from_arrays
+from initlab.train.data import Array, DataError, Dataset, TaskKind, from_arrays
 
 __all__ = ["IMAGE_EXTENSIONS", "from_csv", "from_image_folder", "from_npz"]
 
@@ -38,7 +38,7 @@ def from_npz(
     *,
     x_key: str = "x",
     y_key: str = "y",
-    task: Task | Literal["auto"] = "auto",
+    task: TaskKind | Literal["auto"] = "auto",
     class_names: Sequence[str] | None = None,
     **options: Any,
 ) -> Dataset:
@@ -57,6 +57,20 @@ def from_npz(
         DataError: missing file or key, not an ``.npz``, object arrays, bad shapes or values.
     """
     file = _existing(path, "file")
+    arrays = _npz_arrays(file, x_key, y_key)
+    return from_arrays(
+        arrays.x, arrays.y, name=str(file), task=task, class_names=class_names, **options
+    )
+
+
+class _Arrays(NamedTuple):
+    """Inputs and targets as read from a file."""
+
+    x: Array
+    y: Array
+
+
+def _npz_arrays(file: Path, x_key: str, y_key: str) -> _Arrays:
     try:
         with np.load(file, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -71,7 +85,7 @@ def from_npz(
                     f"{file}: no array named {missing[0]!r}; it holds {keys}. Pass "
                     f"x_key=... and y_key=... to pick the arrays."
                 )
-            x, y = archive[x_key], archive[y_key]
+            return _Arrays(archive[x_key], archive[y_key])
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         raise DataError(f"{file}: not a readable .npz archive ({error}).") from None
     except ValueError as error:
@@ -86,7 +100,6 @@ def from_npz(
                 f"(or string) arrays."
             ) from None
         raise DataError(f"{file}: cannot be read ({error}).") from None
-    return from_arrays(x, y, name=str(file), task=task, class_names=class_names, **options)
 
 
 def _is_number(text: str) -> bool:
@@ -114,7 +127,7 @@ def from_csv(
     target: int | str = -1,
     header: bool | None = None,
     delimiter: str = ",",
-    task: Task | Literal["auto"] = "auto",
+    task: TaskKind | Literal["auto"] = "auto",
     **options: Any,
 ) -> Dataset:
     """A dataset from a CSV table: one example per row, numeric features, one target column.
@@ -134,24 +147,12 @@ def from_csv(
         DataError: missing/empty file, ragged rows, empty or non-numeric feature cells.
     """
     file = _existing(path, "file")
-    try:
-        with file.open(newline="", encoding="utf-8") as handle:
-            rows = [
-                (number, row)
-                for number, row in enumerate(csv.reader(handle, delimiter=delimiter), 1)
-                if row
-            ]
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"{file}: not a readable text CSV ({error}).") from None
+    rows = _csv_rows(file, delimiter)
     if not rows:
         raise DataError(f"{file}: the file is empty.")
-    first = rows[0][1]
-    if header is None:  # a header has a name where the next row has a number
-        second = rows[1][1] if len(rows) > 1 else []
-        header = any(
-            not _is_number(cell) and _is_number(below)
-            for cell, below in zip(first, second, strict=False)
-        )
+    first = rows[0].cells
+    if header is None:
+        header = _looks_like_header(rows)
     names = [cell.strip() for cell in first] if header else None
     body = rows[1:] if header else rows
     if not body:
@@ -160,28 +161,60 @@ def from_csv(
     if width < 2:
         raise DataError(f"{file}: needs at least one feature column and a target column.")
     column = _column_index(file, names, width, target)
-    features: list[list[float]] = []
-    labels: list[str] = []
-    for number, row in body:
-        if len(row) != width:
-            raise DataError(f"{file}: line {number} has {len(row)} fields, expected {width}.")
-        values = []
-        for index, cell in enumerate(row):
-            if index == column:
-                labels.append(cell.strip())
-                continue
-            try:
-                values.append(float(cell))
-            except ValueError:
-                where = f"column {names[index]!r}" if names else f"column {index}"
-                raise DataError(
-                    f"{file}: line {number}, {where}: {cell!r} is not a number; features "
-                    f"must be numeric (encode categories first)."
-                ) from None
-        features.append(values)
+    features = [_features(file, row, names, width, column) for row in body]
+    labels = [row.cells[column].strip() for row in body]
     return from_arrays(
         np.asarray(features), _targets(file, labels), name=str(file), task=task, **options
     )
+
+
+class _CsvRow(NamedTuple):
+    """A non-empty row of a CSV file and its line number (from 1)."""
+
+    line: int
+    cells: list[str]
+
+
+def _csv_rows(file: Path, delimiter: str) -> list[_CsvRow]:
+    try:
+        with file.open(newline="", encoding="utf-8") as handle:
+            return [
+                _CsvRow(number, row)
+                for number, row in enumerate(csv.reader(handle, delimiter=delimiter), 1)
+                if row
+            ]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{file}: not a readable text CSV ({error}).") from None
+
+
+def _looks_like_header(rows: list[_CsvRow]) -> bool:
+    """A header has a name where the next row has a number."""
+    second = rows[1].cells if len(rows) > 1 else []
+    return any(
+        not _is_number(cell) and _is_number(below)
+        for cell, below in zip(rows[0].cells, second, strict=False)
+    )
+
+
+def _features(
+    file: Path, row: _CsvRow, names: list[str] | None, width: int, column: int
+) -> list[float]:
+    """The row's feature values: every cell but the target ``column``, as numbers."""
+    if len(row.cells) != width:
+        raise DataError(f"{file}: line {row.line} has {len(row.cells)} fields, expected {width}.")
+    values = []
+    for index, cell in enumerate(row.cells):
+        if index == column:
+            continue
+        try:
+            values.append(float(cell))
+        except ValueError:
+            where = f"column {names[index]!r}" if names else f"column {index}"
+            raise DataError(
+                f"{file}: line {row.line}, {where}: {cell!r} is not a number; features "
+                f"must be numeric (encode categories first)."
+            ) from None
+    return values
 
 
 def _targets(file: Path, labels: list[str]) -> Array:
@@ -258,21 +291,11 @@ def from_image_folder(
     images: list[Array] = []
     labels: list[int] = []
     for index, folder in enumerate(classes):
-        files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
-        if not files:
-            raise DataError(
-                f"{folder}: class {folder.name!r} has no images ({', '.join(sorted(suffixes))})."
-            )
-        for file in files:
+        for file in _image_files(folder, suffixes):
             pixels = _open_image(file, mode, size)
             mode = mode or ("L" if pixels.shape[0] == 1 else "RGB")
-            if images and pixels.shape != images[0].shape:
-                raise DataError(
-                    f"{file}: image is {pixels.shape[1]}x{pixels.shape[2]} with "
-                    f"{pixels.shape[0]} channel(s), the first was {images[0].shape[1]}x"
-                    f"{images[0].shape[2]} with {images[0].shape[0]}; pass size=(height, width) "
-                    f"to resize all images."
-                )
+            if images:
+                _check_same_size(file, pixels, images[0])
             images.append(pixels)
             labels.append(index)
     return from_arrays(
@@ -282,3 +305,22 @@ def from_image_folder(
         class_names=[folder.name for folder in classes],
         **options,
     )
+
+
+def _image_files(folder: Path, suffixes: set[str]) -> list[Path]:
+    files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+    if not files:
+        raise DataError(
+            f"{folder}: class {folder.name!r} has no images ({', '.join(sorted(suffixes))})."
+        )
+    return files
+
+
+def _check_same_size(file: Path, pixels: Array, first: Array) -> None:
+    if pixels.shape != first.shape:
+        raise DataError(
+            f"{file}: image is {pixels.shape[1]}x{pixels.shape[2]} with "
+            f"{pixels.shape[0]} channel(s), the first was {first.shape[1]}x"
+            f"{first.shape[2]} with {first.shape[0]}; pass size=(height, width) "
+            f"to resize all images."
+        )

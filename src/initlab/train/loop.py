@@ -23,6 +23,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -193,8 +194,42 @@ class _BestEpoch:
             self.model.load_state_dict(self.state)
 
 
+@dataclass
+class _StepLog:
+    """One epoch's per-step tensors, kept on the device until the epoch's summary."""
+
+    losses: list[torch.Tensor] = field(default_factory=list)
+    outputs: list[torch.Tensor] = field(default_factory=list)  # logits, or predicted classes
+    norms: list[torch.Tensor] = field(default_factory=list)  # global norms (clipping runs)
+    norm_parts: list[torch.Tensor] = field(default_factory=list)  # per-parameter norms (others)
+    fired: list[torch.Tensor] = field(default_factory=list)
+    penalties: list[torch.Tensor] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _EpochTotals:
+    """The epoch's numbers as 0-d device tensors (``None``: not measured in this run)."""
+
+    train_loss: torch.Tensor
+    penalty: torch.Tensor
+    train_accuracy: torch.Tensor
+    grad_norm: torch.Tensor
+    grad_norm_max: torch.Tensor
+    clip_fraction: torch.Tensor
+    val_loss: torch.Tensor | None = None
+    val_accuracy: torch.Tensor | None = None
+
+    def measured(self) -> dict[str, torch.Tensor]:
+        """The numbers that were measured, by name."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+        }
+
+
 class _Run:
-    """The state of one run; :meth:`epoch` is the hot loop."""
+    """The state of one run; :meth:`step` is the hot loop."""
 
     def __init__(
         self,
@@ -210,108 +245,94 @@ class _Run:
         self.names = tuple(n for g in self.optimizer.param_groups for n in g["param_names"])
         self.penalty = PenaltyTerm(model, config.penalty_list) or None
         n = len(data.train)
-        size = min(config.batch_size, n)
-        self.starts = list(range(0, n - size + 1 if config.drop_last else n, size))
-        self.used = min(n, len(self.starts) * size)
-        sizes = [min(size, n - s) for s in self.starts]
+        self.size = min(config.batch_size, n)
+        self.starts = list(range(0, n - self.size + 1 if config.drop_last else n, self.size))
+        self.used = min(n, len(self.starts) * self.size)
+        sizes = [min(self.size, n - s) for s in self.starts]
         self.batch_sizes = torch.tensor(sizes, dtype=torch.float64, device=device)
         self.scheduler = config.schedule.build(
             self.optimizer, epochs=config.epochs, steps_per_epoch=len(self.starts)
         )
+        self.step_scheduler = self.scheduler if config.schedule.interval == "step" else None
         self.order = torch.Generator().manual_seed(seeds["order"])
         self.augment_generator = torch.Generator(device=device).manual_seed(seeds["augment"])
+        active = config.augment is not None and config.augment.active
+        self.augment = config.augment if active else None
         self.autocast = autocast_factory(config.precision, device)
+        self.loss_fn = _loss_function(data)
+        self.classify = data.task == "classification"
+        self.clipping = config.clip_norm is not None or config.clip_value is not None
         # Keeping outputs for accuracy costs n x classes values; past that, argmax per step.
         self.keep_outputs = n * data.output_size <= 1 << 24
         self.step_index = 0
         self.zero = torch.zeros((), device=device)
         self.step_values: tuple[torch.Tensor, torch.Tensor] = (self.zero, self.zero)
 
-    def epoch(self) -> list[torch.Tensor]:
-        """Train one epoch; return the per-step summaries as device tensors."""
-        model, config, x, y = self.model, self.config, self.data.train.x, self.data.train.y
-        params, optimizer, penalty, autocast = (
-            self.params,
-            self.optimizer,
-            self.penalty,
-            self.autocast,
-        )
-        augment = config.augment if config.augment is not None and config.augment.active else None
-        loss_fn = _loss_function(self.data)
-        classify = self.data.task == "classification"
-        clipping = config.clip_norm is not None or config.clip_value is not None
-        step_scheduler = self.scheduler if config.schedule.interval == "step" else None
-        size = min(config.batch_size, len(x))
-        perm = torch.randperm(len(x), generator=self.order).to(self.device)
-        losses, outputs, norms, fired, penalties = [], [], [], [], []
-        norm_parts: list[torch.Tensor] = []
-        model.train()
+    def epoch(self) -> _EpochTotals:
+        """Train one epoch; return its numbers as device tensors."""
+        perm = torch.randperm(len(self.data.train), generator=self.order).to(self.device)
+        log = _StepLog()
+        self.model.train()
         for start in self.starts:
-            index = perm[start : start + size]
-            xb, yb = x.index_select(0, index), y.index_select(0, index)
-            if augment is not None:
-                xb = augment(xb, self.augment_generator)
-            with autocast():
-                out = model(xb)
-                loss = loss_fn(out, yb)
-            total = loss
-            if penalty is not None:
-                term = penalty()
-                total = loss + term
-                penalties.append(term)
-            for parameter in params:  # zero_grad(set_to_none=True) without its ~15 us of wrapping
-                parameter.grad = None
-            total.backward()  # type: ignore[no-untyped-call]
-            grads = [p.grad for p in params if p.grad is not None]
-            parts = torch.stack(torch._foreach_norm(grads))
-            if clipping:
-                norm = torch.linalg.vector_norm(parts)
-                norms.append(norm)
-                fired.append(self.clip(norm))
-            else:  # the global norms are assembled once per epoch, in one go
-                norm_parts.append(parts)
-            optimizer.step()
-            if step_scheduler is not None:
-                step_scheduler.step()
-            # Not detached: saves a dispatch per tensor; the summary runs under no_grad and
-            # backward has already freed what these graphs saved.
-            losses.append(loss)
-            if classify:
-                outputs.append(out if self.keep_outputs else out.detach().argmax(1))
+            self.step(perm[start : start + self.size], log)
         with torch.no_grad():
-            return self.summarize(losses, outputs, norms, norm_parts, fired, penalties, perm)
+            return self.summarize(log, perm)
 
-    def summarize(
-        self,
-        losses: list[torch.Tensor],
-        outputs: list[torch.Tensor],
-        norms: list[torch.Tensor],
-        norm_parts: list[torch.Tensor],
-        fired: list[torch.Tensor],
-        penalties: list[torch.Tensor],
-        perm: torch.Tensor,
-    ) -> list[torch.Tensor]:
+    def step(self, index: torch.Tensor, log: _StepLog) -> None:
+        """One optimizer step on the examples ``index``; its numbers go to ``log``."""
+        train = self.data.train
+        xb, yb = train.x.index_select(0, index), train.y.index_select(0, index)
+        if self.augment is not None:
+            xb = self.augment(xb, self.augment_generator)
+        with self.autocast():
+            out = self.model(xb)
+            loss = self.loss_fn(out, yb)
+        total = loss
+        if self.penalty is not None:
+            term = self.penalty()
+            total = loss + term
+            log.penalties.append(term)
+        for parameter in self.params:  # zero_grad(set_to_none=True) without its ~15 us wrapping
+            parameter.grad = None
+        total.backward()  # type: ignore[no-untyped-call]
+        grads = [p.grad for p in self.params if p.grad is not None]
+        parts = torch.stack(torch._foreach_norm(grads))
+        if self.clipping:
+            norm = torch.linalg.vector_norm(parts)
+            log.norms.append(norm)
+            log.fired.append(self.clip(norm))
+        else:  # the global norms are assembled once per epoch, in one go
+            log.norm_parts.append(parts)
+        self.optimizer.step()
+        if self.step_scheduler is not None:
+            self.step_scheduler.step()
+        # Not detached: saves a dispatch per tensor; the summary runs under no_grad and
+        # backward has already freed what these graphs saved.
+        log.losses.append(loss)
+        if self.classify:
+            log.outputs.append(out if self.keep_outputs else out.detach().argmax(1))
+
+    def summarize(self, log: _StepLog, perm: torch.Tensor) -> _EpochTotals:
         """The epoch's numbers from the per-step tensors, still on the device."""
-        y = self.data.train.y
         zero = self.zero
         correct = zero
-        classify = self.data.task == "classification"
-        if classify:
-            predicted = torch.cat(outputs)
+        if self.classify:
+            predicted = torch.cat(log.outputs)
             if self.keep_outputs:
                 predicted = predicted.argmax(1)
-            correct = predicted.eq(y.index_select(0, perm[: self.used])).sum()
-        loss_vec = torch.stack(losses).double()
-        norm_vec = _global_norms(norm_parts) if norm_parts else torch.stack(norms).double()
+            correct = predicted.eq(self.data.train.y.index_select(0, perm[: self.used])).sum()
+        loss_vec = torch.stack(log.losses).double()
+        norm_parts = log.norm_parts
+        norm_vec = _global_norms(norm_parts) if norm_parts else torch.stack(log.norms).double()
         self.step_values = (loss_vec, norm_vec)
-        return [
-            (loss_vec * self.batch_sizes).sum() / self.used,
-            torch.stack(penalties).double().mean() if penalties else zero,
-            correct / self.used,
-            norm_vec.mean(),
-            norm_vec.max(),
-            torch.stack(fired).double().mean() if fired else zero,
-        ]
+        return _EpochTotals(
+            train_loss=(loss_vec * self.batch_sizes).sum() / self.used,
+            penalty=torch.stack(log.penalties).double().mean() if log.penalties else zero,
+            train_accuracy=correct / self.used,
+            grad_norm=norm_vec.mean(),
+            grad_norm_max=norm_vec.max(),
+            clip_fraction=torch.stack(log.fired).double().mean() if log.fired else zero,
+        )
 
     def clip(self, norm: torch.Tensor) -> torch.Tensor:
         """Clip the gradients (global norm ``norm``) as configured; whether anything changed."""
@@ -331,35 +352,41 @@ class _Run:
 
     def measured_epoch(self, epoch: int) -> tuple[EpochRecord, int | None]:
         """Train one epoch, evaluate, sync once; the record and the first bad step, if any."""
-        config, data, model = self.config, self.data, self.model
+        data = self.data
         start = time.perf_counter()
         lr = float(self.optimizer.param_groups[0]["lr"])
-        summary = self.epoch()
-        has_val = bool(len(data.val))
-        if has_val:
+        totals = self.epoch()
+        if len(data.val):
             val_loss, val_correct = evaluate(
-                model, data, data.val, batch_size=config.eval_batch_size, autocast=self.autocast
+                self.model,
+                data,
+                data.val,
+                batch_size=self.config.eval_batch_size,
+                autocast=self.autocast,
             )
-            summary += [val_loss / len(data.val), val_correct / len(data.val)]
+            totals = replace(
+                totals, val_loss=val_loss / len(data.val), val_accuracy=val_correct / len(data.val)
+            )
+        measured = totals.measured()
         weights = torch.stack(torch._foreach_norm([p.detach() for p in self.params]))
-        values = torch.cat([torch.stack(summary).double(), weights.double()])
+        values = torch.cat([torch.stack(list(measured.values())).double(), weights.double()])
         numbers = values.tolist()  # the epoch's one host sync
-        classify = data.task == "classification"
+        host = dict(zip(measured, numbers, strict=False))
         record = EpochRecord(
             epoch=epoch,
-            train_loss=numbers[0],
-            penalty=numbers[1],
-            train_accuracy=numbers[2] if classify else None,
-            val_loss=numbers[6] if has_val else None,
-            val_accuracy=numbers[7] if has_val and classify else None,
+            train_loss=host["train_loss"],
+            penalty=host["penalty"],
+            train_accuracy=host["train_accuracy"] if self.classify else None,
+            val_loss=host.get("val_loss"),
+            val_accuracy=host.get("val_accuracy") if self.classify else None,
             lr=lr,
-            grad_norm=numbers[3],
-            grad_norm_max=numbers[4],
-            clip_fraction=numbers[5],
-            weight_norms=tuple(numbers[len(summary) :]),
+            grad_norm=host["grad_norm"],
+            grad_norm_max=host["grad_norm_max"],
+            clip_fraction=host["clip_fraction"],
+            weight_norms=tuple(numbers[len(measured) :]),
             seconds=time.perf_counter() - start,
         )
-        if math.isfinite(record.train_loss) and math.isfinite(record.grad_norm_max):
+        if record.finite:
             return record, None
         losses, norms = self.step_values  # a second sync, only for a diverged epoch
         bad = ~(torch.isfinite(losses) & torch.isfinite(norms))

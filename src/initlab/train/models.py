@@ -1,4 +1,4 @@
-"""Task models for the comparisons, named the way plans and the doctor expect.
+"""Models for the comparisons, named the way plans and the doctor expect.
 
 * :class:`MLP`: ``flatten``, then ``layers.{i}.linear`` / ``.norm`` / ``.act`` / ``.dropout``
   for each hidden layer, then ``head``;

@@ -103,10 +103,9 @@ def parameter_groups(
     return [group for group in groups if group["params"]]
 
 
-def _strength(field: str, value: float) -> float:
+def _check_strength(field: str, value: float) -> None:
     if isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise ConfigError(f"Penalty: {field} must be a finite number >= 0, got {value!r}.")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -133,15 +132,19 @@ class Penalty:
     where: Rule | tuple[Rule, ...] = DECAY_RULES
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "l1", _strength("l1", self.l1))
-        object.__setattr__(self, "l2", _strength("l2", self.l2))
-        object.__setattr__(self, "where", as_rules(self.where))
+        _check_strength("l1", self.l1)
+        _check_strength("l2", self.l2)
         if not self.rules:
             raise ConfigError("Penalty: where= needs at least one rule.")
+        for item in self.rules:
+            if not isinstance(item, Rule):
+                raise ConfigError(
+                    f"Penalty: where= takes Rule values (initlab.rule(...)), got {item!r}."
+                )
 
     @property
     def rules(self) -> tuple[Rule, ...]:
-        """The selecting rules as a tuple."""
+        """The selecting rules as a tuple (``where`` keeps what was given: one or several)."""
         return as_rules(self.where)
 
 

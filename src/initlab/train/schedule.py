@@ -10,7 +10,7 @@ the optimizer step (from 0) out of :math:`T`:
 ================  =============================================================  ========
 schedule          learning rate                                                  interval
 ================  =============================================================  ========
-Constant          :math:`\\eta_0`                                                 --
+ConstantRate      :math:`\\eta_0`                                                 --
 StepDecay         :math:`\\eta_0 \\cdot r^{\\lfloor (1 + e) / s \\rfloor}`           epoch
 Exponential       :math:`\\eta_0 \\cdot \\gamma^{e}`                                 epoch
 WarmupCosine      linear from :math:`f \\eta_0` to :math:`\\eta_0` over :math:`W` steps,   step
@@ -38,7 +38,7 @@ from initlab.errors import ConfigError, UnknownNameError, did_you_mean
 
 __all__ = [
     "SCHEDULES",
-    "Constant",
+    "ConstantRate",
     "Exponential",
     "Interval",
     "Monitor",
@@ -83,7 +83,7 @@ class Schedule(ABC):
 
 
 @dataclass(frozen=True)
-class Constant(Schedule):
+class ConstantRate(Schedule):
     """The learning rate stays :math:`\\eta_0`."""
 
     name: ClassVar[str] = "constant"
@@ -273,7 +273,7 @@ class ReduceOnPlateau(Schedule):
 
 SCHEDULES: dict[str, type[Schedule]] = {
     cls.name: cls
-    for cls in (Constant, StepDecay, Exponential, WarmupCosine, OneCycle, ReduceOnPlateau)
+    for cls in (ConstantRate, StepDecay, Exponential, WarmupCosine, OneCycle, ReduceOnPlateau)
 }
 
 
