@@ -28,7 +28,9 @@ from initlab.schemes import (
     Scheme,
     TruncatedNormal,
     Uniform,
+    ValueStats,
     VarianceScaling,
+    Weight,
     XavierNormal,
     XavierUniform,
     from_config,
@@ -734,3 +736,41 @@ def test_describe_gives_fans_std_and_bound_of_a_shape(schemes_cli: Callable[...,
     assert (rows["fan_in"], rows["fan_out"], rows["receptive field"]) == ("27", "576", "9")
     assert rows["std"] == f"{math.sqrt(2.0 / 576):.6g}"
     assert rows["bound"] == "unbounded"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Halves(Scheme):
+    """A user's scheme: 0.5 everywhere, for 2-D weights only (the subclass contract)."""
+
+    name = "halves_for_test"
+
+    def _check(self, weight: Weight) -> None:
+        if len(weight.shape) != 2:
+            raise ShapeError(f"halves: 2-D only, got {weight.shape}")
+
+    def _stats(self, weight: Weight) -> ValueStats:
+        return ValueStats(0.5, 0.0, 0.5)
+
+    def _fill(
+        self, tensor: torch.Tensor, generator: torch.Generator | None, weight: Weight
+    ) -> torch.Tensor:
+        return tensor.fill_(0.5)
+
+    def _array(self, weight: Weight, rng: np.random.Generator, dtype: Any) -> np.ndarray[Any, Any]:
+        return np.full(weight.shape, 0.5, dtype=dtype)
+
+
+def test_a_subclass_implements_the_hooks_and_gets_the_public_methods() -> None:
+    scheme = _Halves()
+    weight = torch.nn.Parameter(torch.zeros(3, 4))  # in place on a leaf: fill_ is under no_grad
+    assert scheme.fill_(weight) is weight
+    assert torch.equal(weight.detach(), torch.full((3, 4), 0.5))
+    assert scheme.array((2, 5), dtype="float32").dtype == np.float32
+    assert scheme.stats((3, 4)) == ValueStats(0.5, 0.0, 0.5)
+    for call in (
+        lambda: scheme.fill_(torch.zeros(3)),
+        lambda: scheme.array((3,)),
+        lambda: scheme.stats((2, 2, 2)),
+    ):
+        with pytest.raises(ShapeError, match="2-D only"):
+            call()

@@ -140,35 +140,26 @@ def _depth(x: np.float32) -> np.float32:
 
 
 @_compiled
+def _horner(coefficients: tuple[np.float32, ...], u: np.float32) -> np.float32:
+    """The polynomial of ``coefficients`` (highest degree first) at ``u``, by Horner's rule:
+    ``p = c[0]``, then ``p = p * u + c[i]`` (the order :mod:`initlab.erfinv` rounds in)."""
+    p = coefficients[0]
+    for k in range(1, len(coefficients)):
+        p = p * u + coefficients[k]
+    return p
+
+
+@_compiled
 def _central(x: np.float32, w: np.float32) -> np.float32:
     """``x P_c(w - 2.5)``: Giles' ``erfinv`` for ``w < 5``."""
-    u = w - _CENTRE
-    p = _C[0]
-    p = p * u + _C[1]
-    p = p * u + _C[2]
-    p = p * u + _C[3]
-    p = p * u + _C[4]
-    p = p * u + _C[5]
-    p = p * u + _C[6]
-    p = p * u + _C[7]
-    p = p * u + _C[8]
-    return x * p
+    return x * _horner(_C, w - _CENTRE)
 
 
 @_compiled
 def _tail(x: np.float32, w: np.float32) -> np.float32:
     """``x P_t(sqrt(w) - 3)``: Giles' ``erfinv`` for ``w >= 5``."""
     t: np.float32 = np.sqrt(w) - _TAIL_CENTRE
-    p = _T[0]
-    p = p * t + _T[1]
-    p = p * t + _T[2]
-    p = p * t + _T[3]
-    p = p * t + _T[4]
-    p = p * t + _T[5]
-    p = p * t + _T[6]
-    p = p * t + _T[7]
-    p = p * t + _T[8]
-    return x * p
+    return x * _horner(_T, t)
 
 
 _WORDS = 1024  # words hashed per step: 2048 float32 elements, their words in L1

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -100,24 +101,20 @@ def sample(
     return chosen.array(shape_tuple(shape), generator, layout=layout, groups=groups, dtype=dtype)
 
 
+# sample's signature without ``scheme``: what help() and inspect show for the named forms.
+_NAMED_SIGNATURE = inspect.signature(sample).replace(
+    parameters=list(inspect.signature(sample).parameters.values())[1:]
+)
+
+
 def _named(scheme: str) -> Callable[..., Array]:
-    def draw(
-        shape: Sequence[int],
-        *,
-        rng: np.random.Generator | None = None,
-        seed: int | None = None,
-        layout: Layout = "keras",
-        groups: int = 1,
-        dtype: Any = np.float64,
-        **params: Any,
-    ) -> Array:
-        return sample(
-            scheme, shape, rng=rng, seed=seed, layout=layout, groups=groups, dtype=dtype, **params
-        )
+    def draw(shape: Sequence[int], **options: Any) -> Array:
+        return sample(scheme, shape, **options)
 
     cls_doc = (get(scheme).__doc__ or "").strip().splitlines()[0]
     draw.__name__ = draw.__qualname__ = scheme
     draw.__doc__ = f"{cls_doc}\n\nNumPy form of scheme {scheme!r}; see :func:`sample`."
+    draw.__signature__ = _NAMED_SIGNATURE  # type: ignore[attr-defined]
     return draw
 
 

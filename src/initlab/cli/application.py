@@ -16,9 +16,9 @@ import sys
 import sysconfig
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TextIO, TypeVar
 
 import typer
 from rich.console import Console
@@ -50,6 +50,7 @@ __all__ = [
     "error_console",
     "load_model",
     "model_and_batch",
+    "output_width",
     "parse_kwargs",
     "print_warnings",
     "save_weights",
@@ -67,8 +68,27 @@ EXIT_CODES = (
 )
 DEBUG_FLAG = "--debug"
 DEBUG_VARIABLE = "INITLAB_DEBUG"
+WIDTH_OPTION = "--width"
+NARROWEST = 40
+# Output to a file or a pipe (a CI log, `make demo > demo.log`) has no width of its own; Rich
+# would take the terminal's (80 columns when there is none) and fold or leave out columns.
+NOT_A_TERMINAL_WIDTH = 160
 
-console = Console()
+
+def output_width(stream: TextIO | None, environ: Mapping[str, str]) -> int | None:
+    """The width of the output console: ``COLUMNS`` when set, :data:`NOT_A_TERMINAL_WIDTH`
+    when ``stream`` is not a terminal, else ``None`` (Rich follows the terminal's size)."""
+    columns = environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        terminal = stream is not None and stream.isatty()
+    except (ValueError, OSError):  # a closed or detached stream
+        terminal = False
+    return None if terminal else NOT_A_TERMINAL_WIDTH
+
+
+console = Console(width=output_width(sys.stdout, os.environ))
 error_console = Console(stderr=True)
 
 
@@ -100,6 +120,9 @@ class InitlabGroup(TyperGroup):
         argv = list(sys.argv[1:] if args is None else args)
         debug = _take_debug_flag(argv) or _debug_from_environment()
         try:
+            width = _take_width_option(argv)
+            if width is not None:
+                console.width = width
             result = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
             code = result if isinstance(result, int) else EXIT_OK  # an Exit's code, or None
         except InitlabError as error:
@@ -128,6 +151,32 @@ def _take_debug_flag(argv: list[str]) -> bool:
     found = DEBUG_FLAG in argv[:end]
     argv[:end] = [arg for arg in argv[:end] if arg != DEBUG_FLAG]
     return found
+
+
+def _take_width_option(argv: list[str]) -> int | None:
+    """Remove ``--width N`` (or ``--width=N``) from ``argv`` (before a ``--``), wherever the
+    user put it, and return ``N``; ``None`` when not given.
+
+    Raises:
+        ConfigError: ``N`` is missing, not a whole number, or under :data:`NARROWEST`.
+    """
+    end = argv.index("--") if "--" in argv else len(argv)
+    for index, arg in enumerate(argv[:end]):
+        if arg == WIDTH_OPTION:
+            value = argv[index + 1] if index + 1 < end else ""
+            del argv[index : index + 2]
+        elif arg.startswith(WIDTH_OPTION + "="):
+            value = arg.partition("=")[2]
+            del argv[index]
+        else:
+            continue
+        if not value.isdigit() or int(value) < NARROWEST:
+            raise ConfigError(
+                f"{WIDTH_OPTION} takes the output's width in columns, {NARROWEST} or more "
+                f"(e.g. {WIDTH_OPTION} 120); got {value!r}."
+            )
+        return int(value)
+    return None
 
 
 def _debug_from_environment() -> bool:
@@ -187,7 +236,8 @@ app = typer.Typer(
     name="initlab",
     cls=InitlabGroup,
     help="Weight initialization, measured: schemes, plans, a signal-propagation doctor, LSUV, "
-    "training sweeps.",
+    f"training sweeps. Every command takes {WIDTH_OPTION} N, the output's width in columns "
+    f"(default: COLUMNS, else the terminal's, else {NOT_A_TERMINAL_WIDTH} in a file or pipe).",
     epilog=EXIT_CODES,
     no_args_is_help=True,
     add_completion=False,

@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from initlab.cli import application as cli
 
 if TYPE_CHECKING:
-    from initlab.lsuv import LsuvLog
+    pass
 
 
 @cli.app.command("lsuv")
@@ -41,6 +39,7 @@ def lsuv_command(
     not (each is named) or when no layer could be fitted.
     """
     from initlab.lsuv import lsuv
+    from initlab.report.lsuv import fitted_table, skipped_table
 
     cli.check_output_path(save, "--save", (".safetensors",))
     model, batch = cli.model_and_batch(
@@ -50,38 +49,11 @@ def lsuv_command(
         warnings.simplefilter("always")
         log = lsuv(model, batch, tol=tol, max_iter=max_iter, center_bias=center_bias, seed=seed)
     if log.rows:
-        cli.console.print(_fitted_table(log, f"LSUV on {type(model).__name__} ({factory})"))
+        cli.console.print(fitted_table(log, f"LSUV on {type(model).__name__} ({factory})"))
     if log.skipped:
-        cli.console.print(_skipped_table(log))
+        cli.console.print(skipped_table(log))
     cli.print_warnings(caught, unless="LsuvLog.skipped")  # the skipped table says it all
     cli.console.print(f"{log.summary} (max_iter {log.max_iter}); cost: {log.cost}")
     if save is not None:
         cli.save_weights(model, save)
     raise typer.Exit(code=0 if log.converged else 1)
-
-
-def _fitted_table(log: LsuvLog, title: str) -> Table:
-    """One row per fitted layer: iterations, output variance before and after, converged."""
-    table = Table(title=f"{title}: target variance {log.target_var:g} ± {log.tol:g}")
-    for column in ("layer", "kind", "iterations", "initial var", "final var", "converged"):
-        table.add_column(column, justify="left" if column in ("layer", "kind") else "right")
-    for row in log.rows:
-        table.add_row(
-            row.layer,
-            row.kind,
-            str(row.iterations),
-            f"{row.initial_var:.4g}",
-            f"{row.final_var:.4g}",
-            "yes" if row.converged else Text("NO", "bold red"),
-        )
-    return table
-
-
-def _skipped_table(log: LsuvLog) -> Table:
-    """The layers LSUV left as they were, with the reason."""
-    table = Table(title="skipped (left as they were)")
-    for column in ("layer", "kind", "reason"):
-        table.add_column(column, overflow="fold")
-    for skip in log.skipped:
-        table.add_row(skip.layer, skip.kind, skip.reason)
-    return table

@@ -260,8 +260,21 @@ class InitlabInitializer(_KerasInitializer):  # type: ignore[misc]
         return f"{type(self).__name__}({self.scheme}{seed}{repeat})"
 
 
+_NAMED: dict[str, type[_NamedInitializer]] = {}
+
+
 class _NamedInitializer(InitlabInitializer):
-    """One scheme, fixed by the class: the Keras-style ``HeNormal(mode=..., seed=...)``."""
+    """One scheme, fixed by the class: the Keras-style ``HeNormal(mode=..., seed=...)``.
+
+    A subclass names its scheme as a class keyword, ``class HeNormal(_NamedInitializer,
+    scheme="he_normal")``, and is thereby the class :func:`initializer` returns for that scheme.
+    """
+
+    def __init_subclass__(cls, *, scheme: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if scheme is not None:  # a user's subclass of HeNormal keeps he_normal, unregistered
+            cls.scheme_name = scheme
+            _NAMED[scheme] = cls
 
     def __init__(
         self,
@@ -283,137 +296,76 @@ class _NamedInitializer(InitlabInitializer):
         return config
 
 
-class Zeros(_NamedInitializer):
+class Zeros(_NamedInitializer, scheme="zeros"):
     """All zeros (:class:`initlab.schemes.Zeros`)."""
 
-    scheme_name = "zeros"
 
-
-class Ones(_NamedInitializer):
+class Ones(_NamedInitializer, scheme="ones"):
     """All ones (:class:`initlab.schemes.Ones`)."""
 
-    scheme_name = "ones"
 
-
-class Constant(_NamedInitializer):
+class Constant(_NamedInitializer, scheme="constant"):
     """Every value ``value`` (:class:`initlab.schemes.Constant`)."""
 
-    scheme_name = "constant"
 
-
-class Uniform(_NamedInitializer):
+class Uniform(_NamedInitializer, scheme="uniform"):
     r""":math:`U(a, b)` (:class:`initlab.schemes.Uniform`)."""
 
-    scheme_name = "uniform"
 
-
-class Normal(_NamedInitializer):
+class Normal(_NamedInitializer, scheme="normal"):
     r""":math:`\mathcal N(\text{mean}, \text{std}^2)` (:class:`initlab.schemes.Normal`)."""
 
-    scheme_name = "normal"
 
-
-class TruncatedNormal(_NamedInitializer):
+class TruncatedNormal(_NamedInitializer, scheme="truncated_normal"):
     """A normal truncated to ``[a, b]`` (:class:`initlab.schemes.TruncatedNormal`)."""
 
-    scheme_name = "truncated_normal"
 
-
-class VarianceScaling(_NamedInitializer):
+class VarianceScaling(_NamedInitializer, scheme="variance_scaling"):
     r"""Variance ``scale / n(mode)`` (:class:`initlab.schemes.VarianceScaling`)."""
 
-    scheme_name = "variance_scaling"
 
-
-class XavierUniform(_NamedInitializer):
+class XavierUniform(_NamedInitializer, scheme="xavier_uniform"):
     r"""Glorot & Bengio (2010): :math:`U(\pm g\sqrt{6/(\text{fan\_in}+\text{fan\_out})})`."""
 
-    scheme_name = "xavier_uniform"
 
-
-class XavierNormal(_NamedInitializer):
+class XavierNormal(_NamedInitializer, scheme="xavier_normal"):
     r"""Glorot & Bengio (2010): std :math:`g\sqrt{2/(\text{fan\_in}+\text{fan\_out})}`."""
 
-    scheme_name = "xavier_normal"
 
-
-class HeUniform(_NamedInitializer):
+class HeUniform(_NamedInitializer, scheme="he_uniform"):
     r"""He et al. (2015): :math:`U(\pm g\sqrt{3/n})`, ``g`` from ``nonlinearity``."""
 
-    scheme_name = "he_uniform"
 
-
-class HeNormal(_NamedInitializer):
+class HeNormal(_NamedInitializer, scheme="he_normal"):
     r"""He et al. (2015): std :math:`g/\sqrt n` (:math:`\sqrt{2/\text{fan\_in}}` for ReLU)."""
 
-    scheme_name = "he_normal"
 
-
-class LeCunUniform(_NamedInitializer):
+class LeCunUniform(_NamedInitializer, scheme="lecun_uniform"):
     r"""LeCun et al. (1998): :math:`U(\pm\sqrt{3/\text{fan\_in}})`."""
 
-    scheme_name = "lecun_uniform"
 
-
-class LeCunNormal(_NamedInitializer):
+class LeCunNormal(_NamedInitializer, scheme="lecun_normal"):
     r"""LeCun et al. (1998): std :math:`1/\sqrt{\text{fan\_in}}`."""
 
-    scheme_name = "lecun_normal"
 
-
-class Orthogonal(_NamedInitializer):
+class Orthogonal(_NamedInitializer, scheme="orthogonal"):
     """A (semi-)orthogonal matrix times ``gain`` (Saxe et al., 2014)."""
 
-    scheme_name = "orthogonal"
 
-
-class Identity(_NamedInitializer):
+class Identity(_NamedInitializer, scheme="identity"):
     """``gain`` on the diagonal of a 2-D kernel (:class:`initlab.schemes.Identity`)."""
 
-    scheme_name = "identity"
 
-
-class Dirac(_NamedInitializer):
+class Dirac(_NamedInitializer, scheme="dirac"):
     """Identity convolution through the centre tap (:class:`initlab.schemes.Dirac`)."""
 
-    scheme_name = "dirac"
 
-
-class DeltaOrthogonal(_NamedInitializer):
+class DeltaOrthogonal(_NamedInitializer, scheme="delta_orthogonal"):
     """Orthogonal centre tap, zeros elsewhere (Xiao et al., 2018)."""
 
-    scheme_name = "delta_orthogonal"
 
-
-class Sparse(_NamedInitializer):
+class Sparse(_NamedInitializer, scheme="sparse"):
     """Martens (2010): a normal with ``sparsity`` zeros per column."""
-
-    scheme_name = "sparse"
-
-
-_NAMED: dict[str, type[_NamedInitializer]] = {
-    str(cls.scheme_name): cls
-    for cls in (
-        Zeros,
-        Ones,
-        Constant,
-        Uniform,
-        Normal,
-        TruncatedNormal,
-        VarianceScaling,
-        XavierUniform,
-        XavierNormal,
-        HeUniform,
-        HeNormal,
-        LeCunUniform,
-        LeCunNormal,
-        Orthogonal,
-        Identity,
-        Dirac,
-        DeltaOrthogonal,
-        Sparse,
-    )
-}
 
 
 def initializer(

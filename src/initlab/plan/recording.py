@@ -223,12 +223,7 @@ class _Recorder(TorchFunctionMode):
             self.marks.set(outputs, _NO_MARKS)
 
     def after_container(
-        self,
-        layer: str,
-        module: nn.Module,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        output: Any,
+        self, layer: str, module: nn.Module, args: tuple[Any, ...], output: Any
     ) -> None:
         """Forward hook of a layer that has submodules (``nn.MultiheadAttention``, Mamba's
         mixer): its inside was followed; its output is also one call of it."""
@@ -283,8 +278,8 @@ def _hooked(model: nn.Module, roles: Roles, recorder: _Recorder) -> Iterator[set
                         owners = recorder.owners.get(parameter) | {name}
                         recorder.owners.set([parameter], owners)
                 if not is_leaf_layer(module):
-                    after = partial(recorder.after_container, name)
-                    handles.append(module.register_forward_hook(after, with_kwargs=True))
+                    after = partial(recorder.after_container, name)  # reads the output only
+                    handles.append(module.register_forward_hook(after))
                 else:
                     leaf_layers.add(name)
                     hook_unit(module, "layer", name, None)

@@ -20,6 +20,7 @@ from initlab.doctor.diagnose import DoctorReport
 from initlab.doctor.finding import Finding
 from initlab.plan.plan import Plan
 from initlab.report.numbers import number, percent
+from initlab.report.tables import Column, FittedTable
 
 __all__ = [
     "LAYER_COLUMNS",
@@ -182,24 +183,28 @@ def findings_panel(report: DoctorReport, *, title: str = "initlab doctor") -> Pa
     )
 
 
-def layers_table(report: DoctorReport, *, title: str = "per-layer statistics") -> Table:
-    """The per-layer table: scales, dead/saturated units, similarity, gradients, weight gain."""
-    table = Table(title=Text(title), title_justify="left")
-    longest = max((len(record.label) for record in report.records), default=5)
-    table.add_column(
-        LAYER_COLUMNS[0][0], style="bold", overflow="fold", min_width=min(longest, 32)
-    )
-    table.add_column(LAYER_COLUMNS[1][0], style="dim", overflow="fold", min_width=6)
-    for name, _ in LAYER_COLUMNS[2:]:
-        table.add_column(name, justify="right", overflow="fold")
-    for cells in layer_cells(report):
-        table.add_row(*(Text(cell) for cell in cells))
+# What the per-layer table leaves out first at narrow widths (0: always shown).
+_LAYER_PRIORITY = {"kind": 6, "x input": 5, "cosine": 4, "gain^2": 3, "tanh sat.": 2, "dead": 1}
+
+
+def layers_table(report: DoctorReport, *, title: str = "per-layer statistics") -> FittedTable:
+    """The per-layer table: scales, dead/saturated units, similarity, gradients, weight gain.
+
+    At narrow widths the columns of :data:`_LAYER_PRIORITY` are left out, the highest first
+    (the caption says which); layer names and numbers stay whole.
+    """
+    columns = [
+        Column(LAYER_COLUMNS[0][0], style="bold"),
+        Column(LAYER_COLUMNS[1][0], style="dim", priority=_LAYER_PRIORITY["kind"]),
+    ]
+    columns += [
+        Column(name, justify="right", priority=_LAYER_PRIORITY.get(name, 0))
+        for name, _ in LAYER_COLUMNS[2:]
+    ]
     reference = network_input_std(report)
     notes = [f"network input std {reference:.3g}"] if reference is not None else []
     notes.append("gain^2 = Var(W) * fan_in: He 2, LeCun 1, PyTorch default 1/3")
-    table.caption = Text("; ".join(notes), "dim")
-    table.caption_justify = "left"
-    return table
+    return FittedTable(columns, layer_cells(report), title=title, caption="; ".join(notes))
 
 
 def _arrow(before: float | None, after: float | None, style: str = "") -> Text:
@@ -211,31 +216,37 @@ def before_after_table(before: DoctorReport, after: DoctorReport) -> RenderableT
 
     Rows are matched by module name and call (both reports describe the same model).
     """
-    table = Table(title=Text("before -> after the fix"), title_justify="left")
-    longest = max((len(record.label) for record in before.records), default=5)
-    table.add_column("layer", style="bold", overflow="fold", min_width=min(longest, 32))
-    table.add_column("kind", style="dim", overflow="fold", min_width=6)
-    for name in ("output std", "dL/dh std", "dead/saturated", "gain^2"):
-        table.add_column(name, justify="right")
+    columns = (
+        Column("layer", style="bold"),
+        Column("kind", style="dim", priority=4),
+        Column("output std", "words", justify="right"),
+        Column("dL/dh std", "words", justify="right"),
+        Column("dead or sat.", "words", justify="right", priority=2),
+        Column("gain^2", "words", justify="right", priority=3),
+    )
     later = {(record.name, record.call): record for record in after.records}
     gains_before = {w.layer: w.gain_sq for w in before.weights}
     gains_after = {w.layer: w.gain_sq for w in after.weights}
+    rows: list[tuple[RenderableType, ...]] = []
     for record in before.records:
         match = later.get((record.name, record.call))
         if match is None:
             continue
-        table.add_row(
-            Text(record.label),
-            Text(record.kind),
-            _arrow(record.forward["std"], match.forward["std"]),
-            _arrow(record.grad_std, match.grad_std),
-            Text.assemble(
-                (_dead_or_saturated(record.forward), "dim"),
-                " -> ",
-                _dead_or_saturated(match.forward),
-            ),
-            _arrow(gains_before.get(record.name), gains_after.get(record.name)),
+        rows.append(
+            (
+                record.label,
+                record.kind,
+                _arrow(record.forward["std"], match.forward["std"]),
+                _arrow(record.grad_std, match.grad_std),
+                Text.assemble(
+                    (_dead_or_saturated(record.forward), "dim"),
+                    " -> ",
+                    _dead_or_saturated(match.forward),
+                ),
+                _arrow(gains_before.get(record.name), gains_after.get(record.name)),
+            )
         )
+    table = FittedTable(columns, rows, title="before -> after the fix")
     verdicts = Text.assemble(
         ("before: ", "dim"),
         (verdict(before), "green" if before.healthy else "red"),

@@ -86,42 +86,55 @@ def _module_ticks(axes: Axes, names: Sequence[str]) -> None:
         axes.set_xlim(-0.5, len(names) - 0.5)
 
 
-def _split(report: DoctorReport) -> tuple[list[int], list[int]]:
+def _by_module_kind(
+    axes: Axes,
+    report: DoctorReport,
+    values: Sequence[float | None],
+    *,
+    weight_label: str,
+    other_label: str,
+) -> list[tuple[int, int]]:
+    """``values`` (one per record) as two series, weight layers apart from the other modules;
+    returns the two series' counts."""
     layers = _weight_layers(report)
     weight_x = [r.index for r in report.records if r.name in layers]
     other_x = [r.index for r in report.records if r.name not in layers]
-    return weight_x, other_x
+    return [_log_series(axes, weight_x, [values[i] for i in weight_x], marker="o",
+                        color="C0", label=weight_label),
+            _log_series(axes, other_x, [values[i] for i in other_x], marker="s", ms=4,
+                        color="C1", alpha=0.8, label=other_label)]  # fmt: skip
+
+
+def _finish_log_panel(
+    axes: Axes, counts: Sequence[tuple[int, int]], what: str, *, title: str, ylabel: str
+) -> None:
+    """:func:`_finish_log_axes`, then the title, the y label and the legend."""
+    _finish_log_axes(axes, counts, what)
+    axes.set_title(title)
+    axes.set_ylabel(ylabel)
+    if axes.lines:
+        axes.legend(fontsize=8, loc="best")
 
 
 def _forward(axes: Axes, report: DoctorReport) -> None:
-    weight_x, other_x = _split(report)
     stds = [r.forward["std"] for r in report.records]
-    counts = [_log_series(axes, weight_x, [stds[i] for i in weight_x], marker="o",
-                           color="C0", label="weight layers"),
-              _log_series(axes, other_x, [stds[i] for i in other_x], marker="s", ms=4,
-                          color="C1", alpha=0.8, label="activations / norms")]  # fmt: skip
+    counts = _by_module_kind(axes, report, stds, weight_label="weight layers",
+                             other_label="activations / norms")  # fmt: skip
     reference = network_input_std(report)
     if reference:
         axes.axhline(reference, color="0.3", ls="--", lw=1, label=f"input std {reference:.3g}")
-    _finish_log_axes(axes, counts, "output std")
-    axes.set_title("Forward: how large each module's output is")
-    axes.set_ylabel("output std (log)")
-    if axes.lines:
-        axes.legend(fontsize=8, loc="best")
+    _finish_log_panel(axes, counts, "output std",
+                      title="Forward: how large each module's output is",
+                      ylabel="output std (log)")  # fmt: skip
 
 
 def _backward(axes: Axes, report: DoctorReport) -> None:
-    weight_x, other_x = _split(report)
     grads = [r.grad_std for r in report.records]
-    counts = [_log_series(axes, weight_x, [grads[i] for i in weight_x], marker="o",
-                           color="C0", label="at weight layers' outputs"),
-              _log_series(axes, other_x, [grads[i] for i in other_x], marker="s", ms=4,
-                          color="C1", alpha=0.8, label="at activations / norms")]  # fmt: skip
-    _finish_log_axes(axes, counts, "gradient")
-    axes.set_title("Backward: gradient dL/dh reaching each module")
-    axes.set_ylabel("dL/dh std (log)")
-    if axes.lines:
-        axes.legend(fontsize=8, loc="best")
+    counts = _by_module_kind(axes, report, grads, weight_label="at weight layers' outputs",
+                             other_label="at activations / norms")  # fmt: skip
+    _finish_log_panel(axes, counts, "gradient",
+                      title="Backward: gradient dL/dh reaching each module",
+                      ylabel="dL/dh std (log)")  # fmt: skip
 
 
 def _units(axes: Axes, report: DoctorReport) -> None:
@@ -158,11 +171,9 @@ def _signal_propagation(axes: Axes, report: DoctorReport) -> None:
         _log_series(axes, xs, [r.forward["channel_var"] for r in report.records],
                     marker="s", ms=4, color="C9", label="average channel variance"),
     ]  # fmt: skip
-    _finish_log_axes(axes, counts, "channel statistic")
-    axes.set_title("Signal propagation plot (Brock et al., 2021)")
-    axes.set_ylabel("average over channels (log)")
-    if axes.lines:
-        axes.legend(fontsize=8, loc="best")
+    _finish_log_panel(axes, counts, "channel statistic",
+                      title="Signal propagation plot (Brock et al., 2021)",
+                      ylabel="average over channels (log)")  # fmt: skip
 
 
 def _gains(axes: Axes, report: DoctorReport) -> None:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
-from initlab.report.numbers import mean_std, number
+from initlab.report.numbers import mean_std, number, spread_decimals
+from initlab.report.tables import Column, FittedTable
 from initlab.report.verdicts import stored_verdict
 
 __all__ = ["demo_table", "failures_lines", "summary_table", "trial_progress"]
@@ -49,39 +50,79 @@ def _verdict(findings: Any, healthy: Any) -> Text:
                 "red" if found.level == "critical" else "yellow")  # fmt: skip
 
 
-def demo_table(table: Any) -> Table:
+def demo_table(table: Any) -> FittedTable:
     """One row per demo configuration: doctor verdict at init beside the training outcome."""
-    view = Table(title="Doctor at init vs training outcome (digits, mean ± std over seeds)",
-                 title_justify="left")  # fmt: skip
-    for name, justify in (("act", "left"), ("configuration", "left"), ("doctor at init", "left"),
-                          ("best val acc", "right"), ("test acc", "right"),
-                          ("diverged", "right")):  # fmt: skip
-        view.add_column(name, justify=justify)  # type: ignore[arg-type]
+    columns = (
+        Column("act", "words"),
+        Column("configuration", "words", style="bold"),
+        Column("doctor at init", "words"),
+        Column("best val acc", justify="right"),
+        Column("test acc", justify="right", priority=2),
+        Column("diverged", justify="right", priority=1),
+    )
     done = table[table["state"] == "complete"]
+    rows = []
     for (act, label), group in done.groupby(["act", "label"], sort=False):
         first = group.iloc[0]
         diverged = int(group["diverged"].fillna(False).astype(bool).sum())
-        view.add_row(
-            str(act),
-            Text(str(label)),
-            _verdict(first["doctor_findings"], first["doctor_healthy"]),
-            mean_std(list(group["best_val_accuracy"])),
-            mean_std(list(group["test_accuracy"])),
-            f"{diverged}/{len(group)}",
+        rows.append(
+            (
+                str(act),
+                str(label),
+                _verdict(first["doctor_findings"], first["doctor_healthy"]),
+                mean_std(list(group["best_val_accuracy"])),
+                mean_std(list(group["test_accuracy"])),
+                f"{diverged}/{len(group)}",
+            )
         )
-    return view
+    title = "Doctor at init vs training outcome (digits, mean ± std over seeds)"
+    return FittedTable(columns, rows, title=title)
 
 
-def summary_table(summary: Any, title: str) -> Table:
-    """The per-configuration summary of a sweep."""
-    view = Table(title=title, title_justify="left")
-    for column in summary.columns:
-        view.add_column(
-            str(column), justify="right" if summary[column].dtype.kind in "fi" else "left"
-        )
+# The summary's outcome columns: header, mean column, std column (or None), and priority
+# (the highest is left out first at narrow widths; 0 never).
+_OUTCOMES = (
+    ("best val acc", "best_val_accuracy_mean", "best_val_accuracy_std", 0),
+    ("test acc", "test_accuracy_mean", None, 0),
+    ("diverged", "diverged_rate", None, 1),
+    ("healthy at init", "doctor_healthy_rate", None, 2),
+    ("seeds", "seeds", None, 3),
+)
+
+
+def summary_table(summary: Any, title: str) -> FittedTable:
+    """The per-configuration summary of a sweep: the configuration's keys, then the outcomes
+    under short headers (``best val acc`` is the mean ± std over seeds; rates are fractions).
+
+    At narrow widths the rates are left out before the accuracies (the caption says so).
+    """
+    outcomes = [item for item in _OUTCOMES if item[1] in summary.columns]
+    used = {name for _, mean, std, _ in outcomes for name in (mean, std) if name is not None}
+    keys = [column for column in summary.columns if column not in used]
+    columns = [Column(str(key), "words") for key in keys]
+    columns += [
+        Column(header, justify="right", priority=priority) for header, _, _, priority in outcomes
+    ]
+    rows = []
     for _, row in summary.iterrows():
-        view.add_row(*(number(v) if isinstance(v, float) else Text(str(v)) for v in row))
-    return view
+        cells: list[RenderableType] = [_cell(row[key]) for key in keys]
+        for _, mean, std, _ in outcomes:
+            cells.append(_mean_std_cell(row[mean], None if std is None else row[std]))
+        rows.append(cells)
+    return FittedTable(columns, rows, title=title)
+
+
+def _cell(value: Any) -> str:
+    return number(value) if isinstance(value, float) else str(value)
+
+
+def _mean_std_cell(mean: Any, std: Any) -> str:
+    """``mean ± std`` rounded as :func:`~initlab.report.numbers.mean_std` rounds: to the
+    decimals the spread supports; the mean alone when there is no spread."""
+    if not isinstance(std, float) or not 0 < std < math.inf:
+        return _cell(mean)
+    decimals = spread_decimals(std)
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
 def failures_lines(table: Any, *, shown: int = 5) -> list[Text]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from initlab.plan.assignments import Assignment, Assignments
 from initlab.plan.checkpoint import Checkpoint
 from initlab.plan.plan import Plan
 from initlab.report.numbers import number
+from initlab.report.tables import Column, FittedTable
 
 __all__ = ["assignments_view", "rules_view"]
 
@@ -53,28 +53,33 @@ def assignments_view(
     source (the rule or default that chose the scheme; rows read from a checkpoint in green)
     and notes (tied names, the activation that follows, fan notes, later matching rules).
     ``show_unused=False`` leaves out the rules that matched nothing (a preset's generic rules).
+    At narrow widths role, fan_in/fan_out, shape, source, then notes are left out, in that
+    order, and the caption says which; parameter names, schemes and stds stay whole.
     """
-    grid = Table(title=Text(title) if title else None, title_justify="left")
-    grid.add_column("parameter", style="bold", overflow="fold")
-    grid.add_column("shape", no_wrap=True)
-    grid.add_column("role")
-    grid.add_column("scheme", style="cyan", overflow="fold")
-    grid.add_column("fan_in/fan_out", justify="right", no_wrap=True)
-    grid.add_column("std", justify="right", no_wrap=True)
-    grid.add_column("source", overflow="fold")
-    grid.add_column("notes", style="dim", overflow="fold")
-    for row in table:
-        # Names, regexes and keys can hold brackets: Text keeps Rich from reading them as markup.
-        grid.add_row(
-            Text(row.name),
+    columns = (
+        Column("parameter", style="bold"),
+        Column("shape", priority=3),
+        Column("role", priority=5),
+        Column("scheme", "words", style="cyan"),
+        Column("fan_in/fan_out", justify="right", priority=4),
+        Column("std", justify="right"),
+        Column("source", "prose", priority=2),
+        Column("notes", "prose", priority=1, style="dim"),
+    )
+    rows = [
+        (
+            row.name,
             _shape(row.site.shape),
             row.site.role,
             Text(row.scheme_label, "dim" if row.scheme is None else ""),
             _fans(row),
             number(row.std, 4),
             _source(row),
-            Text(row.notes),
+            row.notes,
         )
+        for row in table
+    ]
+    grid = FittedTable(columns, rows, title=title or None)
     lines: list[RenderableType] = [grid, _summary(table)]
     if table.activation_method:
         method = Text.assemble(("activations: ", "dim"), table.activation_method)
@@ -88,12 +93,16 @@ def assignments_view(
 
 def rules_view(plan: Plan) -> RenderableType:
     """A plan's rules in order (the first match wins), then its default."""
-    grid = Table(title=Text(f"plan {plan.name!r}"), title_justify="left")
-    grid.add_column("#", justify="right")
-    grid.add_column("matches", overflow="fold")
-    grid.add_column("scheme", style="cyan", overflow="fold")
-    grid.add_column("fans")
-    for index, item in enumerate(plan.rules):
-        grid.add_row(str(index), Text(item.describe()), Text(item.scheme_label), item.fans)
+    columns = (
+        Column("#", justify="right"),
+        Column("matches", "prose"),
+        Column("scheme", "words", style="cyan"),
+        Column("fans", priority=1),
+    )
+    rows = [
+        (str(index), item.describe(), item.scheme_label, item.fans)
+        for index, item in enumerate(plan.rules)
+    ]
+    grid = FittedTable(columns, rows, title=f"plan {plan.name!r}")
     default = Text.assemble(("default: ", "dim"), (str(plan.default), "cyan"))
     return Group(grid, default)

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from initlab.fans import Layout, compute_fans, torch_fans
 from initlab.report.numbers import number
+from initlab.report.tables import Column, FittedTable
 from initlab.schemes import get, scheme_aliases, scheme_class, scheme_names
 
 if TYPE_CHECKING:
@@ -25,19 +26,23 @@ def _defaults(name: str) -> str:
     return ", ".join(f"{f.name}={f.default!r}" for f in fields) or "-"
 
 
-def catalogue_table() -> Table:
-    """Every registered scheme: name, aliases, parameters with defaults, formula."""
-    table = Table(title="initlab schemes", title_justify="left", show_lines=False)
-    table.add_column("scheme", style="bold cyan", no_wrap=True)
-    table.add_column("aliases", style="dim")
-    table.add_column("parameters (defaults)")
-    table.add_column("formula")
-    for name in scheme_names():
-        cls = scheme_class(name)
-        table.add_row(
-            name, ", ".join(scheme_aliases(name)), Text(_defaults(name)), Text(cls.formula)
-        )
-    return table
+def catalogue_table() -> FittedTable:
+    """Every registered scheme: name, aliases, parameters with defaults, formula.
+
+    At narrow widths the aliases are left out (the caption says so); names and parameters
+    stay whole.
+    """
+    columns = (
+        Column("scheme", style="bold cyan"),
+        Column("aliases", "words", priority=1, style="dim"),
+        Column("parameters (defaults)", "words"),
+        Column("formula", "prose"),
+    )
+    rows = [
+        (name, ", ".join(scheme_aliases(name)), _defaults(name), scheme_class(name).formula)
+        for name in scheme_names()
+    ]
+    return FittedTable(columns, rows, title="initlab schemes")
 
 
 def describe(
@@ -70,8 +75,8 @@ def describe(
     typed_layout: Layout = layout  # type: ignore[assignment]
     stats = scheme.stats(shape, layout=typed_layout, groups=groups)
     table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="dim")
-    table.add_column()
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column(overflow="fold")
     table.add_row("shape", f"{shape} ({layout} layout)")
     if len(shape) >= 2 or layout.startswith("keras"):
         fans = compute_fans(shape, layout=typed_layout, groups=groups)
@@ -90,26 +95,33 @@ def describe(
     return Group(*lines, table)
 
 
-def propagation_table(*, depth: int, width: int, seed: int = 0) -> Table:
-    """The showcase: pre-activation std at a few depths of a deep MLP, per scheme."""
+def propagation_table(*, depth: int, width: int, seed: int = 0) -> FittedTable:
+    """The showcase: pre-activation std at a few depths of a deep MLP, per scheme.
+
+    At narrow widths the middle depths are left out first (the caption says so); the first
+    and last depth, the scheme and the verdict stay.
+    """
     from initlab.showcase import showcase  # torch: not for the catalogue
 
     results: list[Propagation] = showcase(depth=depth, width=width, seed=seed)
     checkpoints = sorted({1, max(1, depth // 3), max(1, 2 * depth // 3), depth})
-    table = Table(
-        title=f"Pre-activation std through a {depth}-layer MLP (width {width}, Gaussian batch)",
-        title_justify="left",
-    )
-    table.add_column("scheme", style="bold")
-    table.add_column("activation")
-    for layer in checkpoints:
-        table.add_column(f"layer {layer}", justify="right")
-    table.add_column("verdict")
-    for row in results:
-        values = [row.stds[layer - 1] for layer in checkpoints]
-        cells = (f"{value:.3g}" for value in values)
-        table.add_row(Text(row.scheme), row.activation, *cells, _verdict(row))
-    return table
+    columns = [Column("scheme", style="bold"), Column("activation")]
+    columns += [
+        Column(f"layer {layer}", justify="right", priority=0 if layer in (1, depth) else 1)
+        for layer in checkpoints
+    ]
+    columns.append(Column("verdict", "words"))
+    rows: list[list[RenderableType]] = [
+        [
+            row.scheme,
+            row.activation,
+            *(f"{row.stds[layer - 1]:.3g}" for layer in checkpoints),
+            _verdict(row),
+        ]
+        for row in results
+    ]
+    title = f"Pre-activation std through a {depth}-layer MLP (width {width}, Gaussian batch)"
+    return FittedTable(columns, rows, title=title)
 
 
 def _verdict(row: Propagation) -> Text:

@@ -29,6 +29,7 @@ __all__ = [
     "ElementwiseLaw",
     "Scheme",
     "ValueStats",
+    "Weight",
     "from_config",
     "get",
     "register",
@@ -60,12 +61,29 @@ _ALIASES: dict[str, str] = {}
 
 
 @dataclasses.dataclass(frozen=True)
+class Weight:
+    """The tensor a scheme is asked about: its shape, the order of its axes, the layer's groups.
+
+    Attributes:
+        shape: the tensor's sizes.
+        layout: its axis order (see :mod:`initlab.fans`).
+        groups: the layer's groups (grouped convolutions).
+    """
+
+    shape: tuple[int, ...]
+    layout: Layout
+    groups: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Scheme(ABC):
     """Base of every initialization scheme.
 
     Subclasses are frozen dataclasses whose fields are the scheme's parameters; they set the
     class variables :attr:`name` (registry name) and :attr:`formula` (one line of math for
-    listings) and implement :meth:`std`, :meth:`fill_` and :meth:`array`.
+    listings) and implement the scheme's part of :meth:`stats`, :meth:`fill_` and
+    :meth:`array`: ``_stats``, ``_fill`` and ``_array``, which receive the tensor's
+    :class:`Weight` after ``_check`` has accepted it.
     """
 
     name: ClassVar[str] = ""
@@ -73,11 +91,13 @@ class Scheme(ABC):
     uses_fans: ClassVar[bool] = False
 
     # --- what the scheme implies -------------------------------------------------------------
-    @abstractmethod
     def stats(
         self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
     ) -> ValueStats:
         """Mean, std and hard bound of the values this scheme gives a tensor of ``shape``."""
+        weight = Weight(tuple(shape), layout, groups)
+        self._check(weight)
+        return self._stats(weight)
 
     def law(
         self,
@@ -111,7 +131,6 @@ class Scheme(ABC):
         return None
 
     # --- sampling ----------------------------------------------------------------------------
-    @abstractmethod
     def fill_(
         self,
         tensor: torch.Tensor,
@@ -128,8 +147,13 @@ class Scheme(ABC):
             layout: axis order of ``tensor`` (see :mod:`initlab.fans`).
             groups: the layer's groups (grouped convolutions).
         """
+        import torch
 
-    @abstractmethod
+        weight = Weight(tuple(tensor.shape), layout, groups)
+        self._check(weight)
+        with torch.no_grad():
+            return self._fill(tensor, generator, weight)
+
     def array(
         self,
         shape: Sequence[int],
@@ -140,6 +164,11 @@ class Scheme(ABC):
         dtype: Any = "float64",
     ) -> np.ndarray[Any, Any]:
         """A NumPy array of ``shape`` drawn with ``rng`` (``layout`` defaults to ``(in, out)``)."""
+        import numpy as np
+
+        weight = Weight(tuple(shape), layout, groups)
+        self._check(weight)
+        return self._array(weight, rng if rng is not None else np.random.default_rng(), dtype)
 
     def sample(
         self,
@@ -157,6 +186,24 @@ class Scheme(ABC):
         chosen = dtype if dtype is not None else torch.float32
         tensor = torch.empty(tuple(shape), dtype=chosen, device=device)
         return self.fill_(tensor, generator, layout=layout, groups=groups)
+
+    # --- what a subclass implements ----------------------------------------------------------
+    def _check(self, weight: Weight) -> None:  # noqa: B027  (a hook: by default any weight)
+        """Raise :class:`~initlab.errors.ShapeError` for a weight this scheme cannot fill."""
+
+    @abstractmethod
+    def _stats(self, weight: Weight) -> ValueStats:
+        """:meth:`stats` for an accepted ``weight``."""
+
+    @abstractmethod
+    def _fill(
+        self, tensor: torch.Tensor, generator: torch.Generator | None, weight: Weight
+    ) -> torch.Tensor:
+        """:meth:`fill_` for an accepted ``weight`` (``tensor``'s), called under ``no_grad``."""
+
+    @abstractmethod
+    def _array(self, weight: Weight, rng: np.random.Generator, dtype: Any) -> np.ndarray[Any, Any]:
+        """:meth:`array` for an accepted ``weight``, drawn with ``rng``."""
 
     # --- serialization -----------------------------------------------------------------------
     @classmethod

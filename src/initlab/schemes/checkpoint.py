@@ -11,13 +11,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from initlab.errors import ConfigError
-from initlab.fans import Layout
-from initlab.schemes.base import Scheme, ValueStats, register
+from initlab.schemes.base import Scheme, ValueStats, Weight, register
 
 if TYPE_CHECKING:
     import numpy as np
@@ -112,9 +110,7 @@ class Checkpoint(Scheme):
         return self.strip_prefix + name[len(self.add_prefix) :]
 
     # --- the Scheme interface ----------------------------------------------------------------
-    def stats(
-        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
-    ) -> ValueStats:
+    def _stats(self, weight: Weight) -> ValueStats:
         """Unknown until the file is read: mean and std are NaN, no bound."""
         return ValueStats(math.nan, math.nan, None)
 
@@ -125,23 +121,10 @@ class Checkpoint(Scheme):
             f"scheme='checkpoint', path={self.path!r})]).apply(model)."
         )
 
-    def fill_(
-        self,
-        tensor: torch.Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        layout: Layout = "torch",
-        groups: int = 1,
+    def _fill(
+        self, tensor: torch.Tensor, generator: torch.Generator | None, weight: Weight
     ) -> torch.Tensor:
         raise self._needs_a_plan()
 
-    def array(
-        self,
-        shape: Sequence[int],
-        rng: np.random.Generator | None = None,
-        *,
-        layout: Layout = "keras",
-        groups: int = 1,
-        dtype: Any = "float64",
-    ) -> np.ndarray[Any, Any]:
+    def _array(self, weight: Weight, rng: np.random.Generator, dtype: Any) -> np.ndarray[Any, Any]:
         raise self._needs_a_plan()

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from initlab.errors import ConfigError
-from initlab.fans import Layout
 from initlab.schemes.base import (
     ElementwiseLaw,
     ValueStats,
+    Weight,
     check_choice,
     check_finite,
     check_positive,
@@ -46,12 +45,6 @@ __all__ = [
 TruncationUnit = Literal["absolute", "std"]
 
 
-def _rng(rng: np.random.Generator | None) -> np.random.Generator:
-    import numpy as np
-
-    return rng if rng is not None else np.random.default_rng()
-
-
 @register("const")
 @dataclasses.dataclass(frozen=True)
 class Constant(ElementwiseLaw):
@@ -64,38 +57,20 @@ class Constant(ElementwiseLaw):
     def __post_init__(self) -> None:
         check_finite(self.name, "value", self.value)
 
-    def stats(
-        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
-    ) -> ValueStats:
+    def _stats(self, weight: Weight) -> ValueStats:
         return ValueStats(float(self.value), 0.0, abs(float(self.value)))
 
-    def fill_(
-        self,
-        tensor: torch.Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        layout: Layout = "torch",
-        groups: int = 1,
+    def _fill(
+        self, tensor: torch.Tensor, generator: torch.Generator | None, weight: Weight
     ) -> torch.Tensor:
-        import torch
+        if self.value == 0:
+            return tensor.zero_()
+        return tensor.fill_(self.value)
 
-        with torch.no_grad():
-            if self.value == 0:
-                return tensor.zero_()
-            return tensor.fill_(self.value)
-
-    def array(
-        self,
-        shape: Sequence[int],
-        rng: np.random.Generator | None = None,
-        *,
-        layout: Layout = "keras",
-        groups: int = 1,
-        dtype: Any = "float64",
-    ) -> np.ndarray[Any, Any]:
+    def _array(self, weight: Weight, rng: np.random.Generator, dtype: Any) -> np.ndarray[Any, Any]:
         import numpy as np
 
-        return np.full(tuple(shape), self.value, dtype=dtype)
+        return np.full(weight.shape, self.value, dtype=dtype)
 
 
 @register("zero")
@@ -134,35 +109,17 @@ class Uniform(ElementwiseLaw):
         if self.a > self.b:
             raise ConfigError(f"uniform: needs a <= b, got a={self.a!r}, b={self.b!r}.")
 
-    def stats(
-        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
-    ) -> ValueStats:
+    def _stats(self, weight: Weight) -> ValueStats:
         spread = (self.b - self.a) / math.sqrt(12.0)
         return ValueStats((self.a + self.b) / 2.0, spread, max(abs(self.a), abs(self.b)))
 
-    def fill_(
-        self,
-        tensor: torch.Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        layout: Layout = "torch",
-        groups: int = 1,
+    def _fill(
+        self, tensor: torch.Tensor, generator: torch.Generator | None, weight: Weight
     ) -> torch.Tensor:
-        import torch
+        return tensor.uniform_(self.a, self.b, generator=generator)
 
-        with torch.no_grad():
-            return tensor.uniform_(self.a, self.b, generator=generator)
-
-    def array(
-        self,
-        shape: Sequence[int],
-        rng: np.random.Generator | None = None,
-        *,
-        layout: Layout = "keras",
-        groups: int = 1,
-        dtype: Any = "float64",
-    ) -> np.ndarray[Any, Any]:
-        return _rng(rng).uniform(self.a, self.b, size=tuple(shape)).astype(dtype, copy=False)
+    def _array(self, weight: Weight, rng: np.random.Generator, dtype: Any) -> np.ndarray[Any, Any]:
+        return rng.uniform(self.a, self.b, size=weight.shape).astype(dtype, copy=False)
 
 
 @register("gaussian", "random_normal")
@@ -179,34 +136,16 @@ class Normal(ElementwiseLaw):
         check_finite(self.name, "mean", self.mean)
         check_positive(self.name, "std", self.std, allow_zero=True)
 
-    def stats(
-        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
-    ) -> ValueStats:
+    def _stats(self, weight: Weight) -> ValueStats:
         return ValueStats(float(self.mean), float(self.std), None)
 
-    def fill_(
-        self,
-        tensor: torch.Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        layout: Layout = "torch",
-        groups: int = 1,
+    def _fill(
+        self, tensor: torch.Tensor, generator: torch.Generator | None, weight: Weight
     ) -> torch.Tensor:
-        import torch
+        return tensor.normal_(self.mean, self.std, generator=generator)
 
-        with torch.no_grad():
-            return tensor.normal_(self.mean, self.std, generator=generator)
-
-    def array(
-        self,
-        shape: Sequence[int],
-        rng: np.random.Generator | None = None,
-        *,
-        layout: Layout = "keras",
-        groups: int = 1,
-        dtype: Any = "float64",
-    ) -> np.ndarray[Any, Any]:
-        values = _rng(rng).normal(self.mean, self.std, size=tuple(shape))
+    def _array(self, weight: Weight, rng: np.random.Generator, dtype: Any) -> np.ndarray[Any, Any]:
+        values = rng.normal(self.mean, self.std, size=weight.shape)
         return values.astype(dtype, copy=False)
 
 
@@ -246,34 +185,17 @@ class TruncatedNormal(ElementwiseLaw):
             return self.mean + self.a * self.std, self.mean + self.b * self.std
         return float(self.a), float(self.b)
 
-    def stats(
-        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
-    ) -> ValueStats:
+    def _stats(self, weight: Weight) -> ValueStats:
         low, high = self.interval
         mean, std = truncated_normal_moments(self.mean, self.std, low, high)
         return ValueStats(mean, std, max(abs(low), abs(high)))
 
-    def fill_(
-        self,
-        tensor: torch.Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        layout: Layout = "torch",
-        groups: int = 1,
+    def _fill(
+        self, tensor: torch.Tensor, generator: torch.Generator | None, weight: Weight
     ) -> torch.Tensor:
         low, high = self.interval
         return truncated_normal_torch_(tensor, self.mean, self.std, low, high, generator)
 
-    def array(
-        self,
-        shape: Sequence[int],
-        rng: np.random.Generator | None = None,
-        *,
-        layout: Layout = "keras",
-        groups: int = 1,
-        dtype: Any = "float64",
-    ) -> np.ndarray[Any, Any]:
+    def _array(self, weight: Weight, rng: np.random.Generator, dtype: Any) -> np.ndarray[Any, Any]:
         low, high = self.interval
-        return truncated_normal_array(
-            tuple(shape), self.mean, self.std, low, high, _rng(rng), dtype
-        )
+        return truncated_normal_array(weight.shape, self.mean, self.std, low, high, rng, dtype)

@@ -14,23 +14,24 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from initlab.errors import ConfigError, ShapeError
 from initlab.fans import Layout
-from initlab.schemes.base import Scheme, ValueStats, check_finite, check_positive, register
+from initlab.schemes.base import (
+    Scheme,
+    ValueStats,
+    Weight,
+    check_finite,
+    check_positive,
+    register,
+)
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
 __all__ = ["DeltaOrthogonal", "Dirac", "Identity", "Orthogonal", "Sparse", "unit_rows"]
-
-
-def _rng(rng: np.random.Generator | None) -> np.random.Generator:
-    import numpy as np
-
-    return rng if rng is not None else np.random.default_rng()
 
 
 def _torch_order(rank: int, layout: Layout, scheme: str) -> tuple[int, ...]:
@@ -70,22 +71,30 @@ def _value_stats(total: float, square_sum: float, numel: int, bound: float) -> V
     return ValueStats(mean, math.sqrt(max(square_sum / numel - mean * mean, 0.0)), bound)
 
 
-def _need_rank(scheme: str, shape: tuple[int, ...], ranks: Sequence[int], hint: str) -> None:
-    if len(shape) not in ranks:
-        listed = list(ranks)
-        allowed = (
-            " or ".join(str(r) for r in listed)
-            if len(listed) <= 3
-            else f"{listed[0]} to {listed[-1]}"
-        )
-        raise ShapeError(
-            f"{scheme} needs a tensor of {allowed} dimensions, got shape {shape}. {hint}"
-        )
+@dataclasses.dataclass(frozen=True)
+class _WholeTensor(Scheme):
+    """A scheme that builds the tensor as a whole, for tensors of ``ranks`` dimensions only."""
+
+    ranks: ClassVar[Sequence[int]]
+    rank_hint: ClassVar[str]  # the way out, for a tensor of another rank
+
+    def _check(self, weight: Weight) -> None:
+        if len(weight.shape) not in self.ranks:
+            listed = list(self.ranks)
+            allowed = (
+                " or ".join(str(r) for r in listed)
+                if len(listed) <= 3
+                else f"{listed[0]} to {listed[-1]}"
+            )
+            raise ShapeError(
+                f"{self.name} needs a tensor of {allowed} dimensions, got shape {weight.shape}. "
+                f"{self.rank_hint}"
+            )
 
 
 @register()
 @dataclasses.dataclass(frozen=True)
-class Orthogonal(Scheme):
+class Orthogonal(_WholeTensor):
     r"""A (semi-)orthogonal matrix times ``gain`` (Saxe et al., 2014).
 
     The tensor is viewed as a matrix (torch layout: ``(shape[0], numel/shape[0])``; Keras/JAX:
@@ -97,34 +106,25 @@ class Orthogonal(Scheme):
 
     name = "orthogonal"
     formula = "W = gain * Q, Q from QR of a Gaussian matrix, sign-corrected"
+    ranks = range(2, 33)
+    rank_hint = "Orthogonal needs a matrix or a kernel."
     gain: float = 1.0
 
     def __post_init__(self) -> None:
         check_finite(self.name, "gain", self.gain)
 
-    def stats(
-        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
-    ) -> ValueStats:
-        dims = tuple(shape)
-        _need_rank(self.name, dims, range(2, 33), "Orthogonal needs a matrix or a kernel.")
-        rows, cols = _matrix_shape(dims, layout)
+    def _stats(self, weight: Weight) -> ValueStats:
+        rows, cols = _matrix_shape(weight.shape, weight.layout)
         return ValueStats(0.0, abs(self.gain) / math.sqrt(max(rows, cols)), abs(self.gain))
 
-    def fill_(
-        self,
-        tensor: torch.Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        layout: Layout = "torch",
-        groups: int = 1,
+    def _fill(
+        self, tensor: torch.Tensor, generator: torch.Generator | None, weight: Weight
     ) -> torch.Tensor:
         import torch
 
-        dims = tuple(tensor.shape)
-        _need_rank(self.name, dims, range(2, 33), "Orthogonal needs a matrix or a kernel.")
         if tensor.numel() == 0 or tensor.is_meta:
             return tensor
-        rows, cols = _matrix_shape(dims, layout)
+        rows, cols = _matrix_shape(weight.shape, weight.layout)
         work_dtype = (
             torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else tensor.dtype
         )
@@ -136,84 +136,52 @@ class Orthogonal(Scheme):
         q *= torch.diag(r, 0).sign()
         if rows < cols:
             q.t_()
-        with torch.no_grad():
-            return tensor.copy_(q.mul_(self.gain).reshape(dims))
+        return tensor.copy_(q.mul_(self.gain).reshape(weight.shape))
 
-    def array(
-        self,
-        shape: Sequence[int],
-        rng: np.random.Generator | None = None,
-        *,
-        layout: Layout = "keras",
-        groups: int = 1,
-        dtype: Any = "float64",
-    ) -> np.ndarray[Any, Any]:
+    def _array(self, weight: Weight, rng: np.random.Generator, dtype: Any) -> np.ndarray[Any, Any]:
         import numpy as np
 
-        dims = tuple(shape)
-        _need_rank(self.name, dims, range(2, 33), "Orthogonal needs a matrix or a kernel.")
-        rows, cols = _matrix_shape(dims, layout)
-        gaussian = _rng(rng).standard_normal((rows, cols))
+        rows, cols = _matrix_shape(weight.shape, weight.layout)
+        gaussian = rng.standard_normal((rows, cols))
         if rows < cols:
             gaussian = gaussian.T
         q, r = np.linalg.qr(gaussian)
         q = q * np.sign(np.diag(r))
         if rows < cols:
             q = q.T
-        return (self.gain * q).reshape(dims).astype(dtype, copy=False)
+        return (self.gain * q).reshape(weight.shape).astype(dtype, copy=False)
 
 
 @register("eye")
 @dataclasses.dataclass(frozen=True)
-class Identity(Scheme):
+class Identity(_WholeTensor):
     """``gain`` on the main diagonal of a 2-D matrix, 0 elsewhere (non-square allowed)."""
 
     name = "identity"
     formula = "W = gain * I (2-D)"
+    ranks = (2,)
+    rank_hint = "For convolutions use 'dirac'."
     gain: float = 1.0
 
     def __post_init__(self) -> None:
         check_finite(self.name, "gain", self.gain)
 
-    def stats(
-        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
-    ) -> ValueStats:
-        dims = tuple(shape)
-        _need_rank(self.name, dims, (2,), "For convolutions use 'dirac'.")
-        count = min(dims)
+    def _stats(self, weight: Weight) -> ValueStats:
+        count = min(weight.shape)
         g = float(self.gain)
-        return _value_stats(g * count, g * g * count, max(math.prod(dims), 1), abs(g))
+        return _value_stats(g * count, g * g * count, max(math.prod(weight.shape), 1), abs(g))
 
-    def fill_(
-        self,
-        tensor: torch.Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        layout: Layout = "torch",
-        groups: int = 1,
+    def _fill(
+        self, tensor: torch.Tensor, generator: torch.Generator | None, weight: Weight
     ) -> torch.Tensor:
-        import torch
-
-        _need_rank(self.name, tuple(tensor.shape), (2,), "For convolutions use 'dirac'.")
-        with torch.no_grad():
-            tensor.zero_()
-            tensor.diagonal().fill_(self.gain)
+        tensor.zero_()
+        tensor.diagonal().fill_(self.gain)
         return tensor
 
-    def array(
-        self,
-        shape: Sequence[int],
-        rng: np.random.Generator | None = None,
-        *,
-        layout: Layout = "keras",
-        groups: int = 1,
-        dtype: Any = "float64",
-    ) -> np.ndarray[Any, Any]:
+    def _array(self, weight: Weight, rng: np.random.Generator, dtype: Any) -> np.ndarray[Any, Any]:
         import numpy as np
 
-        dims = tuple(shape)
-        _need_rank(self.name, dims, (2,), "For convolutions use 'dirac'.")
-        rows, cols = dims
+        rows, cols = weight.shape
         return (self.gain * np.eye(rows, cols)).astype(dtype, copy=False)
 
 
@@ -235,7 +203,7 @@ def _dirac_indices(
 
 @register("delta")
 @dataclasses.dataclass(frozen=True)
-class Dirac(Scheme):
+class Dirac(_WholeTensor):
     """Identity convolution: channel ``d`` of each group passes unchanged through the centre tap.
 
     As ``torch.nn.init.dirac_``: 1 at ``[g*out_per_group + d, d, k_1//2, ...]`` for
@@ -244,57 +212,37 @@ class Dirac(Scheme):
 
     name = "dirac"
     formula = "W[g*o + d, d, centre] = 1, else 0"
+    ranks = (3, 4, 5)
+    rank_hint = "For a Linear weight use 'identity'."
     groups: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1:
             raise ConfigError(f"dirac: groups must be a positive integer, got {self.groups!r}.")
 
-    def stats(
-        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
-    ) -> ValueStats:
-        dims = tuple(shape)
-        _need_rank(self.name, dims, (3, 4, 5), "For a Linear weight use 'identity'.")
-        order = _torch_order(len(dims), layout, self.name)
+    def _stats(self, weight: Weight) -> ValueStats:
+        dims = weight.shape
+        order = _torch_order(len(dims), weight.layout, self.name)
         outs, _, _ = _dirac_indices(tuple(dims[a] for a in order), self.groups, self.name)
         return _value_stats(len(outs), len(outs), math.prod(dims), 1.0)
 
-    def fill_(
-        self,
-        tensor: torch.Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        layout: Layout = "torch",
-        groups: int = 1,
+    def _fill(
+        self, tensor: torch.Tensor, generator: torch.Generator | None, weight: Weight
     ) -> torch.Tensor:
-        import torch
 
-        dims = tuple(tensor.shape)
-        _need_rank(self.name, dims, (3, 4, 5), "For a Linear weight use 'identity'.")
-        view = tensor.permute(_torch_order(len(dims), layout, self.name))
+        view = tensor.permute(_torch_order(tensor.dim(), weight.layout, self.name))
         outs, ins, centre = _dirac_indices(tuple(view.shape), self.groups, self.name)
         if tensor.is_meta:
             return tensor
-        with torch.no_grad():
-            tensor.zero_()
-            view[(outs, ins, *centre)] = 1  # type: ignore[index]
+        tensor.zero_()
+        view[(outs, ins, *centre)] = 1  # type: ignore[index]
         return tensor
 
-    def array(
-        self,
-        shape: Sequence[int],
-        rng: np.random.Generator | None = None,
-        *,
-        layout: Layout = "keras",
-        groups: int = 1,
-        dtype: Any = "float64",
-    ) -> np.ndarray[Any, Any]:
+    def _array(self, weight: Weight, rng: np.random.Generator, dtype: Any) -> np.ndarray[Any, Any]:
         import numpy as np
 
-        dims = tuple(shape)
-        _need_rank(self.name, dims, (3, 4, 5), "For a Linear weight use 'identity'.")
-        out = np.zeros(dims, dtype=dtype)
-        view = out.transpose(_torch_order(len(dims), layout, self.name))
+        out = np.zeros(weight.shape, dtype=dtype)
+        view = out.transpose(_torch_order(out.ndim, weight.layout, self.name))
         outs, ins, centre = _dirac_indices(view.shape, self.groups, self.name)
         view[(outs, ins, *centre)] = 1  # type: ignore[index]
         return out
@@ -302,7 +250,7 @@ class Dirac(Scheme):
 
 @register()
 @dataclasses.dataclass(frozen=True)
-class DeltaOrthogonal(Scheme):
+class DeltaOrthogonal(_WholeTensor):
     r"""Delta-orthogonal convolution kernel (Xiao et al., 2018), as JAX's ``delta_orthogonal``.
 
     Zero everywhere except the centre tap (index ``(k-1)//2`` on each spatial axis), which holds
@@ -312,67 +260,51 @@ class DeltaOrthogonal(Scheme):
 
     name = "delta_orthogonal"
     formula = "W[:, :, centre] = gain * Q (orthonormal columns), else 0"
+    ranks = (3, 4, 5)
+    rank_hint = "For a Linear weight use 'orthogonal'."
     gain: float = 1.0
 
     def __post_init__(self) -> None:
         check_finite(self.name, "gain", self.gain)
 
-    def _check(self, dims: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
-        _need_rank(self.name, dims, (3, 4, 5), "For a Linear weight use 'orthogonal'.")
-        order = _torch_order(len(dims), layout, self.name)
-        torch_shape = tuple(dims[a] for a in order)
-        if torch_shape[1] > torch_shape[0]:
+    def _order(self, weight: Weight) -> tuple[int, ...]:
+        return _torch_order(len(weight.shape), weight.layout, self.name)
+
+    def _check(self, weight: Weight) -> None:
+        super()._check(weight)
+        out_channels, in_channels = (weight.shape[a] for a in self._order(weight)[:2])
+        if in_channels > out_channels:
             raise ShapeError(
-                f"delta_orthogonal needs in_channels <= out_channels, got {torch_shape[1]} in "
-                f"and {torch_shape[0]} out (shape {dims}, layout {layout!r}). Use 'orthogonal'."
+                f"delta_orthogonal needs in_channels <= out_channels, got {in_channels} in and "
+                f"{out_channels} out (shape {weight.shape}, layout {weight.layout!r}). "
+                "Use 'orthogonal'."
             )
-        return order
 
-    def stats(
-        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
-    ) -> ValueStats:
-        dims = tuple(shape)
-        order = self._check(dims, layout)
-        n_in = dims[order[1]]
+    def _stats(self, weight: Weight) -> ValueStats:
+        n_in = weight.shape[self._order(weight)[1]]
         g = float(self.gain)
-        return _value_stats(0.0, g * g * n_in, math.prod(dims), abs(g))
+        return _value_stats(0.0, g * g * n_in, math.prod(weight.shape), abs(g))
 
-    def fill_(
-        self,
-        tensor: torch.Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        layout: Layout = "torch",
-        groups: int = 1,
+    def _fill(
+        self, tensor: torch.Tensor, generator: torch.Generator | None, weight: Weight
     ) -> torch.Tensor:
         import torch
 
-        dims = tuple(tensor.shape)
-        view = tensor.permute(self._check(dims, layout))
+        view = tensor.permute(self._order(weight))
         if tensor.is_meta:
             return tensor
         centre = tuple((size - 1) // 2 for size in view.shape[2:])
         matrix = torch.empty(view.shape[:2], dtype=tensor.dtype, device=tensor.device)
         Orthogonal(self.gain).fill_(matrix, generator)
-        with torch.no_grad():
-            tensor.zero_()
-            view[(slice(None), slice(None), *centre)] = matrix  # type: ignore[index]
+        tensor.zero_()
+        view[(slice(None), slice(None), *centre)] = matrix  # type: ignore[index]
         return tensor
 
-    def array(
-        self,
-        shape: Sequence[int],
-        rng: np.random.Generator | None = None,
-        *,
-        layout: Layout = "keras",
-        groups: int = 1,
-        dtype: Any = "float64",
-    ) -> np.ndarray[Any, Any]:
+    def _array(self, weight: Weight, rng: np.random.Generator, dtype: Any) -> np.ndarray[Any, Any]:
         import numpy as np
 
-        dims = tuple(shape)
-        out = np.zeros(dims, dtype=dtype)
-        view = out.transpose(self._check(dims, layout))
+        out = np.zeros(weight.shape, dtype=dtype)
+        view = out.transpose(self._order(weight))
         centre = tuple((size - 1) // 2 for size in view.shape[2:])
         matrix = Orthogonal(self.gain).array(view.shape[:2], rng, layout="torch")
         view[(slice(None), slice(None), *centre)] = matrix
@@ -381,7 +313,7 @@ class DeltaOrthogonal(Scheme):
 
 @register()
 @dataclasses.dataclass(frozen=True)
-class Sparse(Scheme):
+class Sparse(_WholeTensor):
     r"""Martens (2010): N(0, std^2), then ``ceil(sparsity * rows)`` zeros in every column.
 
     On a torch ``(out, in)`` weight each input unit keeps ``rows - ceil(sparsity*rows)``
@@ -391,6 +323,8 @@ class Sparse(Scheme):
 
     name = "sparse"
     formula = "w ~ N(0, std^2); ceil(sparsity * rows) zeros per column"
+    ranks = (2,)
+    rank_hint = "Sparse init is for 2-D weights."
     sparsity: float = 0.1
     std: float = 0.01
 
@@ -403,55 +337,33 @@ class Sparse(Scheme):
     def _zeros_per_column(self, rows: int) -> int:
         return math.ceil(self.sparsity * rows)
 
-    def stats(
-        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
-    ) -> ValueStats:
-        dims = tuple(shape)
-        _need_rank(self.name, dims, (2,), "Sparse init is for 2-D weights.")
-        rows = dims[_torch_order(2, layout, self.name)[0]]
+    def _stats(self, weight: Weight) -> ValueStats:
+        rows = weight.shape[_torch_order(2, weight.layout, self.name)[0]]
         kept = (rows - self._zeros_per_column(rows)) / rows if rows else 0.0
         return ValueStats(0.0, self.std * math.sqrt(kept), None)
 
-    def fill_(
-        self,
-        tensor: torch.Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        layout: Layout = "torch",
-        groups: int = 1,
+    def _fill(
+        self, tensor: torch.Tensor, generator: torch.Generator | None, weight: Weight
     ) -> torch.Tensor:
         import torch
 
-        _need_rank(self.name, tuple(tensor.shape), (2,), "Sparse init is for 2-D weights.")
         if tensor.is_meta:
             return tensor
-        view = tensor.permute(_torch_order(2, layout, self.name))
+        view = tensor.permute(_torch_order(2, weight.layout, self.name))
         rows, cols = view.shape
         zeros = self._zeros_per_column(rows)
         device = generator.device if generator is not None else None
-        with torch.no_grad():
-            tensor.normal_(0, self.std, generator=generator)
-            for column in range(cols):
-                chosen = torch.randperm(rows, generator=generator, device=device)[:zeros]
-                view[chosen, column] = 0
+        tensor.normal_(0, self.std, generator=generator)
+        for column in range(cols):
+            chosen = torch.randperm(rows, generator=generator, device=device)[:zeros]
+            view[chosen, column] = 0
         return tensor
 
-    def array(
-        self,
-        shape: Sequence[int],
-        rng: np.random.Generator | None = None,
-        *,
-        layout: Layout = "keras",
-        groups: int = 1,
-        dtype: Any = "float64",
-    ) -> np.ndarray[Any, Any]:
-        dims = tuple(shape)
-        _need_rank(self.name, dims, (2,), "Sparse init is for 2-D weights.")
-        generator = _rng(rng)
-        out = generator.normal(0.0, self.std, size=dims)
-        view = out.transpose(_torch_order(2, layout, self.name))
+    def _array(self, weight: Weight, rng: np.random.Generator, dtype: Any) -> np.ndarray[Any, Any]:
+        out = rng.normal(0.0, self.std, size=weight.shape)
+        view = out.transpose(_torch_order(2, weight.layout, self.name))
         rows, cols = view.shape
         zeros = self._zeros_per_column(rows)
         for column in range(cols):
-            view[generator.permutation(rows)[:zeros], column] = 0.0
+            view[rng.permutation(rows)[:zeros], column] = 0.0
         return out.astype(dtype, copy=False)

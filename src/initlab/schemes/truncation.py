@@ -16,6 +16,7 @@ variance-scaling sample has exactly the target std.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -74,33 +75,39 @@ def truncated_normal_torch_(
         warnings.warn(
             f"truncated normal: mean {mean} is more than 2 std from [{low}, {high}]; "
             "rejection sampling will be slow and the law is dominated by the nearest bound.",
-            stacklevel=3,
+            stacklevel=4,  # past TruncatedNormal._fill and Scheme.fill_: their caller
         )
     mass = _normal_cdf((high - mean) / std) - _normal_cdf((low - mean) / std)
+    law = _TruncatedNormal(mean, std, low, high)
     with torch.no_grad():
         if mass > 0.3:
-            return _redraw_outside(tensor, mean, std, low, high, generator)
-        return _uniform_rejection(tensor, mean, std, low, high, generator)
+            return _redraw_outside(tensor, law, generator)
+        return _uniform_rejection(tensor, law, generator)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TruncatedNormal:
+    """N(mean, std^2) restricted to the absolute interval [low, high]."""
+
+    mean: float
+    std: float
+    low: float
+    high: float
 
 
 def _redraw_outside(
-    tensor: torch.Tensor,
-    mean: float,
-    std: float,
-    low: float,
-    high: float,
-    generator: torch.Generator | None,
+    tensor: torch.Tensor, law: _TruncatedNormal, generator: torch.Generator | None
 ) -> torch.Tensor:
     import torch
 
-    low_in_dtype = tensor.new_tensor(low, device="cpu").item()
-    high_in_dtype = tensor.new_tensor(high, device="cpu").item()
-    result = tensor.normal_(mean, std, generator=generator)
+    low_in_dtype = tensor.new_tensor(law.low, device="cpu").item()
+    high_in_dtype = tensor.new_tensor(law.high, device="cpu").item()
+    result = tensor.normal_(law.mean, law.std, generator=generator)
     while True:
         outside = (result < low_in_dtype) | (result > high_in_dtype)
         if not outside.any():
             break
-        redraw = torch.empty_like(result).normal_(mean, std, generator=generator)
+        redraw = torch.empty_like(result).normal_(law.mean, law.std, generator=generator)
         result = torch.where(outside, redraw, result)
     if result is not tensor:
         tensor.copy_(result)
@@ -108,31 +115,26 @@ def _redraw_outside(
 
 
 def _uniform_rejection(
-    tensor: torch.Tensor,
-    mean: float,
-    std: float,
-    low: float,
-    high: float,
-    generator: torch.Generator | None,
+    tensor: torch.Tensor, law: _TruncatedNormal, generator: torch.Generator | None
 ) -> torch.Tensor:
     import torch
 
-    mode = max(low, min(mean, high))
-    log_peak = -0.5 * ((mode - mean) / std) ** 2
+    mode = max(law.low, min(law.mean, law.high))
+    log_peak = -0.5 * ((mode - law.mean) / law.std) ** 2
     candidates = torch.empty_like(tensor)
     accept_draws = torch.empty_like(tensor)
 
     def log_density_excess(values: torch.Tensor) -> torch.Tensor:
-        return values.sub_(mean).div_(std).pow_(2).mul_(-0.5).sub_(log_peak)
+        return values.sub_(law.mean).div_(law.std).pow_(2).mul_(-0.5).sub_(log_peak)
 
-    tensor.uniform_(low, high, generator=generator)
+    tensor.uniform_(law.low, law.high, generator=generator)
     candidates.copy_(tensor)
     pending = accept_draws.uniform_(generator=generator).log_().gt(log_density_excess(candidates))
     if not pending.any():
         return tensor
     result = tensor
     while True:
-        candidates.uniform_(low, high, generator=generator)
+        candidates.uniform_(law.low, law.high, generator=generator)
         result = torch.where(pending, candidates, result)
         rejected = (
             accept_draws.uniform_(generator=generator).log_().gt(log_density_excess(candidates))

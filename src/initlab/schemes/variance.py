@@ -45,6 +45,7 @@ from initlab.gains import canonical_activation, gain
 from initlab.schemes.base import (
     Scheme,
     ValueStats,
+    Weight,
     check_choice,
     check_finite,
     check_positive,
@@ -64,6 +65,7 @@ __all__ = [
     "HeUniform",
     "LeCunNormal",
     "LeCunUniform",
+    "Scaling",
     "VarianceScaling",
     "XavierNormal",
     "XavierUniform",
@@ -76,24 +78,47 @@ _KERAS_NORMAL = "untruncated_normal"  # Keras' spelling of "normal"
 
 
 @dataclasses.dataclass(frozen=True)
+class Scaling:
+    r"""What a variance-scaling scheme stands for: std :math:`g/\sqrt n`, drawn from a law.
+
+    Attributes:
+        gain: the gain ``g``.
+        fan_mode: which fan ``n`` divides the variance.
+        distribution: uniform, normal or truncated_normal.
+    """
+
+    gain: float
+    fan_mode: FanMode
+    distribution: Distribution
+
+
+def _fans(weight: Weight) -> Fans:
+    return compute_fans(weight.shape, layout=weight.layout, groups=weight.groups)
+
+
+@dataclasses.dataclass(frozen=True)
 class _ScaledByFans(Scheme):
     """Shared machinery: gain, fan mode and distribution -> the elementwise law for the fans."""
 
     uses_fans = True
 
-    @property
     @abstractmethod
+    def scaling(self) -> Scaling:
+        """The gain, the fan and the distribution this scheme's parameters stand for."""
+
+    @property
     def fan_mode(self) -> FanMode:
         """Which fan ``n`` divides the variance."""
+        return self.scaling().fan_mode
 
     @property
-    @abstractmethod
     def family(self) -> Distribution:
         """The distribution the values are drawn from: uniform, normal or truncated_normal."""
+        return self.scaling().distribution
 
-    @abstractmethod
     def gain_factor(self) -> float:
         """The gain ``g`` (so the variance is ``g^2 / n``)."""
+        return self.scaling().gain
 
     def law(
         self,
@@ -116,71 +141,55 @@ class _ScaledByFans(Scheme):
             return self._law_of(fans, shape=None)
         return self._law_of(compute_fans(fans, layout=layout, groups=groups), shape=fans)
 
-    def _std(self, fans: Fans, shape: Sequence[int] | None) -> float:
+    def _std(self, fans: Fans, shape: Sequence[int] | None, scaling: Scaling) -> float:
         r"""The std :math:`g/\sqrt n` for ``fans`` (of ``shape``, named when a fan is 0)."""
-        n = fans.fan(self.fan_mode)
+        n = fans.fan(scaling.fan_mode)
         if n <= 0:
             what = f"shape {tuple(shape)}" if shape is not None else f"a weight with {fans}"
             raise ShapeError(
-                f"{self.name}: {what} has {self.fan_mode} = 0, so the variance g^2/n is "
+                f"{self.name}: {what} has {scaling.fan_mode} = 0, so the variance g^2/n is "
                 "undefined. Give the tensor non-zero sizes or pick another mode."
             )
-        g = self.gain_factor()
-        if self.fan_mode == "fan_avg":
+        g = scaling.gain
+        if scaling.fan_mode == "fan_avg":
             return g * math.sqrt(2.0 / float(fans.fan_in + fans.fan_out))
         return g / math.sqrt(n)
 
     def _law_of(
         self, fans: Fans, shape: Sequence[int] | None
     ) -> Uniform | Normal | TruncatedNormal:
-        std = self._std(fans, shape)
-        if self.family == "uniform":
+        scaling = self.scaling()
+        std = self._std(fans, shape, scaling)
+        if scaling.distribution == "uniform":
             bound = math.sqrt(3.0) * std
             return Uniform(-bound, bound)
-        if self.family == "normal":
+        if scaling.distribution == "normal":
             return Normal(0.0, std)
         return TruncatedNormal(0.0, std / TRUNCATION_STD_2, -2.0, 2.0, unit="std")
 
-    def _shape_law(
-        self, shape: Sequence[int], layout: Layout, groups: int
-    ) -> Uniform | Normal | TruncatedNormal:
-        return self._law_of(compute_fans(shape, layout=layout, groups=groups), shape=shape)
+    def _weight_law(self, weight: Weight) -> Uniform | Normal | TruncatedNormal:
+        return self._law_of(_fans(weight), shape=weight.shape)
 
     def target_std(
         self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
     ) -> float:
         r"""The std :math:`g/\sqrt n` of the values for ``shape``."""
-        return self._std(compute_fans(shape, layout=layout, groups=groups), shape)
+        fans = compute_fans(shape, layout=layout, groups=groups)
+        return self._std(fans, shape, self.scaling())
 
-    def stats(
-        self, shape: Sequence[int], *, layout: Layout = "torch", groups: int = 1
-    ) -> ValueStats:
-        law = self._shape_law(shape, layout, groups)
-        bound = law.stats(shape).bound
-        return ValueStats(0.0, self.target_std(shape, layout=layout, groups=groups), bound)
+    def _stats(self, weight: Weight) -> ValueStats:
+        bound = self._weight_law(weight).stats(weight.shape).bound
+        return ValueStats(0.0, self._std(_fans(weight), weight.shape, self.scaling()), bound)
 
-    def fill_(
-        self,
-        tensor: torch.Tensor,
-        generator: torch.Generator | None = None,
-        *,
-        layout: Layout = "torch",
-        groups: int = 1,
+    def _fill(
+        self, tensor: torch.Tensor, generator: torch.Generator | None, weight: Weight
     ) -> torch.Tensor:
         if tensor.numel() == 0:
             return tensor
-        return self._shape_law(tensor.shape, layout, groups).fill_(tensor, generator)
+        return self._weight_law(weight)._fill(tensor, generator, weight)  # under no_grad already
 
-    def array(
-        self,
-        shape: Sequence[int],
-        rng: np.random.Generator | None = None,
-        *,
-        layout: Layout = "keras",
-        groups: int = 1,
-        dtype: Any = "float64",
-    ) -> np.ndarray[Any, Any]:
-        return self._shape_law(shape, layout, groups).array(shape, rng, dtype=dtype)
+    def _array(self, weight: Weight, rng: np.random.Generator, dtype: Any) -> np.ndarray[Any, Any]:
+        return self._weight_law(weight).array(weight.shape, rng, dtype=dtype)
 
     @classmethod
     def canonical_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -219,16 +228,8 @@ class VarianceScaling(_ScaledByFans):
         check_choice(self.name, "mode", self.mode, FAN_MODES)
         _check_distribution(self.name, self.distribution, DISTRIBUTIONS)
 
-    @property
-    def fan_mode(self) -> FanMode:
-        return self.mode
-
-    @property
-    def family(self) -> Distribution:
-        return self.distribution
-
-    def gain_factor(self) -> float:
-        return math.sqrt(self.scale)
+    def scaling(self) -> Scaling:
+        return Scaling(math.sqrt(self.scale), self.mode, self.distribution)
 
 
 @register("glorot_uniform")
@@ -243,16 +244,8 @@ class XavierUniform(_ScaledByFans):
     def __post_init__(self) -> None:
         check_finite(self.name, "gain", self.gain)
 
-    @property
-    def fan_mode(self) -> FanMode:
-        return "fan_avg"
-
-    @property
-    def family(self) -> Distribution:
-        return "uniform"
-
-    def gain_factor(self) -> float:
-        return float(self.gain)
+    def scaling(self) -> Scaling:
+        return Scaling(float(self.gain), "fan_avg", "uniform")
 
 
 @register("glorot_normal")
@@ -272,16 +265,8 @@ class XavierNormal(_ScaledByFans):
         check_finite(self.name, "gain", self.gain)
         _check_distribution(self.name, self.distribution, _NORMALS)
 
-    @property
-    def fan_mode(self) -> FanMode:
-        return "fan_avg"
-
-    @property
-    def family(self) -> Distribution:
-        return self.distribution
-
-    def gain_factor(self) -> float:
-        return float(self.gain)
+    def scaling(self) -> Scaling:
+        return Scaling(float(self.gain), "fan_avg", self.distribution)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,11 +283,7 @@ class _He(_ScaledByFans):
         except UnknownNameError as error:
             raise UnknownNameError(f"{self.name}: nonlinearity: {error}") from None
 
-    @property
-    def fan_mode(self) -> FanMode:
-        return self.mode
-
-    def gain_factor(self) -> float:
+    def _gain(self) -> float:
         # torch passes `a` as the parameter of every nonlinearity; only leaky_relu reads it.
         leaky = canonical_activation(self.nonlinearity) == "leaky_relu"
         return float(gain(self.nonlinearity, self.a if leaky else None))
@@ -319,9 +300,8 @@ class HeUniform(_He):
     name = "he_uniform"
     formula = "w ~ U(-b, b), b = gain * sqrt(3 / fan(mode))"
 
-    @property
-    def family(self) -> Distribution:
-        return "uniform"
+    def scaling(self) -> Scaling:
+        return Scaling(self._gain(), self.mode, "uniform")
 
 
 @register("kaiming_normal")
@@ -337,9 +317,8 @@ class HeNormal(_He):
         super().__post_init__()
         _check_distribution(self.name, self.distribution, _NORMALS)
 
-    @property
-    def family(self) -> Distribution:
-        return self.distribution
+    def scaling(self) -> Scaling:
+        return Scaling(self._gain(), self.mode, self.distribution)
 
 
 @register()
@@ -354,16 +333,8 @@ class LeCunUniform(_ScaledByFans):
     def __post_init__(self) -> None:
         check_choice(self.name, "mode", self.mode, FAN_MODES)
 
-    @property
-    def fan_mode(self) -> FanMode:
-        return self.mode
-
-    @property
-    def family(self) -> Distribution:
-        return "uniform"
-
-    def gain_factor(self) -> float:
-        return 1.0
+    def scaling(self) -> Scaling:
+        return Scaling(1.0, self.mode, "uniform")
 
 
 @register()
@@ -384,13 +355,5 @@ class LeCunNormal(_ScaledByFans):
         check_choice(self.name, "mode", self.mode, FAN_MODES)
         _check_distribution(self.name, self.distribution, _NORMALS)
 
-    @property
-    def fan_mode(self) -> FanMode:
-        return self.mode
-
-    @property
-    def family(self) -> Distribution:
-        return self.distribution
-
-    def gain_factor(self) -> float:
-        return 1.0
+    def scaling(self) -> Scaling:
+        return Scaling(1.0, self.mode, self.distribution)
