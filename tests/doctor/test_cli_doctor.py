@@ -81,10 +81,12 @@ def run(monkeypatch: pytest.MonkeyPatch) -> Run:
 
 
 def test_healthy_model_exits_0(models: Path, run: Run) -> None:
-    result = run(f"{MODULE}:mlp", "--input-shape", "64,64", "--kwargs", '{"init": "he"}')
+    result = run(f"{MODULE}:mlp", "--input-shape", "64,64", "--kwargs", '{"init": "he"}', "--fix")
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "healthy: no problem found" in out
+    assert "--fix: nothing to fix." in out  # the empty fix is not applied, nor compared
+    assert "before -> after" not in out
     for header in ("layer", "kind", "output std", "x input", "dead", "cosine", "dL/dh std"):
         assert header in out
     assert "gain^2" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import pytest
@@ -154,7 +155,7 @@ def test_applying_the_fix_makes_an_unhealthy_model_healthy() -> None:
     initlab.init_model(model, "xavier")
     report = doctor(model, BATCH, jacobian=False)
     assert not report.healthy
-    assert report.fix is not None
+    assert report.fix.rules
     report.fix.apply(model, seed=0)
     assert doctor(model, BATCH, jacobian=False).healthy
 
@@ -163,7 +164,7 @@ def test_a_report_after_the_fix_can_reuse_the_activations_found_before() -> None
     model = mlp(30, nn.ReLU)
     initlab.init_model(model, "xavier")
     report = doctor(model, BATCH, jacobian=False)
-    assert report.fix is not None
+    assert report.fix.rules
     report.fix.apply(model, seed=0)
     fresh = doctor(model, BATCH, jacobian=False)
     reused = doctor(model, BATCH, jacobian=False, activations=report.activations)
@@ -229,3 +230,44 @@ def test_report_serializes_and_tabulates() -> None:
     assert len(data["layers"]) == len(report.records)
     frame = report.layers
     assert {"layer", "std", "grad_std", "dead_fraction", "weight_gain_sq"} <= set(frame.columns)
+
+
+def test_print_of_a_zero_init_report_gives_the_verdict_codes_layers_and_fix() -> None:
+    from initlab.report.doctor import verdict
+
+    model = mlp(3, nn.ReLU, width=16)
+    weights("zeros").apply(model)
+    report = doctor(model, BATCH[:, :16], jacobian=False)
+    text = str(report)
+    lines = text.splitlines()
+    assert lines[0] == f"initlab doctor: {verdict(report)}"  # the CLI panel's words
+    assert "critical" in lines[0]
+    symmetric = next(f for f in report.findings if f.code == "symmetric_weights")
+    line = next(line for line in lines if "symmetric_weights" in line)
+    assert line.strip().startswith("CRITICAL symmetric_weights: " + symmetric.title)
+    assert "[layers: 0, 2, 4, 6]" in line  # every Linear
+    assert "fix (report.fix): plan 'doctor-fix'" in text
+    assert "  everything else -> keep" in text
+    assert "DoctorReport(" not in text
+
+
+def test_print_of_a_healthy_report_says_healthy_and_its_fix_is_an_empty_plan() -> None:
+    model = mlp(30, nn.ReLU)
+    initlab.init_model(model, "kaiming")
+    report = doctor(model, BATCH, jacobian=False)
+    assert report.healthy
+    assert str(report).splitlines()[0] == "initlab doctor: healthy: no problem found"
+    assert "fix" not in str(report)
+    assert isinstance(report.fix, initlab.Plan)
+    assert report.fix.rules == ()
+    assert str(report.fix.default) == "keep"
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an empty plan warns about nothing either
+        applied = report.fix.apply(model, seed=0)
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    for name, value in before.items():
+        assert value.numpy().tobytes() == after[name].numpy().tobytes(), name  # bit for bit
+    assert len(applied) == len(list(model.parameters()))
+    assert all(row.scheme is None and row.scheme_label == "keep" for row in applied)

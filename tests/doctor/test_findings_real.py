@@ -216,7 +216,7 @@ def test_a_stack_of_blocks_is_judged_on_what_the_blocks_output() -> None:
     assert vanishing["vanishing_gradients"].layers == blocks
     assert "at the last block" in vanishing["vanishing_gradients"].evidence
     fix = report.fix
-    assert fix is not None
+    assert fix.rules
     fix.apply(model, seed=0)
     after = diagnose(model, torch.randn(64, 64, generator=generator()))
     assert not {"vanishing_forward", "vanishing_gradients"} & codes(after)
@@ -342,7 +342,7 @@ def test_the_fix_draws_what_the_findings_propose() -> None:
     saturated = next(f for f in report.findings if f.code == "saturated")
     assert saturated.layers == ("1", "3")  # the tanh modules
     fix = report.fix
-    assert fix is not None
+    assert fix.rules
     proposed = [r for f in report.findings if f.plan is not None for r in f.plan.rules]
     assert set(fix.rules) == set(proposed)
     drawn = {row.name for row in fix.resolve(model) if row.scheme is not None}

@@ -108,7 +108,7 @@ def test_all_zero_values_are_said_not_hidden() -> None:
 def test_comparison_figure_overlays_before_and_after() -> None:
     model = _model("default")
     before = _diagnose(model)
-    assert before.fix is not None
+    assert before.fix.rules
     before.fix.apply(model, seed=0)
     after = _diagnose(model)
     figure = comparison_figure(before, after)

@@ -148,7 +148,7 @@ def test_text_from_the_model_is_escaped() -> None:
 
 def test_comparison_adds_a_before_after_section(broken: tuple[nn.Module, DoctorReport]) -> None:
     model, report = broken
-    assert report.fix is not None
+    assert report.fix.rules
     fixed = _mlp(3, "zeros")
     fixed.load_state_dict(model.state_dict())
     report.fix.apply(fixed, seed=0)
@@ -170,6 +170,7 @@ def test_healthy_report() -> None:
     assert '<span class="badge healthy"' in page
     assert "No finding" in page
     assert "Input-output Jacobian" not in page  # not computed
+    assert "The whole fix" not in page  # the empty plan is no fix to show
 
 
 def test_without_matplotlib_the_page_says_what_to_install(

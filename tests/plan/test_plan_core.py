@@ -255,3 +255,25 @@ def test_init_model_and_the_presets_are_part_of_initlab_plan() -> None:
     assert rule("*.weight", "normal", std=0.5, multiplier=2.0).scheme_label == (
         "normal(std=0.5) x 2"
     )
+
+
+def test_a_plan_and_its_table_print_as_text() -> None:
+    plan = Plan([rule("0.*", "zeros"), rule(role="bias", scheme="zeros")], default="keep",
+                name="mine")  # fmt: skip
+    assert str(plan).splitlines() == [
+        "plan 'mine': 2 rules",
+        "  '0.*' -> zeros()",
+        "  role=bias -> zeros()",
+        "  everything else -> keep",
+    ]
+    assert plan.lines() == [line.strip() for line in str(plan).splitlines()[1:]]
+    assert str(Plan([], default="keep")).splitlines() == [
+        "plan 'plan': 0 rules",
+        "  everything else -> keep",
+    ]
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    lines = str(Plan().resolve(model)).splitlines()
+    assert lines[0].split() == ["parameter", "shape", "role", "scheme", "std", "source"]
+    first = lines[1].split()
+    assert first[:4] == ["0.weight", "3x4", "weight", "he_normal(nonlinearity='relu')"]
+    assert float(first[4]) == pytest.approx(math.sqrt(2 / 4), rel=1e-3)

@@ -101,6 +101,16 @@ def test_history_records_each_epoch(small_digits: Dataset) -> None:
     assert "weight_norm/head.bias" in history.rows()[0]
     with pytest.raises(UnknownNameError, match="val_loss"):
         history.column("val_los")
+    best = max(r.val_accuracy for r in history.epochs)
+    assert history.best_val_accuracy == best
+    lines = str(history).splitlines()
+    assert lines[0].startswith("training run: completed, 3 epochs on cpu in ")
+    assert lines[1].startswith(f"final epoch 2: train loss {last.train_loss:.4g}, ")
+    assert f"val accuracy {last.val_accuracy:.4g}" in lines[1]
+    assert f"best val accuracy {best:.4g} (epoch " in lines[2]
+    assert lines[3] == (
+        f"test loss {history.test_loss:.4g}, test accuracy {history.test_accuracy:.4g}"
+    )
 
 
 def test_losses_are_what_evaluate_reports(small_digits: Dataset) -> None:
@@ -162,6 +172,7 @@ def test_diverging_run_is_recorded_not_raised(small_digits: Dataset) -> None:
     assert history.diverged_step is not None
     assert history.diverged_step >= 0
     assert history.test_loss is None
+    assert str(history).startswith(f"training run: diverged at step {history.diverged_step}, ")
 
 
 def test_early_stopping_restores_the_best_weights(small_digits: Dataset) -> None:
@@ -178,6 +189,7 @@ def test_early_stopping_restores_the_best_weights(small_digits: Dataset) -> None
     assert val[best] == min(val)
     restored = float(evaluate(model, small_digits, small_digits.val)[0]) / len(small_digits.val)
     assert restored == pytest.approx(val[best], rel=1e-6)
+    assert f"early stopping on val_loss: best epoch {best}" in str(history)
 
 
 def test_regression_and_bfloat16() -> None:

@@ -112,7 +112,7 @@ def _diagnose(
             _doctor_plan(plan, model).apply(model, seed=seed)
         before = doctor(model, batch, jacobian=jacobian, seed=seed)
         after = None
-        if fix and before.fix is not None:
+        if fix and before.fix.rules:
             before.fix.apply(model, seed=seed)
             after = doctor(
                 model, batch, jacobian=jacobian, seed=seed, activations=before.activations

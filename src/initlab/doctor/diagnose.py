@@ -5,7 +5,8 @@ r"""``initlab.doctor(model, batch)``: one forward and backward at init, measured
     report = initlab.doctor(model, batch, loss_fn=None, target=None)
     report.findings     # plain-language problems: severity, layers, evidence, fix
     report.layers       # tidy per-layer table (pandas)
-    report.fix          # a Plan addressing the findings (apply it, or print it)
+    report.fix          # a Plan addressing the findings (empty when there is nothing to fix)
+    print(report)       # the verdict, one line per finding, the fix
     save_doctor_report(report, "doctor.html")  # from initlab.report.doctor_files
 
 Without ``loss_fn`` the backward pass propagates a random Gaussian cotangent

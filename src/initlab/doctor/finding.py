@@ -165,14 +165,14 @@ def fix_plan(layers: Sequence[str]) -> Plan:
     return Plan(rules, default="keep", name="doctor-fix", warn_unused=False)
 
 
-def merged_plan(findings: Sequence[Finding]) -> Plan | None:
+def merged_plan(findings: Sequence[Finding]) -> Plan:
     """One Plan from the findings' own plans: their rules in order (most severe finding first,
-    so its rule wins where two match), every other parameter kept; ``None`` without any.
+    so its rule wins where two match), every other parameter kept.
 
     The findings' plans are what each finding proposes (a saturation's targets the layers
-    *before* the tanh, not the tanh), so the whole fix is exactly their union.
+    *before* the tanh, not the tanh), so the whole fix is exactly their union. Without any
+    (a healthy model, or findings initialization cannot fix) it is the empty plan: no rules,
+    every parameter kept, so applying it changes nothing.
     """
     rules = [item for f in findings if f.plan is not None for item in f.plan.rules]
-    if not rules:
-        return None
     return Plan(list(dict.fromkeys(rules)), default="keep", name="doctor-fix", warn_unused=False)

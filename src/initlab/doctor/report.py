@@ -1,10 +1,11 @@
 r"""What :func:`initlab.doctor` returns: :class:`DoctorReport`, plain data.
 
 The report holds measurements and findings, and turns them into other plain data: tidy rows
-(:meth:`DoctorReport.rows`), a pandas table, a JSON-friendly dict, and the flat scalars a
-metrics logger takes (:meth:`DoctorReport.scalars`). Rendering and files (plots, HTML,
-TensorBoard event files) live in :mod:`initlab.report`: ``save_doctor_report(report, path)``,
-``doctor_figure(report)``, ``write_doctor(report, writer)``.
+(:meth:`DoctorReport.rows`), a pandas table, a JSON-friendly dict, the flat scalars a
+metrics logger takes (:meth:`DoctorReport.scalars`), and plain text: ``print(report)`` gives the
+verdict in the CLI's words (:func:`verdict`), one line per finding and the fix. Rendering
+and files (plots, HTML, TensorBoard event files) live in :mod:`initlab.report`:
+``save_doctor_report(report, path)``, ``doctor_figure(report)``, ``write_doctor(report, writer)``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from initlab.doctor.probe import LayerRecord
 from initlab.plan.activations import ActivationMap
 from initlab.plan.plan import Plan
 
-__all__ = ["DoctorReport", "Scalar", "tag"]
+__all__ = ["DoctorReport", "Scalar", "problem_count", "short_layers", "tag", "verdict"]
 
 _NOT_STATISTICS = ("layer", "call", "kind", "index", "activation_after")
 _INVALID_TAG = re.compile(r"[^-/\w.]")
@@ -78,13 +79,40 @@ class DoctorReport:
         return 0 if self.healthy else 1
 
     @property
-    def fix(self) -> Plan | None:
-        """The findings' own plans as one Plan (the rest kept); ``None`` when none has one.
+    def fix(self) -> Plan:
+        """The findings' own plans as one Plan, every other parameter kept.
 
         Each finding's plan targets what fixes it (for a saturated tanh, the layer before it),
-        so applying this is applying every finding's fix.
+        so applying this is applying every finding's fix. When no finding has one (a healthy
+        model) it is the empty plan (``fix.rules == ()``, default ``"keep"``): applying it
+        leaves every parameter as it is. Test ``report.fix.rules`` for "is there a fix".
         """
         return merged_plan(self.findings)
+
+    def __str__(self) -> str:
+        """The verdict (the CLI's words), one line per finding, notes, and the fix.
+
+        Example:
+            >>> print(report)  # doctest: +SKIP
+            initlab doctor: 1 problem (1 critical)
+              CRITICAL torch_default_relu: ... [layers: 0, 2, 4]
+            fix (report.fix): plan 'doctor-fix': 3 rules
+            ...
+        """
+        lines = [f"initlab doctor: {verdict(self)}"]
+        lines.extend(
+            f"  {f.severity.upper()} {f.code}: {f.title} [layers: {short_layers(f.layers)}]"
+            for f in self.findings
+        )
+        lines.extend(f"  note: {note}" for note in self.skipped)
+        if self.jacobian is not None and self.jacobian.skipped:
+            lines.append(f"  note: input-output Jacobian not computed ({self.jacobian.skipped})")
+        fix = self.fix
+        if fix.rules:
+            lines.append(f"fix (report.fix): {fix}")
+        elif not self.healthy:
+            lines.append("fix (report.fix): none; no finding has an initialization fix")
+        return "\n".join(lines)
 
     def rows(self) -> list[dict[str, Any]]:
         """Tidy per-call rows: forward and gradient statistics plus the weight's, if any.
@@ -192,6 +220,32 @@ class DoctorReport:
         for name, value in self.summary_scalars().items():
             scalars[tag(prefix, name)] = value
         return scalars
+
+
+def problem_count(report: DoctorReport) -> int:
+    """Warning and critical findings (info findings are notes, not problems)."""
+    return sum(f.severity in ("warning", "critical") for f in report.findings)
+
+
+def verdict(report: DoctorReport) -> str:
+    """One line: ``healthy`` or ``3 problems (2 critical, 1 warning)``, plus any notes.
+
+    The CLI's panel, the HTML page, the plots and ``print(report)`` all say this.
+    """
+    counts = {s: sum(f.severity == s for f in report.findings) for s in ("critical", "warning")}
+    notes = sum(f.severity == "info" for f in report.findings)
+    note_text = f"; {notes} note{'s' if notes != 1 else ''}" if notes else ""
+    problems = problem_count(report)
+    if not problems:
+        return f"healthy: no problem found{note_text}"
+    parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    return f"{problems} problem{'s' if problems != 1 else ''} ({parts}){note_text}"
+
+
+def short_layers(layers: Sequence[str], limit: int = 6) -> str:
+    """``0, 2, 4, ... and 5 more`` (a finding can name every layer of a deep net)."""
+    shown = ", ".join(layers[:limit]) if layers else "(the whole model)"
+    return shown if len(layers) <= limit else f"{shown} and {len(layers) - limit} more"
 
 
 def tag(*parts: str) -> str:

@@ -14,13 +14,14 @@ trained:
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from initlab.experiments.results import curves_table, trials_table
+from initlab.experiments.results import curves_table, summary, trials_table
 from initlab.experiments.space import SearchSpace
 from initlab.experiments.storage import default_url
 from initlab.experiments.sweep import run_sweep
@@ -112,6 +113,23 @@ class DemoResult:
     curves: Any
     study: Any
     folder: Path
+
+    def __str__(self) -> str:
+        """The trials by state, then the three best configurations by their mean best val
+        accuracy over seeds (:func:`~initlab.experiments.results.summary`)."""
+        states = self.table["state"].value_counts()
+        counted = ", ".join(f"{count} {state}" for state, count in states.items())
+        lines = [f"initlab demo in {self.folder}: {len(self.table)} trials ({counted})"]
+        best = summary(self.table).head(3)
+        if len(best):
+            lines.append("best configurations (mean best val accuracy over seeds):")
+        for row in best.itertuples(index=False):
+            spread = row.best_val_accuracy_std  # NaN over a single seed
+            std = "" if math.isnan(spread) else f"std {spread:.2g}, "
+            mean = row.best_val_accuracy_mean
+            seeds = f"{row.seeds} seed{'' if row.seeds == 1 else 's'}"
+            lines.append(f"  {row.label}: {mean:.4g} ({std}{seeds})")
+        return "\n".join(lines)
 
 
 def _label_runs(table: Any, study: Any, runs: list[DemoRun]) -> None:

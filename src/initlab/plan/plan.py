@@ -148,6 +148,18 @@ class Plan:
     def __repr__(self) -> str:
         return f"Plan(name={self.name!r}, rules={len(self.rules)}, default={self.default!s})"
 
+    def lines(self) -> list[str]:
+        """The rules as lines of text, ``'0.*' -> auto``, then the default's line."""
+        lines = [f"{item.describe()} -> {item.scheme_label}" for item in self.rules]
+        lines.append(f"everything else -> {self.default!s}")
+        return lines
+
+    def __str__(self) -> str:
+        """``plan 'doctor-fix': 2 rules`` and then :meth:`lines`, one per line, indented."""
+        count = len(self.rules)
+        header = f"plan {self.name!r}: {count} rule{'' if count == 1 else 's'}"
+        return "\n".join([header, *(f"  {line}" for line in self.lines())])
+
     # --- as data and files (pydantic, yaml and tomli-w load only when used) ---------------------
     @property
     def contents(self) -> PlanContents:

@@ -1,13 +1,13 @@
 """Terminal views of a doctor report: the findings, the per-layer table, before/after a fix.
 
-The cell formatting here (:func:`layer_cells`, :func:`verdict`, :func:`jacobian_summary`,
-:func:`plan_lines`) is shared with the HTML report, so the terminal and the file say the same.
+The cell formatting here (:func:`layer_cells`, :func:`jacobian_summary`) is shared with the HTML
+report, and the verdict's words (:func:`verdict`, from :mod:`initlab.doctor.report`, which
+``print(report)`` uses too) with both, so the terminal, the file and ``print`` say the same.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -18,7 +18,7 @@ from rich.text import Text
 
 from initlab.doctor.diagnose import DoctorReport
 from initlab.doctor.finding import Finding
-from initlab.plan.plan import Plan
+from initlab.doctor.report import problem_count, short_layers, verdict
 from initlab.report.numbers import number, percent
 from initlab.report.tables import Column, FittedTable
 
@@ -30,7 +30,6 @@ __all__ = [
     "layer_cells",
     "layers_table",
     "network_input_std",
-    "plan_lines",
     "problem_count",
     "short_layers",
     "verdict",
@@ -50,36 +49,6 @@ LAYER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("dL/dh std", "std of the gradient w.r.t. the output"),
     ("gain^2", "weight's Var(W) * fan_in: He 2, LeCun 1, PyTorch default 1/3"),
 )
-
-
-def problem_count(report: DoctorReport) -> int:
-    """Warning and critical findings (info findings are notes, not problems)."""
-    return sum(f.severity in ("warning", "critical") for f in report.findings)
-
-
-def verdict(report: DoctorReport) -> str:
-    """One line: ``healthy`` or ``3 problems (2 critical, 1 warning)``, plus any notes."""
-    counts = {s: sum(f.severity == s for f in report.findings) for s in ("critical", "warning")}
-    notes = sum(f.severity == "info" for f in report.findings)
-    note_text = f"; {notes} note{'s' if notes != 1 else ''}" if notes else ""
-    problems = problem_count(report)
-    if not problems:
-        return f"healthy: no problem found{note_text}"
-    parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    return f"{problems} problem{'s' if problems != 1 else ''} ({parts}){note_text}"
-
-
-def short_layers(layers: Sequence[str], limit: int = 6) -> str:
-    """``0, 2, 4, ... and 5 more`` (a finding can name every layer of a deep net)."""
-    shown = ", ".join(layers[:limit]) if layers else "(the whole model)"
-    return shown if len(layers) <= limit else f"{shown} and {len(layers) - limit} more"
-
-
-def plan_lines(plan: Plan) -> list[str]:
-    """A plan's rules as lines of text, ``'0.*' -> auto``, then its default."""
-    lines = [f"{item.describe()} -> {item.scheme_label}" for item in plan.rules]
-    lines.append(f"everything else -> {plan.default!s}")
-    return lines
 
 
 def jacobian_summary(report: DoctorReport) -> str:

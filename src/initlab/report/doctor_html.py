@@ -21,7 +21,6 @@ from initlab.report.doctor import (
     jacobian_summary,
     layer_cells,
     network_input_std,
-    plan_lines,
     verdict,
 )
 from initlab.report.numbers import number
@@ -53,7 +52,7 @@ def _finding(finding: Finding) -> dict[str, Any]:
         "evidence": finding.evidence,
         "fix": finding.fix,
         "expected": finding.expected,
-        "plan": "\n".join(plan_lines(finding.plan)) if finding.plan is not None else "",
+        "plan": "\n".join(finding.plan.lines()) if finding.plan is not None else "",
     }
 
 
@@ -142,7 +141,7 @@ def doctor_html(
         "pass of a random cotangent (or the given loss).",
         verdict=found,
         findings=[_finding(f) for f in report.findings],
-        fix="\n".join(plan_lines(fix)) if fix is not None else "",
+        fix="\n".join(fix.lines()) if fix.rules else "",
         comparison=_comparison(report, comparison) if comparison is not None else None,
         plots=_figure(lambda: doctor_plots.doctor_figure(report)),
         jacobian=_jacobian(report),

@@ -91,6 +91,40 @@ class History:
         """The last epoch run."""
         return self.epochs[-1]
 
+    @property
+    def best_val_accuracy(self) -> float | None:
+        """The highest val accuracy over the epochs (``None`` without one)."""
+        known = [r.val_accuracy for r in self.epochs if r.val_accuracy is not None]
+        return max(known) if known else None
+
+    def __str__(self) -> str:
+        """How the run ended, then the final epoch's numbers, the best val accuracy and the
+        test's, one plain line each.
+
+        Example:
+            >>> print(history)  # doctest: +SKIP
+            training run: completed, 12 epochs on cpu in 8.1 s
+            final epoch 11: train loss 0.0712, train accuracy 0.981, val loss 0.105, ...
+            best val accuracy 0.972 (epoch 9)
+        """
+        count = len(self.epochs)
+        ending = f"{self.status}, {count} epoch{'' if count == 1 else 's'}"
+        if self.diverged:
+            ending = f"diverged at step {self.diverged_step}, {count} epoch(s) run"
+        lines = [f"training run: {ending} on {self.device} in {self.seconds:.3g} s"]
+        if self.epochs:
+            lines.append(_epoch_line(self.final))
+        best = self.best_val_accuracy
+        if best is not None:
+            epoch = next(r.epoch for r in self.epochs if r.val_accuracy == best)
+            lines.append(f"best val accuracy {best:.4g} (epoch {epoch})")
+        if self.best_epoch is not None:
+            lines.append(f"early stopping on {self.monitor}: best epoch {self.best_epoch}")
+        test = _numbers(("test loss", self.test_loss), ("test accuracy", self.test_accuracy))
+        if test:
+            lines.append(test)
+        return "\n".join(lines)
+
     def column(self, name: str) -> list[Any]:
         """One field over all epochs, e.g. ``history.column("val_loss")``."""
         known = [f.name for f in fields(EpochRecord)]
@@ -120,3 +154,19 @@ class History:
         """The rows as a pandas ``DataFrame`` (needs pandas)."""
         pandas = require("pandas", "History.to_frame")
         return pandas.DataFrame(self.rows())
+
+
+def _numbers(*named: tuple[str, float | None]) -> str:
+    """``"train loss 0.0712, val accuracy 0.981"``: the known values, 4 significant digits."""
+    return ", ".join(f"{name} {value:.4g}" for name, value in named if value is not None)
+
+
+def _epoch_line(record: EpochRecord) -> str:
+    """The epoch's losses and accuracies on one line."""
+    values = _numbers(
+        ("train loss", record.train_loss),
+        ("train accuracy", record.train_accuracy),
+        ("val loss", record.val_loss),
+        ("val accuracy", record.val_accuracy),
+    )
+    return f"final epoch {record.epoch}: {values}"
