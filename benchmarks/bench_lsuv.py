@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 import warnings
 from collections.abc import Callable
 
@@ -28,7 +27,7 @@ import lsuv as pypi_lsuv
 import torch
 from torch import nn
 
-from bench_doctor import mlp, resnet
+from bench_doctor import mlp, resnet, timer
 from initlab.lsuv import LSUV_LAYER_TYPES, LsuvLog, lsuv
 
 CASES: dict[str, tuple[str, Callable[[], nn.Module], tuple[int, ...]]] = {
@@ -40,24 +39,6 @@ CASES: dict[str, tuple[str, Callable[[], nn.Module], tuple[int, ...]]] = {
     "mlp": ("MLP 20x1024, batch 256", mlp, (256, 1024)),
     "resnet-small": ("ResNet (16-32-64), batch 32x3x32x32", resnet, (32, 3, 32, 32)),
 }
-
-
-def timer(device: torch.device, clock: str) -> Callable[[Callable[[], object]], float]:
-    """Seconds one call takes: wall-clock, or the process's CPU time (``--clock cpu``, with
-    ``--threads 1``: what the call computed, nearly blind to the other processes on a shared
-    machine; with more threads OpenMP's spinning counts too)."""
-    now = time.perf_counter if clock == "wall" else time.process_time
-
-    def run(step: Callable[[], object]) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = now()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return now() - start
-
-    return run
 
 
 def output_variances(model: nn.Module, batch: torch.Tensor) -> dict[str, float]:
