@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from initlab.fans import Fans, compute_fans, fan_in, fan_out
     from initlab.gains import calculate_gain, gain, second_moment_gain
     from initlab.lsuv import LsuvLog, lsuv
+    from initlab.parametrize import Parametrization, parametrize
     from initlab.plan import (
         PRESET_NAMES,
         Assignments,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     )
     from initlab.plan.audit import Audit, audit  # the package's ``audit`` is the function
     from initlab.schemes import Scheme, ValueStats, from_config, get, scheme_names
+    from initlab.width import CoordCheck, coord_check
 
 __version__ = "0.1.0"
 
@@ -55,23 +57,27 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "preset",
         "rule",
     ),
+    "initlab.parametrize": ("Parametrization", "parametrize"),
     "initlab.schemes": ("Scheme", "ValueStats", "from_config", "get", "scheme_names"),
+    "initlab.width": ("CoordCheck", "coord_check"),
 }
 _HOME_OF: dict[str, str] = {name: home for home, names in _HOMES.items() for name in names}
 _SUBMODULES = ("init",)
-# Functions named like their subpackage: ``initlab.doctor`` and ``initlab.lsuv`` are the
-# functions, whichever of their modules was imported first.
-_FUNCTIONS_OVER_PACKAGES = ("doctor", "lsuv")
+# Functions named like their subpackage: ``initlab.doctor``, ``initlab.lsuv`` and
+# ``initlab.parametrize`` are the functions, whichever of their modules was imported first.
+_FUNCTIONS_OVER_PACKAGES = ("doctor", "lsuv", "parametrize")
 
 __all__ = [
     "PRESET_NAMES",
     "Assignments",
     "Audit",
     "ConfigError",
+    "CoordCheck",
     "DoctorReport",
     "Fans",
     "InitlabError",
     "LsuvLog",
+    "Parametrization",
     "Plan",
     "Rule",
     "Scheme",
@@ -84,6 +90,7 @@ __all__ = [
     "audit",
     "calculate_gain",
     "compute_fans",
+    "coord_check",
     "doctor",
     "fan_in",
     "fan_out",
@@ -93,6 +100,7 @@ __all__ = [
     "init",
     "init_model",
     "lsuv",
+    "parametrize",
     "preset",
     "rule",
     "scheme_names",
@@ -117,7 +125,7 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """``initlab`` itself: keeps ``doctor`` and ``lsuv`` naming the functions.
+    """``initlab`` itself: keeps ``doctor``, ``lsuv`` and ``parametrize`` naming the functions.
 
     Importing a submodule binds it on its package (``initlab.doctor = <module>``); with the
     names loaded lazily that binding would hide the function, so it is not made (the module

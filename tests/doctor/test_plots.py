@@ -17,6 +17,7 @@ from initlab.report.doctor_plots import comparison_figure, doctor_figure
 pytest.importorskip("matplotlib")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Each panel's title: what it shows, then (after a line break) what a healthy net looks like.
 TITLES = (
     "Forward: how large each module's output is",
     "Backward: gradient dL/dh reaching each module",
@@ -61,8 +62,10 @@ def _png(figure: object) -> bytes:
 
 def test_doctor_figure_has_the_panels(default_init: DoctorReport) -> None:
     figure = doctor_figure(default_init)
-    titles = tuple(axes.get_title() for axes in figure.axes)
+    titles = tuple(axes.get_title().split("\n")[0] for axes in figure.axes)
     assert titles == TITLES
+    for axes in figure.axes[:5]:
+        assert axes.get_title().split("\n")[1].startswith("healthy: ")
     forward, backward, units, propagation, gains, summary = figure.axes
     for axes in (forward, backward, propagation, gains):
         assert axes.get_yscale() == "log"
@@ -113,8 +116,8 @@ def test_comparison_figure_overlays_before_and_after() -> None:
     after = _diagnose(model)
     figure = comparison_figure(before, after)
     forward, backward = figure.axes
-    assert forward.get_title() == "Forward: output std per module"
-    assert backward.get_title() == "Backward: dL/dh std per module"
+    assert forward.get_title().startswith("Forward: output std per module\n")
+    assert backward.get_title().startswith("Backward: dL/dh std per module\n")
     assert [line.get_label() for line in backward.lines] == ["before", "after the fix"]
     assert [line.get_label() for line in forward.lines][:2] == ["before", "after the fix"]
     assert figure.get_suptitle().endswith("after: healthy: no problem found")

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from initlab.doctor.probe import FORWARD_FIELDS, Probe, probed_modules
-from initlab.plan.activations import layer_names
+from initlab.plan.activations import ActivationDetection, detect_activations, layer_names
 
 RECTIFIERS = (nn.ReLU,)  # hard rectifiers: the only activations whose units can die
 
@@ -186,3 +186,50 @@ def test_a_block_returning_its_activations_output_reads_the_same_numbers() -> No
     assert shared["1"] == alone["1"]
     assert shared["1"] == shared["1.act"]
     assert alone["1"][2] is not None
+
+
+class Gated(nn.Module):
+    """Functional activations behind data-dependent control flow (fx cannot trace it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            x = -x
+        x = torch.nn.functional.silu(self.a(x))
+        return self.c(torch.tanh(self.b(x)).relu())
+
+
+def test_a_probe_in_a_recorded_pass_does_not_change_the_activations_found() -> None:
+    """The probe's reductions (squares, comparisons, products on each output) are no part of
+    the model's data flow: a recording sharing the pass does not follow them."""
+    model, example = Gated(), torch.ones(3, 4)
+    expected = detect_activations(model, example=example)
+    detection = ActivationDetection(model, example)
+    # The recording's hooks first: the probe's hooks run after the recorder has left each
+    # module, where the recorder follows every call.
+    with detection.recording() as recording, Probe(model) as probe:
+        assert recording is not None
+        recording.leaving(model(example))
+    assert detection.result().by_layer == expected.by_layer
+    assert len(probe.collect()) == len(probed_modules(model))
+
+
+@pytest.mark.parametrize(
+    ("rows", "columns"), [(16, 27), (7, 5), (64, 576), (144, 144), (300, 900)]
+)
+def test_a_copied_row_is_one_duplicate_at_every_width(rows: int, columns: int) -> None:
+    """A matrix product may round two equal rows differently (found on a 16x27 stem conv): a
+    copied row must still read as exactly one duplicate, and distinct rows as none."""
+    from initlab.doctor.metrics import weight_records
+
+    layer = nn.Linear(columns, rows)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(rows, columns, generator=torch.Generator().manual_seed(1)))
+        distinct = weight_records(nn.Sequential(layer))[0].duplicate_rows
+        layer.weight[3] = layer.weight[1]
+    copied = weight_records(nn.Sequential(layer))[0].duplicate_rows
+    assert distinct == 0
+    assert copied * rows == pytest.approx(1.0)

@@ -272,7 +272,7 @@ def test_a_model_that_fails_on_the_jacobian_sub_batch_gets_a_skipped_note() -> N
     assert "\n" not in report.jacobian.skipped
 
 
-@pytest.mark.parametrize("part", ["weight_records", "detect_activations"])
+@pytest.mark.parametrize("part", ["weight_records", "ActivationDetection"])
 def test_advisory_failures_become_skipped_notes(
     part: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

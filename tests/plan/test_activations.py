@@ -9,7 +9,12 @@ from torch import nn
 
 import initlab
 from initlab.errors import ConfigError
-from initlab.plan.activations import ActivationMap, detect_activations, untraceable_reason
+from initlab.plan.activations import (
+    ActivationDetection,
+    ActivationMap,
+    detect_activations,
+    untraceable_reason,
+)
 
 
 class GELUActivation(nn.Module):
@@ -495,3 +500,43 @@ def test_an_example_is_checked_like_any_batch() -> None:
         detect_activations(Functional(), example=torch.full((4, 8), float("nan")))
     with pytest.raises(ConfigError, match=r"example: batch holds 0 examples"):
         detect_activations(Functional(), example=torch.empty(0, 8))
+
+
+def _counted(model: nn.Module) -> list[int]:
+    calls = [0]
+    model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+@pytest.mark.parametrize("model", [Functional(), Skipped()], ids=["functional", "skipped"])
+def test_a_detection_sharing_the_callers_pass_finds_what_detect_activations_finds(
+    model: nn.Module,
+) -> None:
+    example = torch.ones(3, 4)
+    expected = detect_activations(model, example=example)
+    calls = _counted(model)
+    detection = ActivationDetection(model, example)
+    with detection.recording() as recording:
+        assert recording is not None  # the model does not trace
+        output = model(example)
+        recording.leaving(output)
+    found = detection.result()
+    assert (summary(found), found.method) == (summary(expected), expected.method)
+    assert found.fallback_reason == expected.fallback_reason
+    assert calls[0] == 1  # the caller's pass only
+
+
+def test_a_detection_of_a_model_that_traces_records_nothing() -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.GELU(), nn.Linear(8, 2))
+    detection = ActivationDetection(model, torch.ones(3, 4))
+    with detection.recording() as recording:
+        assert recording is None
+    assert summary(detection.result()) == summary(detect_activations(model))
+
+
+def test_a_detection_whose_pass_never_ran_runs_its_own() -> None:
+    model = Functional()
+    calls = _counted(model)
+    found = ActivationDetection(model, torch.ones(3, 4)).result()
+    assert found.method == "recorded"
+    assert calls[0] == 1

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import typer.testing
+from rich.console import Console
 from torch import nn
 
 import initlab
+from initlab.cli import application as cli
 from initlab.errors import ConfigError, UnknownNameError
+from initlab.plan import presets
 
 
 class Block(nn.Module):
@@ -175,3 +181,89 @@ def test_as_plan_unknown_name_and_bad_option() -> None:
         initlab.as_plan("kaiming", bogus=1)
     with pytest.raises(ConfigError, match="preset 'auto'"):
         initlab.as_plan("auto", std=0.1)
+
+
+# --- preset options are checked before the builder runs -----------------------------------------
+def test_an_unknown_option_is_named_with_the_options_the_preset_takes() -> None:
+    megatron = r"'megatron': unknown option 'num_layer'. Options: init_method_std, num_layers"
+    with pytest.raises(ConfigError, match=megatron):
+        initlab.preset("megatron", None, num_layer=2)
+    with pytest.raises(ConfigError, match=r"'zero': unknown option 'gain'. Options: none."):
+        initlab.preset("zero", None, gain=2.0)
+
+
+def test_a_type_error_inside_a_builder_is_not_reported_as_a_wrong_option(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def buggy(model: nn.Module | None, depth: int = 2) -> initlab.Plan:
+        return initlab.Plan(None + depth)  # type: ignore[operator]  # a bug, not a user error
+
+    monkeypatch.setitem(presets._PRESETS, "buggy", buggy)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        initlab.preset("buggy", None, depth=3)
+    with pytest.raises(ConfigError, match=r"'buggy': unknown option 'width'. Options: depth."):
+        initlab.preset("buggy", None, width=3)
+
+
+# --- `initlab plan --preset NAME --show` for every preset --------------------------------------
+SHOW_FACTORY = """
+from types import SimpleNamespace
+
+from torch import nn
+
+
+class Layer(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.self_attn = nn.ModuleDict(
+            {name: nn.Linear(width, width) for name in ("q_proj", "k_proj", "v_proj", "out_proj")}
+        )
+        self.fc1 = nn.Linear(width, 2 * width)
+        self.fc2 = nn.Linear(2 * width, width)
+        self.norm = nn.LayerNorm(width)
+
+
+class Encoder(nn.Module):
+    def __init__(self, width: int = 8, depth: int = 2) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(n_layer=depth, initializer_range=0.02)
+        self.embed = nn.Embedding(16, width)
+        self.layers = nn.ModuleList(Layer(width) for _ in range(depth))
+        self.head = nn.Linear(width, 3)
+"""
+# Presets that read the model's structure get it; the depth-scaled ones get their depth.
+SHOW_NEEDS_MODEL = {"zero-init-residual", "fixup", "t-fixup", "deepnet", "zero"}
+SHOW_OPTIONS: dict[str, dict[str, object]] = {
+    "gpt2": {"n_layer": 2},
+    "hf-gpt2": {"n_layer": 2, "initializer_range": 0.02},
+    "torchtitan-llama": {"n_layers": 2, "dim": 8},
+    "megatron": {"num_layers": 2},
+    "mamba": {"n_layer": 2},
+}
+
+
+@pytest.mark.parametrize("name", initlab.PRESET_NAMES)
+def test_cli_show_prints_every_rule_of_every_preset(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "initlab_show_models.py").write_text(SHOW_FACTORY, encoding="utf-8")
+    monkeypatch.delitem(sys.modules, "initlab_show_models", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(cli, "console", Console(width=1000, color_system=None))
+    args = ["plan", "--preset", name, "--show"]
+    model = None
+    if name in SHOW_NEEDS_MODEL:
+        args.insert(1, "initlab_show_models:Encoder")
+        from initlab_show_models import Encoder  # type: ignore[import-not-found]
+
+        model = Encoder()
+    options = SHOW_OPTIONS.get(name, {})
+    for key, value in options.items():
+        args += ["--option", f"{key}={value}"]
+    result = typer.testing.CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    plan = initlab.preset(name, model, **options)
+    assert f"plan {plan.name!r}" in result.stdout
+    for item in plan.rules:
+        assert item.describe() in result.stdout, item.describe()
+    assert f"default: {plan.default}" in result.stdout

@@ -161,6 +161,43 @@ def test_the_doctors_views_keep_layer_names_and_numbers_whole_at_80_columns() ->
     assert_whole(table, [*headers, *(cells[2] for cells in layer_cells(before))])
 
 
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention_output_projection = nn.Linear(32, 32)
+        self.feed_forward_activation = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.feed_forward_activation(self.attention_output_projection(x))
+        return out
+
+
+class _LongNames(nn.Module):
+    """Qualified names as long as a transformer's (57 characters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transformer_encoder_blocks = nn.ModuleList(_Block() for _ in range(2))
+        self.classification_head = nn.Linear(32, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.transformer_encoder_blocks:
+            x = block(x)
+        out: torch.Tensor = self.classification_head(x)
+        return out
+
+
+def test_the_doctors_layer_table_keeps_long_qualified_names_whole_at_80_columns() -> None:
+    torch.manual_seed(0)
+    batch = torch.randn(32, 32, generator=torch.Generator().manual_seed(0))
+    report = initlab.doctor(_LongNames(), batch, seed=0, jacobian=False)
+    labels = [record.label for record in report.records]
+    assert max(map(len, labels)) > 50
+    text = render(layers_table(report))
+    assert_whole(text, labels)
+    assert "left out to fit 80 columns" in " ".join(text.split())
+
+
 class _Recurrent(nn.Module):
     """A projection with a long name, then a GRU (which LSUV skips, with a reason)."""
 
@@ -232,6 +269,41 @@ def test_the_sweep_summary_has_short_distinct_headers_and_whole_numbers_at_80_co
     assert_whole(text, ["label", "best", "val acc", "test acc", "healthy", "init", "seeds",
                         "0.965 ± 0.007"])  # fmt: skip
     assert header.count("best") == 1
+
+
+def _many_settings() -> Any:
+    """A sweep over seven settings, with a learning rate as a sampler draws it."""
+    import itertools
+
+    grid = itertools.product(("kaiming_normal", "xavier_uniform"), (0.012345678901234567, 0.1),
+                             ("sgd", "adamw"), ("relu", "tanh"), (2, 8), ("batch", None),
+                             (0.0, 0.5))  # fmt: skip
+    rows = [
+        {"trial": 2 * index + seed, "state": "complete", "init": init, "lr": lr,
+         "optimizer": optimizer, "momentum": 0.9, "l1": 0.0, "l2": 0.0, "weight_decay": 0.0,
+         "dropout": dropout, "schedule": "constant", "clip": None, "augment": False,
+         "depth": depth, "width": 32, "activation": activation, "norm": norm, "seed": seed,
+         "doctor_healthy": True, "doctor_findings": "", "best_val_accuracy": 0.9 + 0.01 * seed,
+         "test_accuracy": 0.9, "diverged": False}
+        for index, (init, lr, optimizer, activation, depth, norm, dropout) in enumerate(grid)
+        for seed in (0, 1)
+    ]  # fmt: skip
+    return pandas.DataFrame(rows)
+
+
+def test_a_sweep_over_many_settings_stacks_them_at_80_columns() -> None:
+    from initlab.experiments.results import summary
+
+    table = summary(_many_settings())
+    assert len(table) == 2**7, "every setting varies, norm None vs batch included"
+    stacked = render(summary_table(table.head(4), "study wide"))
+    settings = ["init kaiming_normal", "lr 0.0123", "optimizer adamw", "activation relu",
+                "depth 2", "norm batch", "norm none", "dropout 0"]  # fmt: skip
+    assert_whole(stacked, [*settings, "best val acc", "0.905 ± 0.007"])
+    assert "0.01234" not in stacked
+    wide = render(summary_table(table.head(4), "study wide"), width=160)
+    assert_whole(wide, ["kaiming_normal", "0.0123", "optimizer", "activation"], width=160)
+    assert "configuration" not in wide
 
 
 # The table itself and the console ---------------------------------------------------------

@@ -1,11 +1,12 @@
 """The ``initlab`` command line: one module per command family, all on one Typer app.
 
-``initlab schemes``, ``plan``, ``doctor``, ``lsuv``, ``sweep``, ``report``, ``demo``.
+``initlab schemes``, ``plan``, ``doctor``, ``lsuv``, ``sweep``, ``report``, ``demo``,
+``demo transfer``, ``coord-check``.
 """
 
 from __future__ import annotations
 
-from initlab.cli import doctor, experiments, lsuv, plan, schemes
+from initlab.cli import doctor, experiments, lsuv, plan, schemes, width
 from initlab.cli.application import app
 
 __all__ = ["app", "main"]
@@ -16,7 +17,10 @@ _COMMANDS = (
     lsuv,
     plan,
     schemes,
-)  # imported for their @app.command registrations
+)  # imported for their registrations (application.command: metavars, an example)
+
+
+width.register(app, demo=experiments.demo)
 
 
 def main() -> None:

@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TextIO, TypeVar
 import typer
 from rich.console import Console
 from rich.text import Text
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from initlab.errors import ConfigError, InitlabError
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+    from typer._click.core import Context, Parameter  # Typer's own copy of Click
 
 __all__ = [
     "EXIT_CODES",
@@ -40,11 +41,13 @@ __all__ = [
     "FACTORY_HELP",
     "DataOption",
     "FactoryArgument",
+    "InitlabCommand",
     "InputShapeOption",
     "KwargsOption",
     "UserModel",
     "app",
     "check_output_path",
+    "command",
     "console",
     "current_directory_importable",
     "error_console",
@@ -62,17 +65,20 @@ EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL_ERROR = 3
 EXIT_CODES = (
-    "Exit codes: 0 success (doctor: healthy); 1 problems found (doctor) or not converged "
-    "(lsuv); 2 usage or input error; 3 internal error (a bug: add --debug or set "
-    "INITLAB_DEBUG=1 for its traceback)."
+    "Exit codes: 0 success (doctor: healthy); 1 problems found (doctor), not converged "
+    "(lsuv) or a layer's scale grows with width (coord-check); 2 usage or input error; "
+    "3 internal error (a bug: add --debug or set INITLAB_DEBUG=1 for its traceback)."
 )
 DEBUG_FLAG = "--debug"
 DEBUG_VARIABLE = "INITLAB_DEBUG"
+QUIET_FLAG = "--quiet"
 WIDTH_OPTION = "--width"
 NARROWEST = 40
 # Output to a file or a pipe (a CI log, `make demo > demo.log`) has no width of its own; Rich
 # would take the terminal's (80 columns when there is none) and fold or leave out columns.
 NOT_A_TERMINAL_WIDTH = 160
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def output_width(stream: TextIO | None, environ: Mapping[str, str]) -> int | None:
@@ -97,17 +103,68 @@ def print_error(message: str) -> None:
     error_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
 
 
-class InitlabGroup(TyperGroup):
-    """The app's Click group: every command's exit code and error lines are decided here.
+class _MetavarArgument(TyperArgument):
+    """A positional argument whose help shows its metavar alone (``MODULE:FACTORY``), without
+    the ``<str>`` label Typer puts beside it."""
 
-    Click's own handling (standalone mode) is turned off so that each kind of failure maps to
-    one of :data:`EXIT_CODES` and prints one line, whichever command raised it.
-    """
+    def display_type_rich(self, ctx: Context) -> str | None:
+        return None
+
+
+def _metavar_only(param: Parameter) -> None:
+    """Show ``param`` in ``--help`` by its metavar: a flag takes no value, so it shows none
+    (Typer would print ``<bool>``); an argument shows its metavar once, not ``<str>`` too."""
+    if isinstance(param, TyperOption) and param.is_flag:
+        param.metavar = ""
+    elif isinstance(param, TyperArgument):
+        param.__class__ = _MetavarArgument
+
+
+def _unwrap(text: str | None) -> str | None:
+    """A docstring's paragraphs each on one line, left for the help's console to wrap (Typer
+    keeps the source's line breaks from the second paragraph on)."""
+    if text is None:
+        return None
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in text.split("\n\n"))
+
+
+class _NamedValues:
+    """Help that names each option's value by its metavar (``SHAPE``, ``FILE``, ``N``), shows
+    none for a flag, and wraps the docstring's paragraphs to the terminal."""
+
+    help: str | None
+    params: list[Parameter]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        for command in self.commands.values():  # every command's --help ends with the codes
-            command.epilog = command.epilog or EXIT_CODES
+        self.help = _unwrap(self.help)
+        for param in self.params:
+            _metavar_only(param)
+
+    def get_help_option(self, ctx: Context) -> TyperOption | None:
+        option: TyperOption | None = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            _metavar_only(option)
+        return option
+
+
+class InitlabCommand(_NamedValues, TyperCommand):
+    """A command of the app (made by :func:`command`), with :class:`_NamedValues`' help."""
+
+
+class InitlabSubgroup(_NamedValues, TyperGroup):
+    """A command that also holds commands (``initlab demo`` and ``initlab demo transfer``),
+    with :class:`_NamedValues`' help; made by :func:`group`."""
+
+
+class InitlabGroup(_NamedValues, TyperGroup):
+    """The app's Click group: every command's exit code and error lines are decided here.
+
+    Click's own handling (standalone mode) is turned off so that each kind of failure maps to
+    one of :data:`EXIT_CODES` and prints one line, whichever command raised it. The options
+    every command takes (:data:`GLOBAL_OPTIONS`) are taken out of the command line first,
+    wherever they stand.
+    """
 
     def main(  # type: ignore[override]
         self,
@@ -118,12 +175,16 @@ class InitlabGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
-        debug = _take_debug_flag(argv) or _debug_from_environment()
+        debug = _take_flag(argv, DEBUG_FLAG) or _debug_from_environment()
+        quiet = _take_flag(argv, QUIET_FLAG)
         try:
             width = _take_width_option(argv)
             if width is not None:
                 console.width = width
-            result = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+            with _progress_bars(shown=not quiet):
+                result = super().main(
+                    argv, prog_name, complete_var, standalone_mode=False, **extra
+                )
             code = result if isinstance(result, int) else EXIT_OK  # an Exit's code, or None
         except InitlabError as error:
             print_error(str(error))
@@ -145,12 +206,30 @@ class InitlabGroup(TyperGroup):
         sys.exit(code)
 
 
-def _take_debug_flag(argv: list[str]) -> bool:
-    """Remove ``--debug`` from ``argv`` (before a ``--``), wherever the user put it."""
+def _take_flag(argv: list[str], flag: str) -> bool:
+    """Remove ``flag`` (``--debug``, ``--quiet``) from ``argv`` (before a ``--``), wherever the
+    user put it; whether it was there."""
     end = argv.index("--") if "--" in argv else len(argv)
-    found = DEBUG_FLAG in argv[:end]
-    argv[:end] = [arg for arg in argv[:end] if arg != DEBUG_FLAG]
+    found = flag in argv[:end]
+    argv[:end] = [arg for arg in argv[:end] if arg != flag]
     return found
+
+
+@contextlib.contextmanager
+def _progress_bars(*, shown: bool) -> Iterator[None]:
+    """With ``shown=False`` (``--quiet``), no library call draws a progress bar while the
+    command runs; the process-wide default is back to "when stderr is a terminal" after it
+    (an in-process call, a test, leaves nothing behind)."""
+    if shown:
+        yield
+        return
+    from initlab import progress  # only when asked: ``initlab --help`` stays light
+
+    progress.set_default(False)
+    try:
+        yield
+    finally:
+        progress.set_default(None)
 
 
 def _take_width_option(argv: list[str]) -> int | None:
@@ -232,17 +311,47 @@ def _user_frame(error: BaseException) -> traceback.FrameSummary | None:
     return None
 
 
+GLOBAL_OPTIONS = (
+    f"Every command takes, anywhere on its command line: {WIDTH_OPTION} N, the output's width "
+    f"in columns (default: COLUMNS, else the terminal's, else {NOT_A_TERMINAL_WIDTH} in a file "
+    f"or pipe); {QUIET_FLAG}, no progress bars; {DEBUG_FLAG}, an internal error's traceback."
+)
 app = typer.Typer(
     name="initlab",
     cls=InitlabGroup,
     help="Weight initialization, measured: schemes, plans, a signal-propagation doctor, LSUV, "
-    f"training sweeps. Every command takes {WIDTH_OPTION} N, the output's width in columns "
-    f"(default: COLUMNS, else the terminal's, else {NOT_A_TERMINAL_WIDTH} in a file or pipe).",
-    epilog=EXIT_CODES,
+    f"training sweeps.\n\n{GLOBAL_OPTIONS}",
+    epilog=f"Example: initlab schemes he_normal --shape 256,128,3,3\n\n{EXIT_CODES}",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def command(name: str, *, example: str) -> Callable[[F], F]:
+    """Register ``initlab NAME`` on :data:`app`, as an :class:`InitlabCommand`, its help ending
+    with one ``example`` command line and :data:`EXIT_CODES`."""
+    register: Callable[[F], F] = app.command(
+        name, cls=InitlabCommand, epilog=f"Example: {example}\n\n{EXIT_CODES}"
+    )
+    return register
+
+
+def group(name: str, *, example: str, help: str) -> typer.Typer:
+    """``initlab NAME`` as a group on :data:`app`: the group's own callback runs the command
+    (``initlab demo``) when no subcommand is named, and subcommands register on the returned
+    Typer (``initlab demo transfer``)."""
+    subgroup = typer.Typer(
+        cls=InitlabSubgroup,
+        invoke_without_command=True,
+        help=help,
+        epilog=f"Example: {example}\n\n{EXIT_CODES}",
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    app.add_typer(subgroup, name=name)
+    return subgroup
+
 
 FACTORY_HELP = (
     "Import path of a function or class that returns the model, "
@@ -256,22 +365,24 @@ InputShapeOption = Annotated[
     str | None,
     typer.Option(
         "--input-shape",
+        metavar="SHAPE",
         help="The batch's shape, batch size first: 64,3,32,32 (CNN) or 64,64 (MLP).",
     ),
 ]
 DataOption = Annotated[
     str | None,
     typer.Option(
+        metavar="digits|FILE",
         help="'digits' (scikit-learn's, standardized; 64,64 or 64,1,8,8) or a .npy/.npz "
-        "file (its 'x' array); default: a Gaussian batch of --input-shape."
+        "file (its 'x' array); default: a Gaussian batch of --input-shape.",
     ),
 ]
 KwargsOption = Annotated[
     str | None,
-    typer.Option("--kwargs", help="Keyword arguments of the factory, as a JSON object."),
+    typer.Option(
+        "--kwargs", metavar="JSON", help="Keyword arguments of the factory, as a JSON object."
+    ),
 ]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(command: F) -> F:

@@ -36,7 +36,11 @@ def _doctor_plan(spec: str, model: nn.Module) -> Plan:
         ) from None
 
 
-@cli.app.command("doctor")
+@cli.command(
+    "doctor",
+    example="initlab doctor initlab.train.models:MLP --data digits --kwargs "
+    '\'{"in_features": 64, "out_features": 10, "depth": 8}\' --fix',
+)
 @cli.user_errors
 def doctor_command(
     factory: cli.FactoryArgument,
@@ -46,18 +50,26 @@ def doctor_command(
     plan: Annotated[
         str | None,
         typer.Option(
-            "--plan", help="Initialize first: a preset (kaiming, xavier, ...) or a plan file."
+            "--plan",
+            metavar="PRESET|FILE",
+            help="Initialize first: a preset (kaiming, xavier, ...) or a plan file.",
         ),
     ] = None,
     seed: Annotated[
-        int, typer.Option(help="Seed of the model's build, the plan, the batch and the probes.")
+        int,
+        typer.Option(
+            metavar="N", help="Seed of the model's build, the plan, the batch and the probes."
+        ),
     ] = 0,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the report to this JSON file.")
+        Path | None,
+        typer.Option("--json", metavar="FILE", help="Write the report to this JSON file."),
     ] = None,
     html_path: Annotated[
         Path | None,
-        typer.Option("--html", help="Write a self-contained HTML report (plots embedded)."),
+        typer.Option(
+            "--html", metavar="FILE", help="Write a self-contained HTML report (plots embedded)."
+        ),
     ] = None,
     fix: Annotated[
         bool,

@@ -10,18 +10,28 @@ import typer
 from initlab.cli import application as cli
 from initlab.errors import ConfigError
 
+demo = cli.group(
+    "demo",
+    example="initlab demo --workers 2 > demo.log",
+    help="The main job: the folklore of initialization, measured on scikit-learn's digits. "
+    "`initlab demo transfer`: learning-rate transfer across widths under SP and muP.",
+)
 
-@cli.app.command("demo")
+
+@demo.callback()
 @cli.user_errors
 def demo_command(
-    out: Annotated[Path, typer.Option(help="Folder of the demo's study and report.")] = Path(
-        "runs/demo"
-    ),
-    seeds: Annotated[int, typer.Option(help="Seeds per configuration.")] = 2,
-    epochs: Annotated[int, typer.Option(help="Training epochs per run.")] = 12,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    context: typer.Context,
+    out: Annotated[
+        Path, typer.Option(metavar="FOLDER", help="Folder of the demo's study and report.")
+    ] = Path("runs/demo"),
+    seeds: Annotated[int, typer.Option(metavar="N", help="Seeds per configuration.")] = 2,
+    epochs: Annotated[int, typer.Option(metavar="N", help="Training epochs per run.")] = 12,
+    workers: Annotated[int, typer.Option(metavar="N", help="Worker processes.")] = 2,
 ) -> None:
     """The main job: the folklore of initialization, measured on scikit-learn's digits."""
+    if context.invoked_subcommand is not None:  # ``initlab demo transfer``: its own options
+        return
     from initlab.experiments.demo import DEMO_NOTE, demo_configurations, run_demo
     from initlab.report.experiments import demo_table, trial_progress
     from initlab.report.schemes import propagation_table
@@ -33,7 +43,7 @@ def demo_command(
         f"Training {runs} runs (deep 16x128 MLPs on digits, doctor at init, then SGD) "
         f"with {workers} workers..."
     )
-    with trial_progress(cli.console, "demo runs") as update:
+    with trial_progress("demo runs") as update:
         result = run_demo(out, seeds=seeds, epochs=epochs, workers=workers, on_progress=update)
     document = sweep_html("demo", result.table, result.curves, note=DEMO_NOTE,
                           png_folder=result.folder)  # fmt: skip
@@ -42,21 +52,29 @@ def demo_command(
     cli.console.print(f"Report: {report}")
 
 
-@cli.app.command("sweep")
+@cli.command("sweep", example="initlab sweep space.yaml --task digits-mlp --trials 40 --workers 2")
 @cli.user_errors
 def sweep_command(
-    space: Annotated[Path, typer.Argument(help="Search space YAML file.")],
-    task: Annotated[str, typer.Option(help="digits-mlp, digits-cnn, wine-mlp, ...")] = (
-        "digits-mlp"
-    ),
-    trials: Annotated[int, typer.Option(help="Finished trials the study should hold.")] = 20,
-    workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
+    space: Annotated[Path, typer.Argument(metavar="SPACE.yaml", help="The search space file.")],
+    task: Annotated[
+        str,
+        typer.Option(
+            metavar="TASK", help="digits-mlp, digits-cnn, breast-cancer-mlp or wine-mlp."
+        ),
+    ] = "digits-mlp",
+    trials: Annotated[
+        int, typer.Option(metavar="N", help="Finished trials the study should hold.")
+    ] = 20,
+    workers: Annotated[
+        int, typer.Option(metavar="N", help="Worker processes on this machine.")
+    ] = 1,
     storage: Annotated[
-        str | None, typer.Option(help="Storage URL (default: sqlite file under runs/).")
+        str | None,
+        typer.Option(metavar="URL", help="Storage URL (default: a SQLite file under runs/)."),
     ] = None,
-    study: Annotated[str | None, typer.Option(help="Study name (default: the file's stem).")] = (
-        None
-    ),
+    study: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Study name (default: the file's stem).")
+    ] = None,
 ) -> None:
     """Run (or resume) a sweep over init x regularization x schedule x clipping x augmentation."""
     from initlab.experiments.results import summary, trials_table
@@ -70,7 +88,7 @@ def sweep_command(
     url = storage or default_url(name)
     planned = planned_trials(search, trials)
     cli.console.print(f"study {name!r} in {redact(url)}: {planned} trials, {workers} worker(s)")
-    with trial_progress(cli.console, "trials") as update:
+    with trial_progress("trials") as update:
         handle = run_sweep(search, task, trials=trials, storage=url, study=name,
                            workers=workers, on_progress=update)  # fmt: skip
     table = trials_table(handle)
@@ -82,16 +100,22 @@ def sweep_command(
     )
 
 
-@cli.app.command("report")
+@cli.command("report", example="initlab report space --csv trials.csv")
 @cli.user_errors
 def report_command(
-    study: Annotated[str, typer.Argument(help="The study's name.")],
-    storage: Annotated[str | None, typer.Option(help="Storage URL (default: runs/NAME.db).")] = (
-        None
-    ),
-    out: Annotated[Path | None, typer.Option(help="HTML file (default runs/NAME.html).")] = None,
-    csv: Annotated[Path | None, typer.Option(help="Also export the trials table as CSV.")] = None,
-    parquet: Annotated[Path | None, typer.Option(help="Also export as Parquet.")] = None,
+    study: Annotated[str, typer.Argument(metavar="NAME", help="The study's name.")],
+    storage: Annotated[
+        str | None, typer.Option(metavar="URL", help="Storage URL (default: runs/NAME.db).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="HTML file (default: runs/NAME.html).")
+    ] = None,
+    csv: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Also export the trials table as CSV.")
+    ] = None,
+    parquet: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Also export the trials as Parquet.")
+    ] = None,
 ) -> None:
     """Tidy table, per-configuration summary and a self-contained HTML report of a study."""
     from initlab.experiments.results import curves_table, export, summary, trials_table

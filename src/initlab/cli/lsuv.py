@@ -4,32 +4,42 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from initlab.cli import application as cli
 
-if TYPE_CHECKING:
-    pass
 
-
-@cli.app.command("lsuv")
+@cli.command(
+    "lsuv",
+    example="initlab lsuv initlab.train.models:SmallCNN --data digits --input-shape "
+    '256,1,8,8 --kwargs \'{"in_channels": 1, "num_classes": 10}\'',
+)
 @cli.user_errors
 def lsuv_command(
     factory: cli.FactoryArgument,
     input_shape: cli.InputShapeOption = None,
     data: cli.DataOption = None,
     kwargs: cli.KwargsOption = None,
-    tol: Annotated[float, typer.Option(help="Tolerance on each layer's output variance.")] = 0.1,
-    max_iter: Annotated[int, typer.Option(help="The most rescalings per layer.")] = 10,
+    tol: Annotated[
+        float, typer.Option(metavar="X", help="Tolerance on each layer's output variance.")
+    ] = 0.1,
+    max_iter: Annotated[
+        int, typer.Option(metavar="N", help="The most rescalings per layer.")
+    ] = 10,
     center_bias: Annotated[
         bool, typer.Option("--center-bias", help="Also shift biases so outputs have mean 0.")
     ] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the model's build, batch and pre-init.")] = 0,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Seed of the model's build, batch and pre-init.")
+    ] = 0,
     save: Annotated[
         Path | None,
-        typer.Option(help="Write the initialized model's state dict to this .safetensors file."),
+        typer.Option(
+            metavar="FILE",
+            help="Write the initialized model's state dict to this .safetensors file.",
+        ),
     ] = None,
 ) -> None:
     """LSUV (Mishkin & Matas, 2016): orthonormal pre-init, then unit output variance per layer.

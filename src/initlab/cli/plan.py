@@ -37,7 +37,10 @@ def _choose_plan(
     return as_plan("auto")
 
 
-@cli.app.command("plan")
+@cli.command(
+    "plan",
+    example="initlab plan mypackage.models:make --preset kaiming --apply --save w.safetensors",
+)
 @cli.user_errors
 def plan_command(
     factory: Annotated[
@@ -51,31 +54,41 @@ def plan_command(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="A named plan: torch-default, xavier, kaiming, lecun, orthogonal, "
-            "gpt2, zero-init-residual, fixup, hf-gpt2."
+            metavar="PRESET",
+            help="A named plan, e.g. auto, torch-default, kaiming, xavier, gpt2, hf-gpt2 "
+            "(a wrong name lists them all).",
         ),
     ] = None,
     option: Annotated[
         list[str] | None,
-        typer.Option("--option", "-o", help="A preset option KEY=VALUE (gpt2: n_layer, std)."),
+        typer.Option(
+            "--option",
+            "-o",
+            metavar="KEY=VALUE",
+            help="A preset's option (gpt2: n_layer, std); repeat for more.",
+        ),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="A plan file: .yaml, .yml, .toml or .json.")
+        Path | None,
+        typer.Option(metavar="FILE", help="A plan file: .yaml, .yml, .toml or .json."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the initialization (with --apply).")] = 0,
-    kwargs: Annotated[
-        str | None,
-        typer.Option("--kwargs", help="Keyword arguments of the factory, as a JSON object."),
-    ] = None,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Seed of the initialization (with --apply).")
+    ] = 0,
+    kwargs: cli.KwargsOption = None,
     apply: Annotated[
         bool, typer.Option("--apply", help="Initialize the model (without it: a dry run).")
     ] = False,
     save: Annotated[
         Path | None,
-        typer.Option(help="With --apply: write the model's state dict to this .safetensors file."),
+        typer.Option(
+            metavar="FILE",
+            help="With --apply: write the model's state dict to this .safetensors file.",
+        ),
     ] = None,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Also write the table to this JSON file.")
+        Path | None,
+        typer.Option("--json", metavar="FILE", help="Also write the table to this JSON file."),
     ] = None,
     show: Annotated[
         bool, typer.Option("--show", help="Print the plan's rules; no model needed.")

@@ -9,21 +9,34 @@ import typer
 from initlab.cli import application as cli
 
 
-@cli.app.command("schemes")
+@cli.command("schemes", example="initlab schemes he_normal --shape 256,128,3,3 -p mode=fan_out")
 @cli.user_errors
 def schemes_command(
     name: Annotated[
-        str | None, typer.Argument(help="A scheme to describe (e.g. he_normal).")
+        str | None, typer.Argument(metavar="SCHEME", help="A scheme to describe (e.g. he_normal).")
     ] = None,
     shape: Annotated[
-        str | None, typer.Option(help="Weight shape, e.g. 256,128,3,3: prints fans, std, bound.")
+        str | None,
+        typer.Option(
+            metavar="SHAPE", help="Weight shape, e.g. 256,128,3,3: prints fans, std, bound."
+        ),
     ] = None,
     layout: Annotated[
-        str, typer.Option(help="torch, torch_transposed, keras, keras_depthwise or jax.")
+        str,
+        typer.Option(
+            metavar="LAYOUT",
+            help="How the shape is laid out: torch, torch_transposed, keras, keras_depthwise "
+            "or jax.",
+        ),
     ] = "torch",
-    groups: Annotated[int, typer.Option(help="The layer's groups (grouped convolutions).")] = 1,
+    groups: Annotated[
+        int, typer.Option(metavar="N", help="The layer's groups (grouped convolutions).")
+    ] = 1,
     param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="Scheme parameter KEY=VALUE.")
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", metavar="KEY=VALUE", help="A scheme parameter; repeat for more."
+        ),
     ] = None,
 ) -> None:
     """List every scheme with its formula, or describe one for a given shape."""

@@ -29,6 +29,7 @@ never raised.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -56,8 +57,9 @@ from initlab.doctor.metrics import (
 from initlab.doctor.probe import LayerRecord, Probe, probed_modules
 from initlab.doctor.report import DoctorReport
 from initlab.errors import ConfigError, InitlabError
-from initlab.plan.activations import ActivationMap, detect_activations
+from initlab.plan.activations import ActivationDetection, ActivationMap
 from initlab.plan.buffers import buffers_restored
+from initlab.progress import Steps, steps
 
 __all__ = ["DoctorReport", "doctor"]
 
@@ -76,6 +78,7 @@ def doctor(
     seed: int = 0,
     output_fn: OutputFunction | None = None,
     activations: ActivationMap | None = None,
+    progress: bool | None = None,
 ) -> DoctorReport:
     """Measure signal propagation of ``model`` on ``batch`` and judge it.
 
@@ -93,6 +96,9 @@ def doctor(
         activations: the activation after each layer, when already known: an earlier report's
             :attr:`DoctorReport.activations` for the same architecture (a plan changes weights,
             not which activation follows a layer), so the model is not read again.
+        progress: a bar of the steps (forward and backward, Jacobian, activations, findings)
+            on standard error: ``None`` when it is a terminal (see
+            :func:`initlab.progress.set_default`), ``True`` always, ``False`` never.
 
     Raises:
         InitlabError: a batch that is not a tensor/tuple/mapping of tensors, holds NaN/inf or no
@@ -109,24 +115,48 @@ def doctor(
     run = _Run(batch, loss_fn, target, check_seed("doctor", seed), output_fn)
     _check_options(model, run, thresholds, activations)
     limits = thresholds or Thresholds()
+    stages = 2 + int(jacobian) + int(activations is None)
+    with steps("doctor: forward, backward, weights", stages, enabled=progress) as bar:
+        return _diagnose(model, run, limits, activations, jacobian=jacobian, bar=bar)
+
+
+def _diagnose(
+    model: nn.Module,
+    run: _Run,
+    limits: Thresholds,
+    activations: ActivationMap | None,
+    *,
+    jacobian: bool,
+    bar: Steps,
+) -> DoctorReport:
+    """The measurements, each step counted on ``bar``, and the findings."""
     skipped: list[str] = []
-    records, weights = _measure(model, run, skipped)
+    # Activation detection shares the measured pass: fx traces now; a model fx cannot trace
+    # (Hugging Face's) is recorded during that pass instead of running once more.
+    detection = (
+        _advisory(lambda: ActivationDetection(model, run.batch), None, _UNREAD, skipped)
+        if activations is None
+        else None
+    )
+    records, weights = _measure(model, run, skipped, detection)
+    bar.advance()
     spectrum: JacobianSpectrum | None = None
     if jacobian:  # jacobian_spectrum reports its own failures; this catches the unforeseen
+        bar.describe("doctor: Jacobian")
         spectrum = _advisory(
-            lambda: jacobian_spectrum(model, batch, seed=run.seed, output_fn=output_fn),
+            lambda: jacobian_spectrum(model, run.batch, seed=run.seed, output_fn=run.output_fn),
             None,
             "Jacobian skipped: it could not be computed",
             skipped,
         )
+        bar.advance()
     if activations is None:
-        activations = _advisory(
-            lambda: detect_activations(model, example=batch),
-            None,
-            "activation detection skipped: the model could not be read (the init-mismatch "
-            "findings need it)",
-            skipped,
+        bar.describe("doctor: activations")
+        activations = (
+            _advisory(detection.result, None, _UNREAD, skipped) if detection is not None else None
         )
+        bar.advance()
+    bar.describe("doctor: findings and fix")
     findings: list[Finding] = _advisory(
         lambda: find(records, weights, activations, limits, model=model),
         [],
@@ -134,6 +164,7 @@ def doctor(
         "report it)",
         skipped,
     )
+    bar.advance()
     return DoctorReport(
         findings=tuple(findings),
         records=tuple(records),
@@ -211,8 +242,14 @@ def _batch_text(batch: Batch) -> str:
     return f"the batch ({describe(batch)})"
 
 
+_UNREAD = (
+    "activation detection skipped: the model could not be read (the init-mismatch findings "
+    "need it)"
+)
+
+
 def _measure(
-    model: nn.Module, run: _Run, skipped: list[str]
+    model: nn.Module, run: _Run, skipped: list[str], detection: ActivationDetection | None
 ) -> tuple[list[LayerRecord], list[WeightRecord]]:
     """One forward and backward under the probe, then the weights (and their gradients); the
     model's ``.grad`` fields and buffers are restored."""
@@ -221,7 +258,7 @@ def _measure(
         with buffers_restored(model):
             for parameter in model.parameters():
                 parameter.grad = None
-            records = _probed_pass(model, run, skipped)
+            records = _probed_pass(model, run, skipped, detection)
             weights: list[WeightRecord] = _advisory(
                 lambda: weight_records(model),
                 [],
@@ -234,12 +271,18 @@ def _measure(
     return records, weights
 
 
-def _probed_pass(model: nn.Module, run: _Run, skipped: list[str]) -> list[LayerRecord]:
+def _probed_pass(
+    model: nn.Module, run: _Run, skipped: list[str], detection: ActivationDetection | None
+) -> list[LayerRecord]:
     # A model with no probed submodule (a bare nn.LSTM) is measured as one module, by its output.
     # enable_grad: a doctor called inside a torch.no_grad() block still measures gradients.
     with Probe(model, probed_modules(model) or [""]) as probe, torch.enable_grad():
+        recording = detection.recording() if detection is not None else nullcontext(None)
         try:
-            output = call_model(model, run.batch)
+            with recording as recorder:  # the activations recorded on the way (if needed)
+                output = call_model(model, run.batch)
+                if recorder is not None:
+                    recorder.leaving(output)
         except Exception as error:
             raise InitlabError(
                 f"doctor: the model failed on {_batch_text(run.batch)}: "

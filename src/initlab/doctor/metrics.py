@@ -13,6 +13,8 @@ and :func:`jacobian_spectrum` are importable from here too.
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +22,7 @@ from torch import nn
 
 from initlab.doctor.jacobian import EXACT_JACOBIAN_LIMIT, JacobianSpectrum, jacobian_spectrum
 from initlab.fans import Layout, compute_fans
-from initlab.plan.sites import parameter_sites
+from initlab.plan.sites import ParameterSite, parameter_sites
 from initlab.schemes.structured import unit_rows
 
 __all__ = ["EXACT_JACOBIAN_LIMIT", "JacobianSpectrum", "WeightRecord", "jacobian_spectrum",
@@ -60,113 +62,137 @@ def weight_records(model: nn.Module) -> list[WeightRecord]:
     sites = [s for s in parameter_sites(model) if s.role == "weight" and len(s.shape) >= 2]
     if not sites:
         return []
-    probes: dict[tuple[int, torch.device], torch.Tensor] = {}
-    rows = [_measured(parameters[site.name], site.layout, probes) for site in sites]
-    table = torch.stack([row.to(rows[0].device) for row in rows]).cpu().tolist()
-    records = []
-    for site, row in zip(sites, table, strict=True):
-        values = dict(zip(_MEASURED, row, strict=True))
-        fans = site.fans or compute_fans(site.fan_shape, layout=site.layout, groups=site.groups)
-        mean, std = values["mean"], values["std"]
-        records.append(
-            WeightRecord(
-                name=site.name,
-                layer=site.module_name,
-                shape=site.shape,
-                fan_in=fans.fan_in,
-                fan_out=fans.fan_out,
-                mean=mean,
-                std=std,
-                gain_sq=(std * std + mean * mean) * fans.fan_in,
-                duplicate_rows=values["duplicate_rows"],
-                zero_rows=values["zero_rows"],
-                grad_std=_known(values["grad_std"]),
-                grad_to_weight=_known(values["grad_to_weight"]),
-                symmetric_rows=values["symmetric_rows"],
-            )
-        )
-    return records
+    rows = [_measured(parameters[site.name], site.layout) for site in sites]
+    table = torch.stack([row.to(rows[0].device) for row in rows]).double().cpu().tolist()
+    return [_record(site, row) for site, row in zip(sites, table, strict=True)]
+
+
+def _record(site: ParameterSite, row: list[float]) -> WeightRecord:
+    """A :class:`WeightRecord` from one row of :func:`_measured`, finished on the host."""
+    values = dict(zip(_MEASURED, row, strict=True))
+    fans = site.fans or compute_fans(site.fan_shape, layout=site.layout, groups=site.groups)
+    count = math.prod(site.shape)
+    units = values["units"]
+    mean = values["mean"]
+    std = values["centered_norm"] / math.sqrt(count)
+    duplicate, zero = values["duplicates"] / units, values["zero_rows"] / units
+    grad_std = grad_to_weight = None
+    symmetric = max(duplicate, zero)
+    if values["has_gradient"]:
+        grad_norm, grad_mean = values["grad_norm"], values["grad_sum"] / count
+        grad_std = _known(math.sqrt(max(grad_norm**2 / count - grad_mean**2, 0.0)))
+        grad_to_weight = _known(grad_norm / max(values["weight_norm"], 1e-30))
+        symmetric = values["symmetric"] / units
+    return WeightRecord(
+        name=site.name,
+        layer=site.module_name,
+        shape=site.shape,
+        fan_in=fans.fan_in,
+        fan_out=fans.fan_out,
+        mean=mean,
+        std=std,
+        gain_sq=(std * std + mean * mean) * fans.fan_in,
+        duplicate_rows=duplicate,
+        zero_rows=zero,
+        grad_std=grad_std,
+        grad_to_weight=grad_to_weight,
+        symmetric_rows=symmetric,
+    )
 
 
 _MEASURED = (
+    "units",
+    "has_gradient",
     "mean",
-    "std",
-    "duplicate_rows",
+    "centered_norm",
+    "duplicates",
     "zero_rows",
-    "grad_std",
-    "grad_to_weight",
-    "symmetric_rows",
+    "weight_norm",
+    "grad_sum",
+    "grad_norm",
+    "symmetric",
 )
 
 
 def _known(value: float) -> float | None:
-    return None if value != value else value  # NaN: no gradient
+    return None if value != value else value  # NaN: a gradient holding NaN
 
 
-def _measured(
-    parameter: torch.Tensor, layout: Layout, probes: dict[tuple[int, torch.device], torch.Tensor]
-) -> torch.Tensor:
+def _measured(parameter: torch.Tensor, layout: Layout) -> torch.Tensor:
     """The values of :data:`_MEASURED` for one weight, on its device.
 
     The weight and its gradient are read as few times as possible (these are memory-bound:
     ``std`` and ``abs().amax`` are several times slower on CPU, ``var_mean`` ten times, and
-    every temporary costs a write): one product gives the row keys and the row sums, one pass
-    the row norms, and the std is centered (a third pass) so that a constant weight reads
-    exactly 0. The fixed directions are stored as rows and used transposed: a product with a
-    3-column right-hand side stored that way is several times faster on CPU.
+    every temporary costs a write): one product gives the row keys, the row sums and the sort
+    key of the rows, one pass the row norms, and the std is centered (a third pass) so that a
+    constant weight reads 0 up to rounding. On a small weight the cost is the number of kernel
+    launches, not the arithmetic: counts and sums stay raw and :func:`_record` finishes them
+    on the host. The fixed directions are stored as rows and used transposed: a product with a
+    few-column right-hand side stored that way is several times faster on CPU.
     """
     weight = parameter.detach().float()
     matrix = unit_rows(weight, layout)
-    key = (matrix.shape[1], matrix.device)
-    if key not in probes:
-        probes[key] = _row_probe(*key)
-    directions = probes[key].T
+    directions = _row_probe(matrix.shape[1], matrix.device).T
     keys = matrix @ directions
-    duplicate = _duplicate_row_fraction(keys[:, :2])
     row_norms = torch.linalg.vector_norm(matrix, dim=1)
-    zero = (row_norms == 0).float().mean()
-    count = weight.numel()
-    mean = keys[:, 2].sum() / count
-    std = torch.linalg.vector_norm(weight - mean) / count**0.5
+    mean = keys[:, 2].sum() / weight.numel()
+    columns = [
+        torch.linalg.vector_norm(weight - mean),
+        _duplicates(keys[:, :2], keys[:, 3]),
+        (row_norms == 0).sum(),
+        torch.linalg.vector_norm(row_norms),
+    ]
     grad = parameter.grad
     if grad is None:
         missing = torch.full((), float("nan"), device=weight.device)
-        symmetric = torch.maximum(duplicate, zero)
-        return torch.stack([mean, std, duplicate, zero, missing, missing, symmetric])
-    g = grad.detach().float()
-    grad_keys = unit_rows(g, layout) @ directions
-    grad_norm = torch.linalg.vector_norm(g)
-    grad_mean = grad_keys[:, 2].sum() / count
-    grad_std = (grad_norm.square() / count - grad_mean.square()).clamp_min(0).sqrt()
-    ratio = grad_norm / torch.linalg.vector_norm(row_norms).clamp_min(1e-30)
-    symmetric = _duplicate_row_fraction(torch.cat([keys[:, :2], grad_keys[:, :2]], dim=1))
-    return torch.stack([mean, std, duplicate, zero, grad_std, ratio, symmetric])
+        columns += [missing, missing, missing]
+    else:
+        g = grad.detach().float()
+        grad_keys = unit_rows(g, layout) @ directions
+        both = torch.cat([keys[:, :2], grad_keys[:, :2]], dim=1)
+        columns += [
+            grad_keys[:, 2].sum(),
+            torch.linalg.vector_norm(g),
+            _duplicates(both, keys[:, 3] + _SQRT5 * grad_keys[:, 3]),
+        ]
+    head = torch.tensor([matrix.shape[0], float(grad is not None)], device=weight.device)
+    return torch.cat([head, mean.reshape(1), torch.stack(columns).float()])  # promotes
 
 
+@functools.lru_cache(maxsize=64)
 def _row_probe(columns: int, device: torch.device) -> torch.Tensor:
-    """Two fixed random directions of ``columns`` values (their own generator, seed 0), and
-    a row of ones (the row sums), as the rows of a ``(3, columns)`` tensor."""
+    """Two fixed random directions of ``columns`` values (their own generator, seed 0), a
+    row of ones (the row sums) and a fixed irrational mix of the two directions (the rows'
+    sort key), as the rows of a ``(4, columns)`` tensor (made once per width and device: a
+    generator and a draw cost more than a small weight's measurement)."""
     generator = torch.Generator(device=device).manual_seed(0)
     directions = torch.randn(columns, 2, generator=generator, device=device)
-    return torch.cat([directions, torch.ones(columns, 1, device=device)], dim=1).T.contiguous()
+    mix = directions[:, :1] + _SQRT2 * directions[:, 1:]
+    ones = torch.ones(columns, 1, device=device)
+    return torch.cat([directions, ones, mix], dim=1).T.contiguous()
 
 
-def _duplicate_row_fraction(keys: torch.Tensor) -> torch.Tensor:
-    """Fraction of rows equal to an earlier row, on the device, from the rows' ``keys``.
+_SQRT2, _SQRT5 = 2.0**0.5, 5.0**0.5
+
+
+def _duplicates(keys: torch.Tensor, order_by: torch.Tensor) -> torch.Tensor:
+    r"""How many rows equal an earlier row, on the device, from the rows' ``keys``.
 
     The keys are the rows' projections on fixed random directions (sorting scalars, not
-    rows); equal rows always project equally, and distinct real-valued rows collide with
-    probability ~0. One sort by a fixed irrational mix of all keys brings equal rows next to
-    each other (distinct rows tie on the mix with probability ~0 too), and neighbours are then
-    compared on every key.
+    rows); equal rows project equally up to rounding, and distinct real-valued rows collide
+    with probability ~0. One sort by ``order_by``, a fixed irrational mix of the rows (distinct
+    rows tie on it with probability ~0 too), brings equal rows next to each other, and
+    neighbours are then compared on every key. Not bit for bit: a matrix product may round two
+    equal rows differently (BLAS kernels treat the last rows of a block apart), by about
+    :math:`\epsilon \sqrt{n}\,\lVert w \rVert` with :math:`\epsilon = 6 \cdot 10^{-8}`;
+    so keys count as equal within :data:`_KEY_TOLERANCE` times their column's rms (a typical
+    row's norm). Two distinct rows then agree on both keys with probability ~1e-8.
     """
-    rows = keys.shape[0]
-    if rows < 2:
-        return torch.zeros((), device=keys.device)
-    mix = torch.tensor(_MIX[: keys.shape[1]], dtype=keys.dtype, device=keys.device)
-    sorted_keys = keys[torch.argsort(keys @ mix)]
-    repeats = (sorted_keys[1:] == sorted_keys[:-1]).all(dim=1)
-    return repeats.float().sum() / rows
+    order = torch.argsort(order_by)
+    sorted_keys = keys[order]
+    scale = torch.sqrt(torch.mean(keys * keys, dim=0))
+    close = (sorted_keys[1:] - sorted_keys[:-1]).abs() <= _KEY_TOLERANCE * scale
+    return close.all(dim=1).sum()
 
 
-_MIX = (1.0, 2.0**0.5, 3.0**0.5, 5.0**0.5, 7.0**0.5)
+_KEY_TOLERANCE = 1e-4

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,6 +36,7 @@ from initlab.doctor.reductions import (
     NAN,
     Key,
     Reduced,
+    Scratch,
     Watch,
     cosine_pieces,
     forward_fields,
@@ -42,11 +44,13 @@ from initlab.doctor.reductions import (
     moments,
     reduce_output,
     std_rms,
+    unit_moments,
     watch_for,
 )
 from initlab.doctor.signal_path import block_stacks
 from initlab.layers import activation_kind, is_norm, module_activation
 from initlab.plan.activations import layer_names
+from initlab.plan.recording import unrecorded
 
 __all__ = ["FORWARD_FIELDS", "LayerRecord", "Probe", "probed_modules"]
 
@@ -108,7 +112,10 @@ def probed_modules(model: nn.Module) -> list[str]:
     (:func:`~initlab.doctor.signal_path.block_stacks`), whose outputs are the residual stream
     the doctor judges depth on.
     """
-    layers = set(layer_names(model))
+    return _probed_modules(model, set(layer_names(model)))
+
+
+def _probed_modules(model: nn.Module, layers: set[str]) -> list[str]:
     blocks = {name for stack in block_stacks(model) for name in stack}
     names = []
     for name, module in model.named_modules():
@@ -162,12 +169,12 @@ class Probe:
     ) -> None:
         self.model = model
         available = dict(model.named_modules())
-        self.names = list(modules) if modules is not None else probed_modules(model)
+        layers = set(layer_names(model))
+        self.names = list(modules) if modules is not None else _probed_modules(model, layers)
         missing = [name for name in self.names if name not in available]
         if missing:
             raise KeyError(f"Probe: no module named {missing[0]!r} in the model.")
         self._modules = {name: available[name] for name in self.names}
-        layers = set(layer_names(model))
         self._watches = {
             name: watch_for(module, name in layers) for name, module in self._modules.items()
         }
@@ -184,6 +191,7 @@ class Probe:
         # output, unchanged since (no in-place op bumped its version), reuses that output's std.
         self._outputs: dict[int, tuple[weakref.ref[torch.Tensor], int, Key]] = {}
         self._handles: list[Any] = []
+        self._scratch = Scratch()
 
     def __enter__(self) -> Probe:
         for name, module in self._modules.items():
@@ -203,13 +211,18 @@ class Probe:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._scratch.clear()
 
     def _make_hook(self, name: str) -> Any:
         watch = self._watches[name]
 
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            tensor = first_floating_tensor(output)
-            if tensor is not None and measurable(tensor):
+            # The reductions are no part of the model's data flow: an activation recording
+            # running in the same pass (the doctor's) does not follow them.
+            with unrecorded():
+                tensor = first_floating_tensor(output)
+                if tensor is None or not measurable(tensor):
+                    return
                 call = self._calls.get(name, 0)
                 self._calls[name] = call + 1
                 try:
@@ -223,7 +236,8 @@ class Probe:
     def _record(self, key: Key, watch: Watch, inputs: Any, tensor: torch.Tensor) -> None:
         if self._record_again(key, watch, tensor):
             return
-        pieces = reduce_output(watch, tensor)
+        sums = reduce_output(watch, tensor, self._scratch)
+        pieces = [sums.unit_mean, sums.unit_sq, *sums.counts]
         source = first_floating_tensor(inputs) if watch.is_layer else None
         input_from, input_numel = None, 0
         if source is not None and measurable(source) and source.numel() > 1:
@@ -231,7 +245,7 @@ class Probe:
             if input_from is None:
                 pieces.append(moments(source))
                 input_numel = source.numel()
-        cosine = cosine_pieces(tensor) if self.cosine and watch.is_layer else []
+        cosine = cosine_pieces(tensor, sums.example_sq) if self.cosine and watch.is_layer else []
         pieces.extend(cosine)
         self._order.append(key)
         self._forward[key] = Reduced(
@@ -303,6 +317,20 @@ class Probe:
         self._same_gradient.clear()
         self._outputs.clear()
 
+    def _host_values(self) -> np.ndarray[Any, Any]:
+        """Every call's reductions (and its gradient's), in call order, in one float64 host
+        array: one device-to-host copy."""
+        pieces: list[torch.Tensor] = []
+        for key in self._order:
+            pieces.extend(self._forward[key].pieces)
+            if key in self._backward:
+                pieces.append(self._backward[key][0])
+        device = pieces[0].device
+        flat = torch.cat(  # mixed float dtypes are promoted; another device's pieces moved
+            [(p if p.device == device else p.to(device)).reshape(-1) for p in pieces]
+        )
+        return flat.cpu().double().numpy()
+
     def collect(self) -> list[LayerRecord]:
         """The records of every call of a probed module, in call order (one device-to-host
         copy)."""
@@ -311,23 +339,21 @@ class Probe:
         for key, earlier in self._same_gradient.items():
             if earlier in self._backward:
                 self._backward[key] = self._backward[earlier]
-        pieces: list[torch.Tensor] = []
+        values = self._host_values()
+        starts, at = [], 0
         for key in self._order:
-            pieces.extend(self._forward[key].pieces)
-            if key in self._backward:
-                pieces.append(self._backward[key][0])
-        device = pieces[0].device
-        flat = torch.cat([piece.reshape(-1).float().to(device) for piece in pieces])
-        values = flat.cpu().double().numpy()
+            starts.append(at)
+            at += self._forward[key].size + (2 if key in self._backward else 0)
+        units = unit_moments(values, starts, [self._forward[key].units for key in self._order])
         records: list[LayerRecord] = []
         stds: dict[Key, float] = {}
-        at = 0
         for index, key in enumerate(self._order):
             reduced = self._forward[key]
+            at = starts[index]
             chunk = values[at : at + reduced.size]
             at += reduced.size
             input_std = stds.get(reduced.input_from, NAN) if reduced.input_from else NAN
-            forward = forward_fields(reduced, chunk, input_std)
+            forward = forward_fields(reduced, chunk, input_std, units, index)
             stds[key] = forward["std"]
             grad_std = grad_rms = None
             if key in self._backward:

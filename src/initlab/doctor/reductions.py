@@ -23,7 +23,10 @@ from initlab.layers import activation_kind, module_activation
 __all__ = [
     "NAN",
     "Key",
+    "OutputSums",
     "Reduced",
+    "Scratch",
+    "UnitMoments",
     "Watch",
     "cosine_pieces",
     "forward_fields",
@@ -31,6 +34,7 @@ __all__ = [
     "moments",
     "reduce_output",
     "std_rms",
+    "unit_moments",
     "watch_for",
 ]
 
@@ -117,57 +121,120 @@ class Reduced:
         return 2 * self.units + self.zeros + self.saturated + inputs + cosine
 
 
-def reduce_output(watch: Watch, output: torch.Tensor) -> list[torch.Tensor]:
-    """The device-side reductions of one output (see :class:`Reduced`).
+class Scratch:
+    """One reusable buffer per device and dtype, for the passes that must write a full-size
+    result (a comparison, a square). A fresh full-size temporary per hook is an allocation
+    and, on CPU, its first touch is page faults (a 2 MB map costs more to fault in than to
+    compare); the probe's buffer is allocated once and grows to the largest output."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def like(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A contiguous tensor of ``tensor``'s shape, dtype and device (contents undefined)."""
+        key = (tensor.device, tensor.dtype)
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.numel() < tensor.numel():
+            buffer = torch.empty(tensor.numel(), dtype=tensor.dtype, device=tensor.device)
+            self._buffers[key] = buffer
+        return buffer[: tensor.numel()].view(tensor.shape)
+
+    def clear(self) -> None:
+        self._buffers.clear()
+
+
+@dataclass(frozen=True)
+class OutputSums:
+    """The device-side reductions of one output (see :func:`reduce_output`).
+
+    ``unit_mean``, ``unit_sq``: per unit (channel), the mean of :math:`h` and of :math:`h^2`.
+    ``counts``: the nonzeros (hard rectifiers), the values in saturation (saturating
+    activations). ``example_sq``: the squared norms of the first 64 examples, when the
+    reduction gave them for free (``None`` otherwise).
+    """
+
+    unit_mean: torch.Tensor
+    unit_sq: torch.Tensor
+    counts: list[torch.Tensor]
+    example_sq: torch.Tensor | None
+
+
+def reduce_output(watch: Watch, output: torch.Tensor, scratch: Scratch) -> OutputSums:
+    r"""The device-side reductions of one output.
 
     Two per-unit means (of :math:`h` and :math:`h^2`) carry every moment; hard rectifiers add
-    one count of the nonzeros, saturating activations one comparison. Every full-size pass is a
-    kernel launch (a parallel region on CPU) and every full-size temporary an allocation, so
-    their number, not the arithmetic, is what a probe costs: the mean square of a contiguous
-    map is read through per-row 2-norms (no squared copy) and the zeros are counted through
-    ``sign`` (a comparison to 0 makes a bool tensor whose sum is several times slower).
+    one count of the nonzeros, saturating activations one count in saturation. Every full-size
+    pass is a kernel launch (a parallel region on CPU) and every full-size temporary an
+    allocation, so their number, not the arithmetic, is what a probe costs. A contiguous map
+    :math:`h \in \mathbb R^{B \times C \times S}` is read as :math:`BC` rows: one pass of row
+    sums, one of row 2-norms (no squared copy), and the per-unit means are sums of those
+    :math:`B \times C` values, as are the examples' squared norms the cosine needs. Counts
+    write their comparison into the probe's :class:`Scratch` (a comparison to 0 makes a bool
+    tensor whose sum is several times slower; a fresh float temporary costs page faults).
     """
     h = _widened(output.detach())
-    dims = (0, *range(2, h.dim())) if h.dim() > 1 else (0,)
+    examples = min(h.shape[0], _COSINE_EXAMPLES) if h.dim() > 1 else 0
     if h.dim() > 2 and h.is_contiguous():
-        rows = h.reshape(h.shape[0], h.shape[1], -1)
-        unit_sq = torch.linalg.vector_norm(rows, dim=2).square().mean(dim=0) / rows.shape[2]
+        rows = h.view(h.shape[0], h.shape[1], -1)
+        per_value = 1.0 / (rows.shape[0] * rows.shape[2])
+        row_sq = torch.linalg.vector_norm(rows, dim=2).square()
+        unit_mean = rows.sum(dim=2).sum(dim=0).mul_(per_value)
+        unit_sq = row_sq.sum(dim=0).mul_(per_value)
+        example_sq: torch.Tensor | None = row_sq[:examples].sum(dim=1)
     else:
-        unit_sq = h.square().mean(dim=dims)
-    pieces = [h.mean(dim=dims).reshape(-1), unit_sq.reshape(-1)]
-    if watch.can_die:  # NaN counts as nonzero, as it is not == 0
-        pieces.append(torch.sign(h).nan_to_num_(nan=1.0).abs_().sum())
+        dims = (0, *range(2, h.dim())) if h.dim() > 1 else (0,)
+        squared = torch.square(h, out=scratch.like(h))
+        unit_mean = h.mean(dim=dims).reshape(-1)
+        unit_sq = squared.mean(dim=dims).reshape(-1)
+        example_sq = squared[:examples].reshape(examples, -1).sum(dim=1) if examples else None
+    return OutputSums(unit_mean, unit_sq, _counts(watch, h, scratch), example_sq)
+
+
+def _counts(watch: Watch, h: torch.Tensor, scratch: Scratch) -> list[torch.Tensor]:
+    """The count of nonzeros (NaN counts as nonzero, as it is not == 0) of a hard rectifier's
+    output, and the count in saturation of a saturating activation's."""
+    counts = []
+    if watch.can_die:
+        counts.append(torch.ne(h, 0, out=scratch.like(h)).sum())
     if watch.saturation is not None:
         low, high = watch.saturation
         if low == -high:  # one comparison for a symmetric interval (tanh, hardtanh, softsign)
-            pieces.append((h.abs() >= high).sum())
-        else:
-            pieces.append(((h <= low) | (h >= high)).sum())
-    return pieces
+            magnitude = torch.abs(h, out=scratch.like(h))
+            counts.append(torch.ge(magnitude, high, out=magnitude).sum())
+        else:  # low < high: the two counts never overlap
+            below = torch.le(h, low, out=scratch.like(h)).sum()
+            counts.append(below + torch.ge(h, high, out=scratch.like(h)).sum())
+    return counts
 
 
-def cosine_pieces(output: torch.Tensor) -> list[torch.Tensor]:
+def cosine_pieces(output: torch.Tensor, example_sq: torch.Tensor | None) -> list[torch.Tensor]:
     r"""What the mean between-example cosine similarity needs, for the first 64 examples.
 
     With :math:`u_i = x_i/\lVert x_i\rVert` the mean over pairs :math:`i \ne j` of
     :math:`u_i\cdot u_j` is :math:`(\lVert\sum_i u_i\rVert^2 - \sum_i \lVert u_i\rVert^2) /
-    (n(n-1))`: the row norms and one matrix-vector product, not an :math:`n \times n` Gram
-    matrix. 64 examples put its standard error at about 1/64 of its spread, plenty for a
-    collapse diagnosis. Empty for a single example.
+    (n(n-1))`: the row norms (``example_sq``, their squares, when :func:`reduce_output` gave
+    them) and one matrix-vector product, not an :math:`n \times n` Gram matrix. 64 examples
+    put its standard error at about 1/64 of its spread, plenty for a collapse diagnosis. Empty
+    for a single example.
     """
     if output.dim() < 2 or output.shape[0] < 2:
         return []
     h = _widened(output.detach())
     rows = h[:_COSINE_EXAMPLES].reshape(min(h.shape[0], _COSINE_EXAMPLES), -1)
-    norms = torch.linalg.vector_norm(rows, dim=1)
+    norms = torch.linalg.vector_norm(rows, dim=1) if example_sq is None else example_sq.sqrt()
     total = norms.clamp_min(1e-12).reciprocal() @ rows
     return [norms, torch.linalg.vector_norm(total)]
 
 
 def moments(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum and 2-norm of all of ``tensor``: two read-only, vectorized passes."""
+    """Sum and 2-norm of all of ``tensor``: two read-only, vectorized passes. A contiguous
+    tensor's squares are summed by a dot product with itself (BLAS: faster than
+    ``vector_norm`` on CPU, and as accurate)."""
     x = _widened(tensor.detach())
-    return torch.stack([x.sum(), torch.linalg.vector_norm(x)])
+    if not x.is_contiguous():
+        return torch.stack([x.sum(), torch.linalg.vector_norm(x)])
+    flat = x.view(-1)
+    return torch.stack([flat.sum(), flat.dot(flat).sqrt()])
 
 
 def std_rms(total: float, norm: float, count: int) -> tuple[float, float]:
@@ -183,51 +250,101 @@ def std_rms(total: float, norm: float, count: int) -> tuple[float, float]:
     return math.sqrt(max(variance, 0.0)), math.sqrt(mean_sq)  # max keeps NaN: NaN stays NaN
 
 
+@dataclass(frozen=True)
+class UnitMoments:
+    """Per record (one array entry each), what its per-unit means give: the mean and mean
+    square of all values, the mean over units of the squared unit mean and of the unit
+    variance, the fraction of units that are 0 on every example, and the count of non-finite
+    unit mean squares."""
+
+    mean: list[float]
+    mean_sq: list[float]
+    channel_mean_sq: list[float]
+    channel_var: list[float]
+    dead: list[float]
+    nonfinite: list[float]
+
+
+def unit_moments(values: np.ndarray[Any, Any], starts: list[int], units: list[int]) -> UnitMoments:
+    r"""The :class:`UnitMoments` of every record at once (host, float64).
+
+    Record :math:`r`'s unit means :math:`m_u` sit at ``values[starts[r]:]``, its unit mean
+    squares :math:`q_u` right after them; with :math:`U` units,
+
+    .. math:: \text{channel\_var} = \frac1U \sum_u \max(q_u - m_u^2, 0),
+        \quad \text{channel\_mean\_sq} = \frac1U \sum_u m_u^2
+
+    Every sum over units is one ``bincount`` over all records (a few array passes, not a
+    few per record). NaN/inf unit values give NaN/inf statistics, quietly.
+    """
+    count = np.asarray(units, dtype=np.int64)
+    record = np.repeat(np.arange(len(starts)), count)
+    first = np.repeat(np.asarray(starts, dtype=np.int64) - (np.cumsum(count) - count), count)
+    at = np.arange(int(count.sum())) + first
+    unit_mean, unit_sq = values[at], values[at + np.repeat(count, count)]
+
+    def per_record(column: np.ndarray[Any, Any]) -> list[float]:
+        summed = np.bincount(record, weights=column, minlength=len(starts)) / count
+        return [float(value) for value in summed]
+
+    with np.errstate(all="ignore"):
+        return UnitMoments(
+            mean=per_record(unit_mean),
+            mean_sq=per_record(unit_sq),
+            channel_mean_sq=per_record(unit_mean**2),
+            channel_var=per_record(np.maximum(unit_sq - unit_mean**2, 0.0)),
+            dead=per_record((unit_sq == 0).astype(np.float64)),
+            nonfinite=[
+                float(n)
+                for n in np.bincount(record, weights=~np.isfinite(unit_sq), minlength=len(starts))
+            ],
+        )
+
+
 def forward_fields(
-    reduced: Reduced, values: np.ndarray[Any, Any], input_std: float
+    reduced: Reduced,
+    values: np.ndarray[Any, Any],
+    input_std: float,
+    units: UnitMoments,
+    index: int,
 ) -> dict[str, float]:
-    """The :data:`FORWARD_FIELDS` from one module's reduced values (host, float64).
+    """The :data:`FORWARD_FIELDS` of record ``index`` (host, float64): its unit moments, and
+    the counts, input moments and cosine pieces in ``values``, its share of the host copy.
 
     A unit is dead when it is 0 on every example: with a single example that says nothing
     about the unit, so the dead fraction is NaN then (as is the cosine).
     """
-    units = reduced.units
-    unit_mean, unit_sq = values[:units], values[units : 2 * units]
-    at = 2 * units
+    at = 2 * reduced.units
     zero_fraction = dead_fraction = saturated = cosine = NAN
-    with np.errstate(all="ignore"):  # NaN/inf outputs give NaN/inf statistics, quietly
-        mean = float(unit_mean.mean())
-        mean_sq = float(unit_sq.mean())
-        variance = mean_sq - mean * mean
-        channel_var = float(np.maximum(unit_sq - unit_mean**2, 0.0).mean())
-        channel_mean_sq = float((unit_mean**2).mean())
-        if reduced.zeros:
-            zero_fraction = 1.0 - float(values[at]) / max(reduced.numel, 1)
-            if reduced.examples > 1:
-                dead_fraction = float((unit_sq == 0).mean())
-            at += 1
-        if reduced.saturated:
-            saturated = float(values[at]) / max(reduced.numel, 1)
-            at += 1
-        if reduced.input_numel:
-            total, norm = float(values[at]), float(values[at + 1])
-            input_std = std_rms(total, norm, reduced.input_numel)[0]
-            at += 2
-        if reduced.cosine_rows:
-            n = reduced.cosine_rows
-            norms = values[at : at + n]
+    mean, mean_sq = units.mean[index], units.mean_sq[index]
+    if reduced.zeros:
+        zero_fraction = 1.0 - float(values[at]) / max(reduced.numel, 1)
+        if reduced.examples > 1:
+            dead_fraction = units.dead[index]
+        at += 1
+    if reduced.saturated:
+        saturated = float(values[at]) / max(reduced.numel, 1)
+        at += 1
+    if reduced.input_numel:
+        total, norm = float(values[at]), float(values[at + 1])
+        input_std = std_rms(total, norm, reduced.input_numel)[0]
+        at += 2
+    if reduced.cosine_rows:
+        n = reduced.cosine_rows
+        norms = values[at : at + n]
+        with np.errstate(all="ignore"):
             diagonal = float(((norms / np.maximum(norms, 1e-12)) ** 2).sum())
-            cosine = (float(values[at + n]) ** 2 - diagonal) / (n * (n - 1))
+        cosine = (float(values[at + n]) ** 2 - diagonal) / (n * (n - 1))
     return {
         "mean": mean,
-        "std": math.sqrt(max(variance, 0.0)),
+        "std": math.sqrt(max(mean_sq - mean * mean, 0.0)),
         "rms": math.sqrt(mean_sq),
         "input_std": input_std,
         "zero_fraction": zero_fraction,
         "dead_fraction": dead_fraction,
         "saturated_fraction": saturated,
-        "channel_mean_sq": channel_mean_sq,
-        "channel_var": channel_var,
+        "channel_mean_sq": units.channel_mean_sq[index],
+        "channel_var": units.channel_var[index],
         "cosine": cosine,
-        "nonfinite": float(np.count_nonzero(~np.isfinite(unit_sq))),
+        "nonfinite": units.nonfinite[index],
     }

@@ -15,13 +15,16 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from initlab.doctor.finding import Finding, Thresholds, merged_plan
 from initlab.doctor.metrics import JacobianSpectrum, WeightRecord
 from initlab.doctor.probe import LayerRecord
 from initlab.plan.activations import ActivationMap
 from initlab.plan.plan import Plan
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 __all__ = ["DoctorReport", "Scalar", "problem_count", "short_layers", "tag", "verdict"]
 
@@ -113,6 +116,12 @@ class DoctorReport:
         elif not self.healthy:
             lines.append("fix (report.fix): none; no finding has an initialization fix")
         return "\n".join(lines)
+
+    def __rich__(self) -> Text:
+        """What a Rich console prints: :meth:`__str__`'s summary (not the dataclass's fields)."""
+        from rich.text import Text
+
+        return Text(str(self))
 
     def rows(self) -> list[dict[str, Any]]:
         """Tidy per-call rows: forward and gradient statistics plus the weight's, if any.

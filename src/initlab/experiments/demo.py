@@ -19,12 +19,15 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from initlab.experiments.results import curves_table, summary, trials_table
 from initlab.experiments.space import SearchSpace
 from initlab.experiments.storage import default_url
 from initlab.experiments.sweep import run_sweep
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 __all__ = ["DEMO_INITS", "DEMO_NOTE", "DemoResult", "DemoRun", "demo_configurations", "run_demo"]
 
@@ -130,6 +133,12 @@ class DemoResult:
             seeds = f"{row.seeds} seed{'' if row.seeds == 1 else 's'}"
             lines.append(f"  {row.label}: {mean:.4g} ({std}{seeds})")
         return "\n".join(lines)
+
+    def __rich__(self) -> Text:
+        """What a Rich console prints: :meth:`__str__`'s summary (not the dataclass's fields)."""
+        from rich.text import Text
+
+        return Text(str(self))
 
 
 def _label_runs(table: Any, study: Any, runs: list[DemoRun]) -> None:

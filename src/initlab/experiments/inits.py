@@ -99,4 +99,4 @@ def init_by_name(
             raise ConfigError("init 'lsuv' needs a data batch to calibrate on.")
         from initlab.lsuv import lsuv
 
-        lsuv(model, batch, seed=seed)
+        lsuv(model, batch, seed=seed, progress=False)

@@ -56,16 +56,29 @@ def trials_table(study: Any) -> Any:
     return pandas.DataFrame(rows, columns=columns)
 
 
+def _as_text(column: Any) -> Any:
+    # ``map(str)``, not ``astype(str)``: pandas 3 keeps a missing value missing under astype,
+    # and a setting left out in some trials (norm None vs "batch") must count as a value.
+    return column.map(str)
+
+
 def varied_columns(table: Any) -> list[str]:
-    """The configuration columns that take more than one value in ``table``."""
-    return [c for c in CONFIG_COLUMNS if table[c].astype(str).nunique() > 1]
+    """The configuration columns that take more than one value in ``table`` (``None`` is a
+    value: ``norm`` None in some trials and ``"batch"`` in others varies)."""
+    return [c for c in CONFIG_COLUMNS if _as_text(table[c]).nunique(dropna=False) > 1]
 
 
 def summary(table: Any) -> Any:
-    """Mean, std and count over seeds of the outcomes, per configuration (complete trials)."""
+    """Mean, std and count over seeds of the outcomes, per configuration (complete trials).
+
+    The configuration's columns keep their values as the trials hold them (a learning rate
+    stays a float, to be rounded where it is shown); trials are grouped by their text, so
+    ``None`` and NaN form a group of their own.
+    """
     done = table[table["state"] == "complete"]
     keys = ["label"] if "label" in done.columns else varied_columns(done) or ["init"]
-    grouped = done.assign(**{k: done[k].astype(str) for k in keys}).groupby(keys, dropna=False)
+    as_text = done.assign(**{k: _as_text(done[k]) for k in keys})
+    grouped = as_text.groupby(keys, dropna=False)
     result = grouped.agg(
         best_val_accuracy_mean=("best_val_accuracy", "mean"),
         best_val_accuracy_std=("best_val_accuracy", "std"),
@@ -74,7 +87,11 @@ def summary(table: Any) -> Any:
         doctor_healthy_rate=("doctor_healthy", "mean"),
         seeds=("seed", "count"),
     )
-    return result.reset_index().sort_values("best_val_accuracy_mean", ascending=False)
+    result = result.reset_index()
+    for key in keys:
+        values = dict(zip(as_text[key], done[key], strict=True))
+        result[key] = result[key].map(values)
+    return result.sort_values("best_val_accuracy_mean", ascending=False)
 
 
 def failures(table: Any) -> list[tuple[str, list[int]]]:

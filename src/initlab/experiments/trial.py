@@ -20,6 +20,7 @@ from initlab.doctor.finding import trend
 from initlab.errors import ConfigError, UnknownNameError, did_you_mean
 from initlab.experiments.inits import init_by_name
 from initlab.gains import ACTIVATIONS, find_activation
+from initlab.progress import quiet
 from initlab.train import (
     MLP,
     Augment,
@@ -191,7 +192,7 @@ def _doctor_summary(model: nn.Module, data: Dataset, seed: int) -> dict[str, Any
     batch = data.train.x[:256]
     target = data.train.y[:256]
     loss = nn.functional.cross_entropy if data.task == "classification" else nn.functional.mse_loss
-    report = doctor(model, batch, loss, target, seed=seed)
+    report = doctor(model, batch, loss, target, seed=seed, progress=False)
     layers = {w.layer for w in report.weights}
     records = [r for r in report.records if r.name in layers]
     forward = trend([r.forward["std"] for r in records])[1] if records else None
@@ -234,10 +235,11 @@ def run_configuration(
     start = time.perf_counter()
     torch.manual_seed(seed)
     model = task.build(config, data)
-    init_by_name(model, str(config["init"]), seed=seed, batch=data.train.x[:256])
+    with quiet():  # the caller shows a bar of trials; LSUV's own would garble it
+        init_by_name(model, str(config["init"]), seed=seed, batch=data.train.x[:256])
     summary = _doctor_summary(model, data, seed)
     settings = train_config(config, epochs=epochs, batch_size=batch_size, seed=seed)
-    history = fit(model, data, settings, on_epoch=on_epoch)
+    history = fit(model, data, settings, on_epoch=on_epoch, progress=False)
     accuracies = [r.val_accuracy for r in history.epochs if r.val_accuracy is not None]
     return TrialOutcome(
         **summary,

@@ -72,12 +72,12 @@ def loaded_parameters(model: nn.Module) -> tuple[str, ...]:
     return tuple(name for name, tensor in model.named_parameters() if is_loaded(tensor))
 
 
-def _zero_padding_row(module: nn.Module) -> bool:
-    padding = getattr(module, "padding_idx", None)
-    if isinstance(module, nn.Embedding) and padding is not None:
-        module.weight[padding].zero_()
-        return True
-    return False
+def _keeping_padding_rows(table: Assignments) -> Assignments:
+    """``table`` with no row set to 0 after the draw (``zero_padding=False``)."""
+    rows = tuple(
+        dataclasses.replace(row, site=dataclasses.replace(row.site, zero_rows=())) for row in table
+    )
+    return dataclasses.replace(table, rows=rows)
 
 
 def init_pretrained(
@@ -95,17 +95,18 @@ def init_pretrained(
     seed, same values), except those transformers marked ``_is_hf_initialized`` (loaded from
     the checkpoint, or tied to a loaded one), which keep their values unless ``force``. On a
     model built from a config nothing is marked, and the result equals
-    ``initlab.init_model(model, plan, seed)`` up to the padding rows.
+    ``initlab.init_model(model, plan, seed)``.
 
-    Like ``nn.Embedding.reset_parameters`` and HF's ``_init_weights``, the ``padding_idx``
-    row of an embedding it draws is then set to 0 (``zero_padding=False`` keeps the drawn row).
+    Like ``nn.Embedding.reset_parameters``, HF's ``_init_weights`` and every plan, it sets the
+    ``padding_idx`` row of an embedding it draws to 0 after the draw (``zero_padding=False``
+    keeps the drawn row; a row copied from a checkpoint is kept as the file has it).
 
     Args:
         model: a ``PreTrainedModel`` (or any module; flags are read where present).
         plan: a preset name (e.g. ``"hf-gpt2"``), ``"auto"`` or a :class:`~initlab.Plan`.
         seed: the seed of the parameters' streams.
         force: draw the loaded parameters too (ignore the flags).
-        zero_padding: zero the ``padding_idx`` row of each embedding that was drawn.
+        zero_padding: zero the ``padding_idx`` row of each embedding that is drawn.
         **options: preset options (``hf-gpt2``: ``n_layer``, ``initializer_range``).
 
     Returns:
@@ -129,17 +130,13 @@ def init_pretrained(
         return f"kept: loaded ({HF_INITIALIZED_FLAG}); plan said {row.source}"
 
     with open_checkpoints():  # a checkpoint rule's file: opened once, to resolve and to copy
-        table = apply_table(model, chosen.resolve(model), seed, skip=keep_loaded)
-    modules = dict(model.named_modules(remove_duplicate=False))
-    zeroed: list[str] = []
-    with torch.no_grad():
-        for row in table:
-            module = modules[row.site.module_name]
-            drawn = row.scheme is not None and row.site.attribute == "weight"
-            if zero_padding and drawn and _zero_padding_row(module):
-                zeroed.append(row.name)
+        resolved = chosen.resolve(model)
+        if not zero_padding:
+            resolved = _keeping_padding_rows(resolved)
+        table = apply_table(model, resolved, seed, skip=keep_loaded)
+    zeroed = tuple(row.name for row in table if row.zero_rows)
     return dataclasses.replace(
-        table, extra={"loaded": tuple(loaded), "padding_rows_zeroed": tuple(zeroed)}
+        table, extra={"loaded": tuple(loaded), "padding_rows_zeroed": zeroed}
     )
 
 

@@ -261,6 +261,7 @@ class DoctorCallback(pl.Callback):
                 jacobian=self.jacobian,
                 thresholds=self.thresholds,
                 seed=self.seed,
+                progress=False,
             )
 
 

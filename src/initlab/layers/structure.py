@@ -37,6 +37,11 @@ up); a spectral norm's ``original`` is the weight before its division by
 
 Roles: ``weight`` (Linear/Conv/RNN/attention matrices), ``bias``, ``embedding``,
 ``norm_weight``, ``norm_bias`` (affine parameters of normalization layers), ``other``.
+
+An embedding's ``padding_idx`` row (``nn.Embedding``, ``nn.EmbeddingBag``, and so every Hugging
+Face embedding) is a row the layer keeps at 0: ``reset_parameters`` and HF's ``_init_weights``
+zero it after the draw, and its gradient is 0, so training leaves it so. The structure lists it
+(:attr:`Structure.zero_rows`, :func:`padding_rows`); a plan sets it to 0 after drawing.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ __all__ = [
     "is_hf_conv1d",
     "is_layer",
     "packed_projections",
+    "padding_rows",
     "parameter_structure",
 ]
 
@@ -121,6 +127,8 @@ class Structure:
         blocks: the stacked layers the tensor holds along its first axis (empty if one).
         note: how these fans differ from torch's array rule, and why.
         magnitude_of: for a weight norm's magnitude ``g``, the attribute of its direction ``v``.
+        zero_rows: the rows (first axis) the layer keeps at 0: an embedding's ``padding_idx``
+            (:func:`padding_rows`).
     """
 
     role: Role
@@ -132,6 +140,7 @@ class Structure:
     blocks: tuple[Block, ...] = ()
     note: str = ""
     magnitude_of: str = ""
+    zero_rows: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -202,6 +211,21 @@ def is_layer(module: nn.Module) -> bool:
         return True
     listing = getattr(module, "parametrizations", None)
     return isinstance(listing, nn.ModuleDict) and any(p.dim() >= 2 for p in listing.parameters())
+
+
+def padding_rows(module: nn.Module, attribute: str) -> tuple[int, ...]:
+    """The rows of ``module``'s parameter ``attribute`` that the layer keeps at 0: the
+    ``padding_idx`` row of an ``nn.Embedding`` / ``nn.EmbeddingBag`` weight (torch stores it
+    non-negative), or none.
+
+    Example:
+        >>> padding_rows(nn.Embedding(10, 4, padding_idx=-1), "weight")
+        (9,)
+    """
+    if attribute != "weight" or not isinstance(module, nn.Embedding | nn.EmbeddingBag):
+        return ()
+    padding = module.padding_idx
+    return () if padding is None else (int(padding),)
 
 
 def gate_blocks(module: nn.Module, rows: int, *, recurrent: bool) -> tuple[Block, ...]:
@@ -377,7 +401,10 @@ def _reparametrized_structure(
     note = f"{original.kind} ({original.part}): initialized as the layer's weight"
     if "spectral" in original.kind.lower():
         note += "; the layer divides it by its largest singular value"
-    return replace(inner, role="weight", note="; ".join(filter(None, [note, inner.note])))
+    # The layer zeroes the rows of the weight it computes, not of its original (a weight norm
+    # of a zero row would divide 0 by 0).
+    note = "; ".join(filter(None, [note, inner.note]))
+    return replace(inner, role="weight", note=note, zero_rows=())
 
 
 def parameter_structure(
@@ -417,7 +444,7 @@ def parameter_structure(
                          layer.torch_fans, (), layer.note)  # fmt: skip
     if role == "bias":
         return _bias_structure(module, attribute, known)
-    return Structure(role)
+    return Structure(role, zero_rows=padding_rows(module, attribute))
 
 
 def _bias_structure(

@@ -19,6 +19,7 @@ from initlab.lsuv.passes import first_calls, fit_in_one_pass, run_model
 from initlab.lsuv.rescale import MISSING, Fitted, Settings, row_for
 from initlab.lsuv.targets import NEVER_RAN, Target, classify, orthonormal
 from initlab.plan.buffers import buffers_restored
+from initlab.progress import Steps, steps
 
 __all__ = ["lsuv"]
 
@@ -38,6 +39,7 @@ def lsuv(
     orthogonal: bool = True,
     center_bias: bool = False,
     seed: int = 0,
+    progress: bool | None = None,
 ) -> LsuvLog:
     """Initialize ``model`` in place by LSUV (see :mod:`initlab.lsuv`) and log what it did.
 
@@ -53,6 +55,9 @@ def lsuv(
         orthogonal: start from an orthonormal weight and a zero bias (else keep the weights).
         center_bias: also shift each layer's bias so its output has mean 0.
         seed: the run seed of the orthonormal pre-init (one stream per parameter name).
+        progress: a bar of the layers (pre-initialized, then fitted) on standard error:
+            ``None`` when it is a terminal (see :func:`initlab.progress.set_default`),
+            ``True`` always, ``False`` never.
 
     Returns:
         The log: a row per fitted layer, the skipped layers with their reasons, and what the
@@ -78,10 +83,16 @@ def lsuv(
     settings = Settings(target_var, tol, max_iter, center_bias)
     with buffers_restored(model), torch.no_grad():
         found = _find_layers(model, batch)
-        if orthogonal:
-            for target in found.layers:
-                orthonormal(target, seed)
-        fitted = fit_in_one_pass(model, batch, found.layers, settings) if found.layers else {}
+        total = len(found.layers) * (2 if orthogonal else 1)
+        with steps("lsuv: layers", total, enabled=progress) as bar:
+            fitted = _fit_layers(
+                model,
+                batch,
+                found.layers,
+                settings,
+                pre_init_seed=seed if orthogonal else None,
+                bar=bar,
+            )
     rows = [_row(target, fitted, settings) for target in found.layers]
     messages = [
         fitted[target.name].problem if target.name in fitted else _STOPPED.format(target.name)
@@ -182,6 +193,28 @@ def _find_layers(model: nn.Module, batch: Batch) -> _Layers:
             reasons[name] = calls[name]
     layers = [targets[name] for name in calls if name not in reasons]
     return _Layers(candidates, layers, reasons, passes)
+
+
+def _fit_layers(
+    model: nn.Module,
+    batch: Batch,
+    layers: list[Target],
+    settings: Settings,
+    *,
+    pre_init_seed: int | None,
+    bar: Steps,
+) -> dict[str, Fitted]:
+    """The orthonormal pre-init of ``layers`` (with a seed), then their fit in one pass; each
+    layer's every step counted on ``bar``."""
+    if pre_init_seed is not None:
+        bar.describe("lsuv: orthonormal pre-init")
+        for target in layers:
+            orthonormal(target, pre_init_seed)
+            bar.advance()
+    if not layers:
+        return {}
+    bar.describe("lsuv: fitting")
+    return fit_in_one_pass(model, batch, layers, settings, on_fitted=lambda _: bar.advance())
 
 
 def _row(target: Target, fitted: dict[str, Fitted], settings: Settings) -> LsuvRow:

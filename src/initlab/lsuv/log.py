@@ -6,7 +6,10 @@ Plain data (frozen dataclasses); ``str(log)`` is a fixed-width table, the CLI re
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 __all__ = ["LsuvLog", "LsuvRow", "LsuvSkip"]
 
@@ -157,3 +160,10 @@ class LsuvLog:
             )
         lines.append(f"cost: {self.cost}")
         return "\n".join(lines)
+
+    def __rich__(self) -> Text:
+        """What a Rich console prints: the same summary as :meth:`__str__`, as plain text
+        (without it Rich would print the dataclass's fields)."""
+        from rich.text import Text
+
+        return Text(str(self))

@@ -9,6 +9,7 @@ every later layer sees the final outputs of the layers before it, as a fresh pas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -60,8 +61,9 @@ def first_calls(model: nn.Module, batch: Batch, names: list[str]) -> dict[str, s
 class _FittingPass:
     """The hooks of the fitting pass and what they fitted."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_fitted: Callable[[str], None] | None) -> None:
         self.settings = settings
+        self.on_fitted = on_fitted
         self.fitted: dict[str, Fitted] = {}
         self._inputs: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
         self._calling: set[str] = set()  # layers being called again by their own fit
@@ -85,6 +87,8 @@ class _FittingPass:
             finally:
                 self._calling.discard(name)
             self.fitted[name] = result
+            if self.on_fitted is not None:
+                self.on_fitted(name)
             return result.output
 
         return [
@@ -94,11 +98,17 @@ class _FittingPass:
 
 
 def fit_in_one_pass(
-    model: nn.Module, batch: Batch, layers: list[Target], settings: Settings
+    model: nn.Module,
+    batch: Batch,
+    layers: list[Target],
+    settings: Settings,
+    *,
+    on_fitted: Callable[[str], None] | None = None,
 ) -> dict[str, Fitted]:
     """Fit ``layers`` in one forward pass, each on its first call; a layer the pass did not
-    reach (data-dependent control flow) is missing from the result."""
-    fitting = _FittingPass(settings)
+    reach (data-dependent control flow) is missing from the result. ``on_fitted(name)`` is
+    called after each layer is fitted."""
+    fitting = _FittingPass(settings, on_fitted)
     handles = [handle for target in layers for handle in fitting.hooks(target)]
     try:
         run_model(model, batch)

@@ -23,8 +23,10 @@ in plain words, why the whole-model trace failed.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,10 +41,11 @@ from initlab.plan.dataflow import (
     layer_names,
     passes_through,
 )
-from initlab.plan.recording import record_activations
+from initlab.plan.recording import ActivationRecording, record_activations
 
 __all__ = [
     "Activation",
+    "ActivationDetection",
     "ActivationMap",
     "detect_activations",
     "layer_names",
@@ -318,31 +321,108 @@ def _without_an_example(model: nn.Module, roles: Roles) -> ActivationMap:
 
 def _untraced(model: nn.Module, roles: Roles, example: Any, reason: str) -> ActivationMap:
     """The model does not trace as a whole: record a pass on ``example``, else trace parts."""
-    recorded: dict[str, Activation] = {}
-    if example is not None:
-        try:
-            found = record_activations(model, example, roles)
-        except Exception as error:  # the model's own error on this input, of any kind
-            first_line = str(error).splitlines()[0] if str(error) else ""
-            warnings.warn(
-                "initlab could not run the model on the example to find its activations "
-                f"({type(error).__name__}: {first_line}); found them without it. Pass an input "
-                "the model's forward accepts as `example`.",
-                stacklevel=3,
-            )
-            reason = f"{reason}, {_EXAMPLE_FAILED}"
-        else:
-            recorded = {
-                name: Activation(found[name].name, found[name].param, "recorded")
-                for name in roles.layers
-                if name in found
-            }
-            if len(recorded) == len(roles.layers):
-                return ActivationMap(recorded, "recorded", reason)
+    if example is None:
+        return _from_recorded(model, roles, None, reason)
+    try:
+        found = record_activations(model, example, roles)
+    except Exception as error:  # the model's own error on this input, of any kind
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        warnings.warn(
+            "initlab could not run the model on the example to find its activations "
+            f"({type(error).__name__}: {first_line}); found them without it. Pass an input "
+            "the model's forward accepts as `example`.",
+            stacklevel=3,
+        )
+        return _from_recorded(model, roles, None, f"{reason}, {_EXAMPLE_FAILED}")
+    return _from_recorded(model, roles, found, reason)
+
+
+def _from_recorded(
+    model: nn.Module, roles: Roles, found: dict[str, ModuleActivation] | None, reason: str
+) -> ActivationMap:
+    """What a recorded pass found (``None``: no pass), the layers it did not reach from fx
+    per submodule, else module order."""
+    recorded = {
+        name: Activation(found[name].name, found[name].param, "recorded")
+        for name in roles.layers
+        if found is not None and name in found
+    }
+    if recorded and len(recorded) == len(roles.layers):
+        return ActivationMap(recorded, "recorded", reason)
     rest = _without_an_example(model, roles)
     method = f"recorded, else {rest.method}" if recorded else rest.method
     merged = {name: recorded.get(name, rest.by_layer[name]) for name in roles.layers}
     return ActivationMap(merged, method, reason)
+
+
+def _traced(model: nn.Module, roles: Roles) -> ActivationMap:
+    """The whole-model fx trace (raises what fx raises on an untraceable model)."""
+    traced = _trace(model, set(roles.layers), roles, _LINEAR, "fx").found
+    if len(traced) < len(roles.layers):  # layers the graph never calls: module order
+        fallback = _by_module_order(model, roles)
+        traced = {name: traced.get(name, fallback[name]) for name in roles.layers}
+    return ActivationMap({name: traced[name] for name in roles.layers}, "fx")
+
+
+class ActivationDetection:
+    """:func:`detect_activations` for a caller that runs the model on the example anyway
+    (the doctor's measured pass): the whole-model fx trace is tried at construction, and
+    when the model does not trace, the caller's own forward pass is recorded (enter
+    :meth:`recording` around it) instead of a pass of its own. One forward pass fewer for the
+    models fx cannot trace (Hugging Face's), the same :class:`ActivationMap`.
+
+    Example:
+        >>> detection = ActivationDetection(model, batch)
+        >>> with detection.recording() as recording:
+        ...     output = model(batch)
+        ...     if recording is not None:
+        ...         recording.leaving(output)
+        >>> detection.result().method
+        'recorded'
+
+    Args:
+        model: any ``nn.Module``.
+        example: the input the caller runs the model on (the forms of
+            :func:`detect_activations`); used for a pass of its own only when no recorded
+            pass completed.
+
+    Raises:
+        ConfigError: ``example`` is none of the accepted forms.
+    """
+
+    def __init__(self, model: nn.Module, example: Any) -> None:
+        check_batch(example, "detect_activations: example")
+        self._model = model
+        self._example = example
+        self._roles = Roles.of(model)
+        self._reason = ""
+        self._found: dict[str, ModuleActivation] | None = None
+        self._traced: ActivationMap | None = None
+        try:
+            self._traced = _traced(model, self._roles)
+        except Exception as error:  # fx raises many kinds of errors on untraceable models
+            self._reason = untraceable_reason(model, error)
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[ActivationRecording | None]:
+        """Record the forward pass run inside (``None``: the model traced, nothing to
+        record); the caller hands the pass's output to ``leaving``."""
+        if self._traced is not None:
+            yield None
+            return
+        recording = ActivationRecording(self._model, self._roles)
+        with recording:
+            yield recording
+        self._found = recording.found()
+
+    def result(self) -> ActivationMap:
+        """The activation map: traced, else from the recorded pass, else as
+        :func:`detect_activations` finds it (a pass of its own on the example)."""
+        if self._traced is not None:
+            return self._traced
+        if self._found is not None:
+            return _from_recorded(self._model, self._roles, self._found, self._reason)
+        return _untraced(self._model, self._roles, self._example, self._reason)
 
 
 def detect_activations(model: nn.Module, *, example: Any = None) -> ActivationMap:
@@ -380,10 +460,6 @@ def detect_activations(model: nn.Module, *, example: Any = None) -> ActivationMa
         check_batch(example, "detect_activations: example")
     roles = Roles.of(model)
     try:
-        traced = _trace(model, set(roles.layers), roles, _LINEAR, "fx").found
+        return _traced(model, roles)
     except Exception as error:  # fx raises many kinds of errors on untraceable models
         return _untraced(model, roles, example, untraceable_reason(model, error))
-    if len(traced) < len(roles.layers):  # layers the graph never calls: module order
-        fallback = _by_module_order(model, roles)
-        traced = {name: traced.get(name, fallback[name]) for name in roles.layers}
-    return ActivationMap({name: traced[name] for name in roles.layers}, "fx")

@@ -27,7 +27,14 @@ from initlab.rng import Region, Stream, check_stream, counter_stream, parameter_
 from initlab.schemes import Scheme
 from initlab.schemes.elementwise import ElementwiseLaw
 
-__all__ = ["FillFunction", "SkipFunction", "apply_table", "derive_magnitudes", "fill_parameter"]
+__all__ = [
+    "FillFunction",
+    "SkipFunction",
+    "apply_table",
+    "derive_magnitudes",
+    "fill_parameter",
+    "zero_rows_",
+]
 
 SkipFunction = Callable[[Assignment, torch.Tensor], str | None]
 """``skip(row, tensor)``: why ``tensor`` keeps its values (the row's new ``source``), or
@@ -112,7 +119,9 @@ def fill_parameter(
     block: elementwise blocks from the parameter's one counter stream (so any shard of it is
     reproducible alone), whole-matrix blocks from a generator of their own. The law of each
     element is the one the table was resolved with (``row.law``, ``part.law``). A checkpoint
-    row is copied from its file (opened once per :func:`apply_table`).
+    row is copied from its file (opened once per :func:`apply_table`). Then the rows the layer
+    keeps at 0 (``row.zero_rows``: an embedding's ``padding_idx``) are set to 0, as
+    ``nn.Embedding.reset_parameters`` does; the other elements are the draw's, bit for bit.
     """
     scheme = row.scheme
     if scheme is None or tensor.is_meta:
@@ -138,6 +147,28 @@ def fill_parameter(
         raise type(error)(message) from None
     if row.multiplier != 1.0:
         tensor.mul_(row.multiplier)
+    zero_rows_(tensor, row.zero_rows)
+
+
+def zero_rows_(
+    tensor: torch.Tensor, rows: tuple[int, ...], region: Region | None = None
+) -> torch.Tensor:
+    """Set to 0 the ``rows`` (indices along the first axis of the whole parameter) that
+    ``tensor`` holds: all of them, or those inside ``region``, the box of the parameter a
+    shard holds (a row outside it is another shard's). Returns ``tensor``.
+
+    Example:
+        >>> shard = torch.ones(2, 3)  # rows 4 and 5 of a (10, 3) parameter
+        >>> zero_rows_(shard, (5,), Region((10, 3), (4, 0), (2, 3)))[:, 0].tolist()
+        [1.0, 0.0]
+    """
+    if not rows:
+        return tensor
+    first, count = (0, tensor.shape[0]) if region is None else (region.offset[0], region.shape[0])
+    for index in rows:
+        if first <= index < first + count:
+            tensor[index - first].zero_()
+    return tensor
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from initlab.fans import Fans, Layout
 from initlab.plan.activations import Activation
 from initlab.plan.sites import ParameterSite
 from initlab.schemes import Scheme
+from initlab.schemes.checkpoint import Checkpoint
 from initlab.schemes.elementwise import ElementwiseLaw
 
-__all__ = ["Assignment", "Assignments", "Part", "UnusedRule"]
+if TYPE_CHECKING:
+    from rich.text import Text
+
+__all__ = ["Assignment", "Assignments", "Part", "UnusedRule", "zeroed_rows_text"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,11 @@ class Assignment:
         law: the law each element is drawn from, i.i.d. (before the multiplier), read once
             from the scheme and the fans when the table is resolved; ``None`` when the scheme
             builds the tensor as a whole (orthogonal, sparse, a checkpoint) or for ``parts``.
+
+    An embedding's ``padding_idx`` row is set to 0 after any draw, as ``nn.Embedding`` and
+    Hugging Face's ``_init_weights`` do (:attr:`zero_rows`; the notes say so); every other
+    element keeps the value the scheme draws for it. ``std`` is the scheme's, over the drawn
+    rows.
     """
 
     site: ParameterSite
@@ -89,6 +98,15 @@ class Assignment:
         return self.site.name
 
     @property
+    def zero_rows(self) -> tuple[int, ...]:
+        """The rows (first axis) set to 0 after the draw: the layer's padding rows
+        (:attr:`ParameterSite.zero_rows <initlab.plan.sites.ParameterSite.zero_rows>`) when
+        the scheme draws; none when the parameter is kept or copied from a checkpoint."""
+        if self.scheme is None or isinstance(self.scheme, Checkpoint):
+            return ()
+        return self.site.zero_rows
+
+    @property
     def scheme_label(self) -> str:
         """The scheme as shown in tables."""
         if self.scheme is None:
@@ -105,10 +123,12 @@ class Assignment:
 
     @property
     def notes(self) -> str:
-        """Tied names, fan notes and the detected activation, joined."""
+        """Tied names, the rows set to 0, fan notes and the detected activation, joined."""
         parts = []
         if self.site.tied_to:
             parts.append("tied: " + ", ".join(self.site.tied_to))
+        if self.zero_rows:
+            parts.append(zeroed_rows_text(self.zero_rows))
         if self.activation is not None:
             parts.append(f"then {self.activation}")
         if self.site.fans_note and self.scheme is not None and self.scheme.uses_fans:
@@ -136,8 +156,15 @@ class Assignment:
             "bound": self.bound,
             "activation": None if self.activation is None else self.activation.name,
             "tied_to": list(self.site.tied_to),
+            "zero_rows": list(self.zero_rows),
             "notes": self.notes,
         }
+
+
+def zeroed_rows_text(rows: tuple[int, ...]) -> str:
+    """``padding row 3 set to 0`` (``rows 0, 3``)."""
+    listed = ", ".join(str(index) for index in rows)
+    return f"padding row{'s' if len(rows) > 1 else ''} {listed} set to 0"
 
 
 class UnusedRule(NamedTuple):
@@ -209,11 +236,30 @@ class Assignments:
         return pandas.DataFrame(self.to_rows())
 
     def __str__(self) -> str:
+        """One aligned line per parameter, then the count (drawn, read from checkpoints, kept;
+        applied or a dry run) as the CLI writes it, the padding rows set to 0 after the draw,
+        the activation method and the unused rules.
+
+        Example:
+            >>> print(plan.resolve(model))  # doctest: +SKIP
+            parameter  shape  role    scheme                          std     source
+            0.weight   8x4    weight  he_normal(nonlinearity='relu')  0.7071  default auto
+            ...
+            4 parameters: 3 drawn, 1 kept; dry run
+        """
+        from_files = sum(isinstance(row.scheme, Checkpoint) for row in self.rows)
+        kept = sum(row.scheme is None for row in self.rows)
+        counts = [f"{len(self.rows) - from_files - kept} drawn"]
+        if from_files:
+            counts.append(f"{from_files} from checkpoints")
+        counts.append(f"{kept} kept")
+        done = "dry run" if self.seed is None else f"applied with seed {self.seed}"
+        count = f"{len(self.rows)} parameters: {', '.join(counts)}; {done}"
         headers = ("parameter", "shape", "role", "scheme", "std", "source")
         lines = [
             (
                 row.name,
-                "x".join(str(d) for d in row.site.shape),
+                "x".join(str(d) for d in row.site.shape) or "scalar",
                 row.site.role,
                 row.scheme_label,
                 "-" if row.std is None else f"{row.std:.4g}",
@@ -226,6 +272,12 @@ class Assignments:
             "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
             for line in [headers, *lines]
         ]
+        render.append(count)
+        render.extend(
+            f"{row.name}: {zeroed_rows_text(row.zero_rows)} after the draw"
+            for row in self.rows
+            if row.zero_rows
+        )
         if self.activation_method:
             render.append(
                 f"activations: {self.activation_method} {self.activation_fallback}".rstrip()
@@ -233,3 +285,10 @@ class Assignments:
         for unused in self.unused_rules:
             render.append(f"rule {unused.rule_index} ({unused.description}) matched no parameter")
         return "\n".join(line.rstrip() for line in render)
+
+    def __rich__(self) -> Text:
+        """What a Rich console prints: the same summary as :meth:`__str__`, as plain text
+        (without it Rich would print the dataclass's fields)."""
+        from rich.text import Text
+
+        return Text(str(self))

@@ -27,17 +27,51 @@ preset                what it does
                       ``GPT2MLP`` N(0, (initializer_range / sqrt(2 n_layer))^2), embeddings
                       N(0, initializer_range^2), biases 0, LayerNorm 1/0; ``n_layer`` and
                       ``initializer_range`` read from ``model.config``
+``hf-bert``           ``BertPreTrainedModel._init_weights``: Linear/Embedding N(0, r^2), biases 0,
+                      LayerNorm 1/0, the MLM head's bias 0; ``r`` from ``model.config``
+                      (Devlin et al., 2019; :mod:`~initlab.plan.recipes.families`)
+``hf-llama``          LLaMA's (the base) ``PreTrainedModel._init_weights``: Linear/Embedding
+                      N(0, r^2), RMSNorm 1 (Touvron et al., 2023)
+``torchtitan-llama``  torchtitan's Llama: q/k/v and w1 TN(0.02), wo/w2/w3 TN(0.02/sqrt(2(l+1)))
+                      (``depth_init``) or TN(0.02/sqrt(2L)), embeddings N(0, 1), output
+                      TN(dim^-1/2) cut at +-3 std (pytorch/torchtitan ``llama3/model.py``)
+``olmo``              OLMo's ``init_fn``: ``normal``, ``mitchell`` (TN(1/sqrt(d)) at +-3 std,
+                      outputs 1/sqrt(2d(l+1))), ``full_megatron`` (outputs s/sqrt(2L));
+                      ``init_cutoff_factor``, small-init embeddings (Groeneveld et al., 2024)
+``megatron``          Megatron-LM: every weight N(0, s^2) (``init_method_normal``), attention and
+                      MLP output projections N(0, (s/sqrt(2L))^2) (``scaled_init_method_normal``;
+                      Shoeybi et al., 2019)
+``mamba``             Mamba: dt_proj U(+-dt_rank^-1/2), dt bias softplus^-1 of a log-uniform step
+                      in [dt_min, dt_max] (``mamba_dt_bias``), A_log = log(1..d_state)
+                      (``s4d_real_log``), D = 1, out_proj/fc2 torch's / sqrt(kL) (Gu & Dao, 2023)
+``timm-vit``          timm's ViT ``init_weights`` modes: ``""`` TN(0.02) Linears, ``jax`` (Xavier
+                      Linears, LeCun patch conv, zero head), ``jax_nlhb`` (head bias -log C),
+                      ``moco`` (qkv Xavier with one projection's fans); ``fix_init``
+``t-fixup``           T-Fixup (Huang et al., 2020): Xavier, then the encoder's v/out/MLP weights
+                      times 0.67 N_e^-1/4, the decoder's (9 N_d)^-1/4, embeddings (9 N)^-1/4
+``deepnet``           DeepNet/DeepNorm (Wang et al., 2022): Xavier, v/out/MLP weights times the
+                      beta gain of Table 1 (alpha, a forward change, from ``deepnet_constants``)
+``rezero``            ReZero (Bachlechner et al., 2020): every residual gain (``resweight``,
+                      ``alpha``...) 0; the rest kept
+``skipinit``          SkipInit (De & Smith, 2020): the residual branch's scalar multiplier 0
+``zero``              ZerO (Zhao et al., 2022): identity weights, ``partial_hadamard`` for the
+                      layers that widen, ``dirac`` convolutions, biases 0; deterministic
+``small-init-emb``    SmallInitEmb (BlinkDL, RWKV): embeddings U(+-1e-4) (``bound``); rest kept
 ===================== =========================================================================
 
-Every preset also sets norm scales to 1 and norm shifts to 0. Residual blocks are found by
-name: a module whose qualified name ends in an integer (``layer1.0``, ``blocks.3``) and that
-holds at least two weight layers; sub-modules named ``downsample`` or ``shortcut`` are the skip
+The field's recipes (``hf-gpt2`` and the rows after it) live in :mod:`initlab.plan.recipes`,
+each with its source file and its law per parameter in its docstring. The presets set norm
+scales to 1 and norm shifts to 0, except ``rezero``, ``skipinit`` and ``small-init-emb``, which
+change only their own parameters and keep the rest. Residual blocks are found by name: a module
+whose qualified name ends in an integer (``layer1.0``, ``blocks.3``) and that holds at least two
+weight layers; sub-modules named ``downsample`` or ``shortcut`` are the skip
 path. Fixup's scalar biases and multipliers are architecture, not initialization: the preset
 does the initialization part only.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Callable
@@ -49,6 +83,7 @@ from initlab.arguments import describe_value
 from initlab.errors import ConfigError, UnknownNameError, did_you_mean
 from initlab.layers import LAYER_TYPES, is_hf_conv1d, is_norm
 from initlab.plan.plan import Plan
+from initlab.plan.recipes import RECIPES
 from initlab.plan.rules import Rule, rule
 from initlab.plan.sites import parameter_sites
 
@@ -114,8 +149,8 @@ def _torch_default(model: nn.Module | None) -> Plan:
 def _gpt2(model: nn.Module | None, n_layer: int | None = None, std: float = 0.02) -> Plan:
     if n_layer is None:
         n_layer = _count_layers(model)
-    if n_layer < 1:
-        raise ConfigError(f"gpt2 preset: n_layer must be >= 1, got {n_layer}.")
+    if isinstance(n_layer, bool) or not isinstance(n_layer, int) or n_layer < 1:
+        raise ConfigError(f"gpt2 preset: n_layer must be an integer >= 1, got {n_layer!r}.")
     return Plan(
         [
             rule("*c_proj.weight", "normal", std=std / math.sqrt(2 * n_layer)),
@@ -145,76 +180,6 @@ def _count_layers(model: nn.Module | None) -> int:
             "pass n_layer=... explicitly."
         )
     return len(depths)
-
-
-# The module classes HF's base ``PreTrainedModel._init_weights`` draws N(0, std) for.
-_HF_LAYER_TYPES = ("Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d")
-_HF_GPT2_RESIDUAL_OWNERS = ("GPT2Attention", "GPT2MLP")
-
-
-def _hf_config_value(model: nn.Module | None, attribute: str, given: Any) -> Any:
-    if given is not None:
-        return given
-    value = getattr(getattr(model, "config", None), attribute, None)
-    if value is None:
-        raise ConfigError(
-            f"hf-gpt2 preset: no {attribute} (model.config.{attribute} is missing); pass a "
-            f"Hugging Face GPT-2 model or {attribute}=... explicitly."
-        )
-    return value
-
-
-def _hf_gpt2(
-    model: nn.Module | None, n_layer: int | None = None, initializer_range: float | None = None
-) -> Plan:
-    r"""``GPT2PreTrainedModel._init_weights`` of transformers 5.x as rules, in the same law.
-
-    HF runs ``_init_weights`` on every module, children before parents; the last write wins:
-
-    * ``PreTrainedModel._init_weights`` (base): ``nn.Linear``/Conv weights and ``nn.Embedding``
-      N(0, s^2) with :math:`s` = ``initializer_range or 0.02``, their biases 0; modules whose
-      class name holds ``LayerNorm``/``RMSNorm`` and Group/BatchNorm: weight 1, bias 0 (the
-      preset sets every norm layer's scale 1 and shift 0: torch's own default for the rest);
-    * GPT-2's override: ``Conv1D`` weight N(0, r^2) (:math:`r` = ``initializer_range``), bias 0;
-      then on each ``GPT2Attention``/``GPT2MLP``, its ``c_proj.weight``
-      :math:`\mathcal N(0, (r/\sqrt{2 n_{layer}})^2)` (the parent runs after its Conv1D child).
-
-    An embedding's ``padding_idx`` row (HF zeros it) is a row, not a parameter, so a Plan
-    cannot say it; GPT-2's embeddings have none. ``initlab.integrations.hf.init_pretrained``
-    zeros padding rows after drawing, as HF and torch do.
-    """
-    layers = int(_hf_config_value(model, "n_layer", n_layer))
-    std = float(_hf_config_value(model, "initializer_range", initializer_range))
-    if layers < 1:
-        raise ConfigError(f"hf-gpt2 preset: n_layer must be >= 1, got {layers}.")
-    base_std = std or 0.02  # the base class's `initializer_range or 0.02`
-    # The attribute names GPT2Attention/GPT2MLP live under (attn, crossattention, mlp).
-    owners = sorted(
-        {
-            name.rsplit(".", 1)[-1]
-            for name, module in (model.named_modules() if model is not None else ())
-            if type(module).__name__ in _HF_GPT2_RESIDUAL_OWNERS
-        }
-    ) or ["attn", "crossattention", "mlp"]
-    residual = rule(
-        regex=rf"(^|\.)({'|'.join(map(re.escape, owners))})\.c_proj\.weight$",
-        scheme="normal",
-        std=std / math.sqrt(2 * layers),
-    )
-    return Plan(
-        [
-            residual,
-            rule(types="Conv1D", role="weight", scheme="normal", std=std),
-            rule(types="Conv1D", role="bias", scheme="zeros"),
-            rule(types=_HF_LAYER_TYPES, role="weight", scheme="normal", std=base_std),
-            rule(types=_HF_LAYER_TYPES, role="bias", scheme="zeros"),
-            rule(types="Embedding", role="embedding", scheme="normal", std=base_std),
-            *_norm_rules(),
-        ],
-        default="keep",
-        name="hf-gpt2",
-        warn_unused=False,
-    )
 
 
 def residual_blocks(model: nn.Module) -> dict[str, list[str]]:
@@ -307,7 +272,7 @@ _PRESETS: dict[str, Callable[..., Plan]] = {
     "gpt2": _gpt2,
     "zero-init-residual": _zero_init_residual,
     "fixup": _fixup,
-    "hf-gpt2": _hf_gpt2,
+    **RECIPES,
 }
 PRESET_NAMES: tuple[str, ...] = tuple(_PRESETS)
 
@@ -317,27 +282,68 @@ def preset(name: str, model: nn.Module | None = None, **options: Any) -> Plan:
 
     Args:
         name: a preset name (``_`` and ``-`` are interchangeable).
-        model: the model, for presets that read its structure (gpt2, hf-gpt2,
-            zero-init-residual, fixup, torch-default's RNN/attention rules).
-        **options: preset options (gpt2: ``n_layer``, ``std``; hf-gpt2: ``n_layer``,
-            ``initializer_range``).
+        model: the model, for presets that read its structure (every preset but ``auto``,
+            ``xavier``, ``kaiming``, ``lecun`` and ``orthogonal`` reads it; ``zero``,
+            ``zero-init-residual``, ``fixup``, ``t-fixup``, ``deepnet``, ``timm-vit``'s ``moco``
+            and ``jax_nlhb`` need it).
+        **options: preset options, each named in the preset's docstring:
+
+            * ``gpt2``: ``n_layer``, ``std``;
+            * ``hf-gpt2``: ``n_layer``, ``initializer_range``; ``hf-bert``, ``hf-llama``:
+              ``initializer_range``;
+            * ``torchtitan-llama``: ``depth_init``, ``n_layers``, ``dim``;
+            * ``olmo``: ``init_fn``, ``init_std``, ``init_cutoff_factor``, ``emb_init_std``,
+              ``scale_emb_init``, ``n_layers``, ``d_model``;
+            * ``megatron``: ``init_method_std``, ``num_layers``, ``embedding_init_method_std``,
+              ``multiplier``;
+            * ``mamba``: ``n_layer``, ``initializer_range``, ``rescale_prenorm_residual``,
+              ``n_residuals_per_layer``, ``dt_init``, ``dt_scale``, ``dt_min``, ``dt_max``,
+              ``dt_init_floor``;
+            * ``timm-vit``: ``mode``, ``fix_init``;
+            * ``t-fixup``: ``encoder_layers``, ``decoder_layers``, ``stack``; ``deepnet``:
+              ``encoder_layers``, ``decoder_layers``;
+            * ``rezero``, ``skipinit``: ``names``; ``small-init-emb``: ``bound``.
 
     Raises:
         UnknownNameError: an unknown preset.
-        ConfigError: an option the preset does not take, or a model it cannot read.
+        ConfigError: an option the preset does not take (the message lists the ones it takes),
+            or a model it cannot read.
     """
     if not isinstance(name, str):
         raise UnknownNameError(did_you_mean("preset", repr(name), PRESET_NAMES))
     key = name.strip().lower().replace("_", "-")
     if key not in _PRESETS:
         raise UnknownNameError(did_you_mean("preset", name, PRESET_NAMES))
+    builder = _PRESETS[key]
+    _check_options(key, builder, model, options)
+    return builder(model, **options)
+
+
+def _option_names(builder: Callable[..., Plan]) -> list[str]:
+    return [
+        name
+        for name, parameter in inspect.signature(builder).parameters.items()
+        if name != "model" and parameter.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+
+
+def _check_options(
+    key: str, builder: Callable[..., Plan], model: nn.Module | None, options: dict[str, Any]
+) -> None:
+    """Options the builder's signature does not take raise here, before it runs: a TypeError
+    from inside a builder is a bug to see, not a user's wrong option."""
     try:
-        return _PRESETS[key](model, **options)
+        inspect.signature(builder).bind(model, **options)
     except TypeError as error:
-        raise ConfigError(
-            f"preset {key!r}: {error}. Options: gpt2 takes n_layer and std; hf-gpt2 takes "
-            "n_layer and initializer_range; the others take none."
-        ) from None
+        known = _option_names(builder)
+        unknown = [option for option in options if option not in known]
+        what = (
+            f"unknown option {', '.join(map(repr, unknown))}"
+            if unknown
+            else str(error).split("() ", 1)[-1]
+        )
+        takes = ", ".join(known) or "none"
+        raise ConfigError(f"preset {key!r}: {what}. Options: {takes}.") from None
 
 
 def as_plan(plan_or_name: Plan | str, model: nn.Module | None = None, **options: Any) -> Plan:

@@ -50,7 +50,7 @@ from initlab.plan.dataflow import (
     passes_through,
 )
 
-__all__ = ["record_activations"]
+__all__ = ["ActivationRecording", "record_activations", "unrecorded"]
 
 _LINEAR = ModuleActivation("linear", None)
 # Calls that read a layer's weight without applying the layer (a tied input embedding).
@@ -336,6 +336,87 @@ def _left_as_it_was(model: nn.Module, example: Any) -> Iterator[None]:
             module.training = training
 
 
+class ActivationRecording:
+    """Records the activation after each layer during a forward pass its caller runs.
+
+    For a caller that runs the model anyway (the doctor's measured pass): entering installs
+    the hooks and the function mode, leaving removes them; :meth:`leaving` marks the model's
+    output, :meth:`found` gives what :func:`record_activations` returns. The model is not
+    otherwise touched: restoring buffers and random streams is the caller's business. Torch
+    calls the caller makes inside hooks of its own are followed too, unless made inside
+    :func:`unrecorded`.
+
+    Example:
+        >>> with ActivationRecording(model) as recording:
+        ...     output = model(batch)
+        ...     recording.leaving(output)
+        >>> recording.found()["fc1"].name
+        'gelu'
+
+    Args:
+        model: the model.
+        roles: ``Roles.of(model)``, when the caller has it already.
+    """
+
+    def __init__(self, model: nn.Module, roles: Roles | None = None) -> None:
+        self._model = model
+        self._roles = Roles.of(model) if roles is None else roles
+        self._recorder = _Recorder()
+        self._leaf_layers: set[str] = set()
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> ActivationRecording:
+        with contextlib.ExitStack() as stack:
+            hooked = _hooked(self._model, self._roles, self._recorder)
+            self._leaf_layers = stack.enter_context(hooked)
+            stack.enter_context(self._recorder)
+            _ACTIVE.append(self._recorder)
+            stack.callback(_ACTIVE.remove, self._recorder)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+    def leaving(self, output: Any) -> None:
+        """The model's output: what reaches it undecided is followed by ``linear``."""
+        self._recorder.leaving(output)
+
+    def found(self) -> dict[str, ModuleActivation]:
+        """``(canonical activation, parameter)`` by layer name, for the layers the pass
+        called (as modules or through their weight); a layer it never reached is absent."""
+        found = self._recorder.found(self._leaf_layers)
+        self._recorder.marks.clear()
+        self._recorder.owners.clear()
+        return found
+
+
+# The recorders of the passes running now (unrecorded() pauses them).
+_ACTIVE: list[_Recorder] = []
+
+
+class _Paused:
+    """Raises the depth of every running recorder while open (see :func:`unrecorded`)."""
+
+    def __enter__(self) -> None:
+        for recorder in _ACTIVE:
+            recorder.depth += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        for recorder in _ACTIVE:
+            recorder.depth -= 1
+
+
+_PAUSED = _Paused()
+
+
+def unrecorded() -> contextlib.AbstractContextManager[None]:
+    """A context in which torch calls are not followed by any :class:`ActivationRecording`
+    running now: the reductions a probe's hook makes on the outputs it observes are no part
+    of the model's data flow. Cheap (no generator) when nothing is recorded."""
+    return _PAUSED
+
+
 def record_activations(
     model: nn.Module, example: Any, roles: Roles | None = None
 ) -> dict[str, ModuleActivation]:
@@ -354,13 +435,9 @@ def record_activations(
     Raises:
         Whatever the model raises on the example.
     """
-    roles = Roles.of(model) if roles is None else roles
-    recorder = _Recorder()
-    with _left_as_it_was(model, example), _hooked(model, roles, recorder) as leaf_layers:
-        with torch.no_grad(), recorder:
+    recording = ActivationRecording(model, roles)
+    with _left_as_it_was(model, example):
+        with torch.no_grad(), recording:
             output = call_model(model, example)
-        recorder.leaving(output)
-    found = recorder.found(leaf_layers)
-    recorder.marks.clear()
-    recorder.owners.clear()
-    return found
+        recording.leaving(output)
+    return recording.found()

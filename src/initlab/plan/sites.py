@@ -21,6 +21,7 @@ from initlab.layers.structure import (
     Role,
     Structure,
     packed_projections,
+    padding_rows,
     parameter_structure,
 )
 
@@ -53,6 +54,8 @@ class ParameterSite:
             rule reads; ``None`` for roles without fans).
         blocks: the layers stacked along the first axis (attention q/k/v, recurrent gates).
         magnitude_of: for a weight norm's magnitude, the qualified name of its direction.
+        zero_rows: the rows (first axis) its layers keep at 0, set to 0 after any draw: the
+            ``padding_idx`` row of an embedding, under any of the tensor's names.
     """
 
     name: str
@@ -71,6 +74,7 @@ class ParameterSite:
     torch_fans: Fans | None = None
     blocks: tuple[Block, ...] = ()
     magnitude_of: str = ""
+    zero_rows: tuple[int, ...] = ()
 
 
 def block_depth(name: str) -> int | None:
@@ -131,6 +135,7 @@ def _site(
         torch_fans=structure.torch_fans,
         blocks=structure.blocks,
         magnitude_of=magnitude_of,
+        zero_rows=structure.zero_rows,
     )
 
 
@@ -139,11 +144,14 @@ def parameter_sites(model: nn.Module) -> list[ParameterSite]:
 
     A tensor registered under several names (e.g. an embedding tied to the output layer) is
     listed once, under its first name, with the others in ``tied_to``. Buffers are not listed.
-    Each layer's fans are computed once: a bias reads them from its weight's structure.
+    Each layer's fans are computed once: a bias reads them from its weight's structure. A tied
+    tensor's ``zero_rows`` are those of every layer it serves (an output layer tied to a padded
+    embedding keeps the padding row at 0).
     """
     first_name: dict[int, int] = {}
     sites: list[ParameterSite] = []
     aliases: dict[int, list[str]] = {}
+    alias_rows: dict[int, tuple[int, ...]] = {}
     structures: dict[str, dict[str, Structure]] = {}  # owner -> attribute -> structure
     modules = dict(model.named_modules(remove_duplicate=False))
     for module_name, module in modules.items():
@@ -153,6 +161,8 @@ def parameter_sites(model: nn.Module) -> list[ParameterSite]:
             name = f"{owner.name}.{owner.attribute}" if owner.name else owner.attribute
             if key in first_name:
                 aliases.setdefault(key, []).append(name)
+                rows = padding_rows(owner.module, owner.attribute)
+                alias_rows[key] = (*alias_rows.get(key, ()), *rows)
                 continue
             first_name[key] = len(sites)
             known = structures.setdefault(owner.name, {})
@@ -167,6 +177,7 @@ def parameter_sites(model: nn.Module) -> list[ParameterSite]:
         index = first_name[key]
         site = sites[index]
         others = tuple(n for n in dict.fromkeys(names) if n != site.name)
-        if others:
-            sites[index] = replace(site, tied_to=others)
+        zero_rows = tuple(sorted({*site.zero_rows, *alias_rows[key]}))
+        if others or zero_rows != site.zero_rows:
+            sites[index] = replace(site, tied_to=others, zero_rows=zero_rows)
     return sites

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from initlab.doctor.report import DoctorReport
 from initlab.errors import InitlabError
+from initlab.progress import steps
 
 __all__ = ["DOCTOR_REPORT_SUFFIXES", "save_doctor_report"]
 
@@ -34,6 +35,7 @@ def save_doctor_report(
     *,
     title: str = "initlab doctor",
     comparison: DoctorReport | None = None,
+    progress: bool | None = None,
 ) -> Path:
     """Write ``report`` to ``path`` as JSON, self-contained HTML or a figure, by suffix.
 
@@ -42,6 +44,9 @@ def save_doctor_report(
         path: where to write; the suffix picks the format (:data:`DOCTOR_REPORT_SUFFIXES`).
         title: the HTML page's title and heading.
         comparison: the report of the same model after its fix, shown with ``report``.
+        progress: a bar while an HTML page or a figure is drawn, on standard error: ``None``
+            when it is a terminal (see :func:`initlab.progress.set_default`), ``True``
+            always, ``False`` never.
 
     Returns:
         The path written.
@@ -61,15 +66,22 @@ def save_doctor_report(
     elif suffix in _HTML:
         from initlab.report.doctor_html import doctor_html
 
-        page = doctor_html(report, title=title, comparison=comparison)
-        target.write_text(page, encoding="utf-8")
+        with steps(f"writing {target.name}", None, enabled=progress):
+            page = doctor_html(report, title=title, comparison=comparison)
+            target.write_text(page, encoding="utf-8")
     elif suffix in _FIGURES:
-        from initlab.report.doctor_plots import comparison_figure, doctor_figure
+        with steps(f"writing {target.name}: drawing", 2, enabled=progress) as bar:
+            from initlab.report.doctor_plots import comparison_figure, doctor_figure
 
-        figure = (
-            doctor_figure(report) if comparison is None else comparison_figure(report, comparison)
-        )
-        figure.savefig(target, dpi=120)
+            figure = (
+                doctor_figure(report)
+                if comparison is None
+                else comparison_figure(report, comparison)
+            )
+            bar.advance()
+            bar.describe(f"writing {target.name}: saving")
+            figure.savefig(target, dpi=120)
+            bar.advance()
     else:
         raise InitlabError(
             f"save_doctor_report: unknown format {target.suffix!r} for {target}; use a path "

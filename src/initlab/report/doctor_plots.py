@@ -14,6 +14,9 @@ e. each weight's effective gain :math:`g^2 = \operatorname{Var}(W)\cdot\text{fan
 
 and a summary panel (verdict, findings, Jacobian spectrum). :func:`comparison_figure` overlays
 (a) and (b) before and after a fix.
+
+Each panel's title names what it shows, then what a healthy network looks like in it; legends
+sit beside the axes, never over the data; numbers in legends keep 3 significant digits.
 """
 
 from __future__ import annotations
@@ -26,14 +29,33 @@ from typing import TYPE_CHECKING, Any
 from initlab.doctor.diagnose import DoctorReport
 from initlab.optional import require
 from initlab.report.doctor import jacobian_summary, network_input_std, short_layers, verdict
+from initlab.report.numbers import number
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["comparison_figure", "doctor_figure"]
+__all__ = ["TITLES", "comparison_figure", "doctor_figure"]
 
 _MAX_NAMED_TICKS = 40
+# Each panel's title: what it shows, then (second line) what to look for.
+TITLES = {
+    "forward": "Forward: how large each module's output is\n"
+    "healthy: flat with depth; a steady climb explodes, a steady fall vanishes",
+    "backward": "Backward: gradient dL/dh reaching each module\n"
+    "healthy: flat with depth; shrinking toward the input vanishes, growing explodes",
+    "units": "Dead and saturated units; inputs collapsing together\n"
+    "healthy: every line below its dotted threshold",
+    "propagation": "Signal propagation plot (Brock et al., 2021)\n"
+    "healthy: variance flat with depth, squared mean well below it",
+    "gains": "Weight scale: effective gain^2 = Var(W) x fan_in\n"
+    "healthy: near the line the next activation needs (He 2 before ReLU)",
+    "summary": "Summary",
+    "compare forward": "Forward: output std per module\n"
+    "the fix worked where 'after' runs flatter than 'before'",
+    "compare backward": "Backward: dL/dh std per module\n"
+    "the fix worked where 'after' runs flatter than 'before'",
+}
 _GAIN_REFERENCES = ((2.0, "He: 2"), (1.0, "LeCun / Xavier (square): 1"),
                     (1.0 / 3.0, "PyTorch default: 1/3"))  # fmt: skip
 
@@ -105,15 +127,21 @@ def _by_module_kind(
                         color="C1", alpha=0.8, label=other_label)]  # fmt: skip
 
 
+def _legend_beside(axes: Axes, **options: Any) -> None:
+    """The legend to the right of ``axes``, outside the data (the layout makes room for it)."""
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+                **options)  # fmt: skip
+
+
 def _finish_log_panel(
     axes: Axes, counts: Sequence[tuple[int, int]], what: str, *, title: str, ylabel: str
 ) -> None:
     """:func:`_finish_log_axes`, then the title, the y label and the legend."""
     _finish_log_axes(axes, counts, what)
-    axes.set_title(title)
+    axes.set_title(title, fontsize=10)
     axes.set_ylabel(ylabel)
     if axes.lines:
-        axes.legend(fontsize=8, loc="best")
+        _legend_beside(axes)
 
 
 def _forward(axes: Axes, report: DoctorReport) -> None:
@@ -122,9 +150,8 @@ def _forward(axes: Axes, report: DoctorReport) -> None:
                              other_label="activations / norms")  # fmt: skip
     reference = network_input_std(report)
     if reference:
-        axes.axhline(reference, color="0.3", ls="--", lw=1, label=f"input std {reference:.3g}")
-    _finish_log_panel(axes, counts, "output std",
-                      title="Forward: how large each module's output is",
+        axes.axhline(reference, color="0.3", ls="--", lw=1, label=f"input std {number(reference)}")
+    _finish_log_panel(axes, counts, "output std", title=TITLES["forward"],
                       ylabel="output std (log)")  # fmt: skip
 
 
@@ -132,8 +159,7 @@ def _backward(axes: Axes, report: DoctorReport) -> None:
     grads = [r.grad_std for r in report.records]
     counts = _by_module_kind(axes, report, grads, weight_label="at weight layers' outputs",
                              other_label="at activations / norms")  # fmt: skip
-    _finish_log_panel(axes, counts, "gradient",
-                      title="Backward: gradient dL/dh reaching each module",
+    _finish_log_panel(axes, counts, "gradient", title=TITLES["backward"],
                       ylabel="dL/dh std (log)")  # fmt: skip
 
 
@@ -153,11 +179,10 @@ def _units(axes: Axes, report: DoctorReport) -> None:
                   label=label)  # fmt: skip
         axes.axhline(threshold, color=color, ls=":", lw=1)
     axes.set_ylim(-0.05, 1.05)
-    axes.set_title("Dead and saturated units; inputs collapsing together")
+    axes.set_title(TITLES["units"], fontsize=10)
     axes.set_ylabel("fraction / similarity")
     if axes.lines:
-        axes.legend(fontsize=8, loc="best", title="dotted: finding thresholds",
-                    title_fontsize=8)  # fmt: skip
+        _legend_beside(axes, title="dotted: finding thresholds", title_fontsize=8)
     else:
         axes.text(0.5, 0.5, "no rectifier, saturating activation or layer to show", ha="center",
                   va="center", transform=axes.transAxes, color="0.4")  # fmt: skip
@@ -171,8 +196,7 @@ def _signal_propagation(axes: Axes, report: DoctorReport) -> None:
         _log_series(axes, xs, [r.forward["channel_var"] for r in report.records],
                     marker="s", ms=4, color="C9", label="average channel variance"),
     ]  # fmt: skip
-    _finish_log_panel(axes, counts, "channel statistic",
-                      title="Signal propagation plot (Brock et al., 2021)",
+    _finish_log_panel(axes, counts, "channel statistic", title=TITLES["propagation"],
                       ylabel="average over channels (log)")  # fmt: skip
 
 
@@ -184,7 +208,7 @@ def _gains(axes: Axes, report: DoctorReport) -> None:
     counts = [_log_series(axes, [x for x, _ in placed], [g for _, g in placed], marker="D",
                           ls="none", color="C0", label="weights")]  # fmt: skip
     _finish_log_axes(axes, counts, "weight gain^2")
-    axes.set_title("Weight scale: effective gain^2 = Var(W) x fan_in")
+    axes.set_title(TITLES["gains"], fontsize=10)
     axes.set_ylabel("gain^2 (log)")
     shown = [g for _, g in placed if g > 0 and math.isfinite(g)]
     if not shown:
@@ -210,7 +234,7 @@ def _gains(axes: Axes, report: DoctorReport) -> None:
 
 def _summary(axes: Axes, report: DoctorReport) -> None:
     axes.set_axis_off()
-    axes.set_title("Summary")
+    axes.set_title(TITLES["summary"], fontsize=10)
     lines = [verdict(report), ""]
     for finding in report.findings:
         text = f"[{finding.severity}] {finding.title} Layers: {short_layers(finding.layers, 4)}."
@@ -276,17 +300,17 @@ def comparison_figure(before: DoctorReport, after: DoctorReport) -> Figure:
     reference = network_input_std(before)
     if reference:
         forward_axes.axhline(reference, color="0.3", ls=":", lw=1,
-                             label=f"input std {reference:.3g}")  # fmt: skip
+                             label=f"input std {number(reference)}")  # fmt: skip
     _finish_log_axes(forward_axes, forward_counts, "output std")
     _finish_log_axes(backward_axes, backward_counts, "gradient")
-    forward_axes.set_title("Forward: output std per module")
+    forward_axes.set_title(TITLES["compare forward"], fontsize=10)
     forward_axes.set_ylabel("output std (log)")
-    backward_axes.set_title("Backward: dL/dh std per module")
+    backward_axes.set_title(TITLES["compare backward"], fontsize=10)
     backward_axes.set_ylabel("dL/dh std (log)")
     for axes in (forward_axes, backward_axes):
         _module_ticks(axes, names)
         if axes.lines:
-            axes.legend(fontsize=8, loc="best")
+            _legend_beside(axes)
     figure.suptitle(
         f"before: {verdict(before)}    after: {verdict(after)}", fontsize=11, fontweight="bold"
     )

@@ -7,39 +7,36 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rich.console import Console, RenderableType
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import RenderableType
 from rich.text import Text
 
+from initlab.progress import Steps, steps
 from initlab.report.numbers import mean_std, number, spread_decimals
-from initlab.report.tables import Column, FittedTable
+from initlab.report.sweep_view import setting_text
+from initlab.report.tables import Column, FirstFitting, FittedTable
 from initlab.report.verdicts import stored_verdict
 
 __all__ = ["demo_table", "failures_lines", "summary_table", "trial_progress"]
 
 
 @contextlib.contextmanager
-def trial_progress(console: Console, title: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar of finished trials; yields the ``on_progress(done, total)`` callback.
+def trial_progress(title: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar of finished trials (:mod:`initlab.progress`: on standard error, when it
+    is a terminal and ``--quiet`` was not given); yields the ``on_progress(done, total)``
+    callback.
 
     The bar appears on the first call, so a sweep refused before its first trial (a storage
     that cannot be reached) prints its error alone.
     """
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())  # fmt: skip
-    progress = Progress(*columns, console=console, transient=False)
-    task = progress.add_task(title, total=None)
+    with contextlib.ExitStack() as opened:
+        bar: list[Steps] = []
 
-    def update(done: int, total: int) -> None:
-        if not progress.live.is_started:
-            progress.start()
-        progress.update(task, completed=done, total=total)
+        def update(done: int, total: int) -> None:
+            if not bar:
+                bar.append(opened.enter_context(steps(title, total)))
+            bar[0].reach(done, total)
 
-    try:
         yield update
-    finally:
-        if progress.live.is_started:
-            progress.stop()
 
 
 def _verdict(findings: Any, healthy: Any) -> Text:
@@ -90,26 +87,44 @@ _OUTCOMES = (
 )
 
 
-def summary_table(summary: Any, title: str) -> FittedTable:
-    """The per-configuration summary of a sweep: the configuration's keys, then the outcomes
-    under short headers (``best val acc`` is the mean ± std over seeds; rates are fractions).
+def summary_table(summary: Any, title: str) -> FirstFitting:
+    """The per-configuration summary of a sweep: the configuration's keys (numbers to 3
+    significant digits: a sampled learning rate reads ``0.0123``), then the outcomes under
+    short headers (``best val acc`` is the mean ± std over seeds; rates are fractions).
 
-    At narrow widths the rates are left out before the accuracies (the caption says so).
+    At narrow widths the rates are left out before the accuracies (the caption says so); when
+    the keys still do not fit side by side (a sweep over many settings), they are stacked in
+    one ``configuration`` column, one ``key value`` line each.
     """
     outcomes = [item for item in _OUTCOMES if item[1] in summary.columns]
     used = {name for _, mean, std, _ in outcomes for name in (mean, std) if name is not None}
-    keys = [column for column in summary.columns if column not in used]
-    columns = [Column(str(key), "words") for key in keys]
-    columns += [
+    keys = [str(column) for column in summary.columns if column not in used]
+    outcome_columns = [
         Column(header, justify="right", priority=priority) for header, _, _, priority in outcomes
     ]
-    rows = []
+    settings: list[list[str]] = []
+    results: list[list[RenderableType]] = []
     for _, row in summary.iterrows():
-        cells: list[RenderableType] = [_cell(row[key]) for key in keys]
-        for _, mean, std, _ in outcomes:
-            cells.append(_mean_std_cell(row[mean], None if std is None else row[std]))
-        rows.append(cells)
-    return FittedTable(columns, rows, title=title)
+        settings.append([setting_text(row[key]) for key in keys])
+        results.append([
+            _mean_std_cell(row[mean], None if std is None else row[std])
+            for _, mean, std, _ in outcomes
+        ])  # fmt: skip
+    side_by_side = FittedTable(
+        [*(Column(key, "words") for key in keys), *outcome_columns],
+        [[*values, *cells] for values, cells in zip(settings, results, strict=True)],
+        title=title,
+    )
+    stacked = FittedTable(
+        [Column("configuration"), *outcome_columns],  # one whole "key value" line per key
+        [
+            ["\n".join(f"{key} {value}" for key, value in zip(keys, values, strict=True)), *cells]
+            for values, cells in zip(settings, results, strict=True)
+        ],
+        title=title,
+        row_lines=True,
+    )
+    return FirstFitting(side_by_side, stacked) if len(keys) > 1 else FirstFitting(side_by_side)
 
 
 def _cell(value: Any) -> str:

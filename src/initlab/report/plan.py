@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from initlab.plan.assignments import Assignment, Assignments
+from initlab.plan.assignments import Assignment, Assignments, zeroed_rows_text
 from initlab.plan.checkpoint import Checkpoint
 from initlab.plan.plan import Plan
 from initlab.report.numbers import number
@@ -81,6 +81,11 @@ def assignments_view(
     ]
     grid = FittedTable(columns, rows, title=title or None)
     lines: list[RenderableType] = [grid, _summary(table)]
+    lines += [
+        Text(f"{row.name}: {zeroed_rows_text(row.zero_rows)} after the draw")
+        for row in table
+        if row.zero_rows
+    ]
     if table.activation_method:
         method = Text.assemble(("activations: ", "dim"), table.activation_method)
         if table.activation_fallback:

@@ -16,6 +16,7 @@ from typing import Any
 
 from initlab.experiments.results import failures, varied_columns
 from initlab.optional import MissingDependencyError
+from initlab.progress import steps
 from initlab.report.numbers import MISSING, mean_std, number
 from initlab.report.page import figure_data_uri, render_page
 from initlab.report.sweep_view import (
@@ -148,6 +149,7 @@ def sweep_html(
     *,
     note: str = "",
     png_folder: Path | None = None,
+    progress: bool | None = None,
 ) -> str:
     """The whole report as one HTML document (plots also saved as PNGs in ``png_folder``).
 
@@ -159,15 +161,36 @@ def sweep_html(
         curves: :func:`~initlab.experiments.results.curves_table` (no curves when ``None``).
         note: one line about the study (what ran, on what).
         png_folder: where to also save the plots as ``outcome.png`` and ``curves.png``.
+        progress: a bar while the plots and the page are drawn, on standard error: ``None``
+            when it is a terminal (see :func:`initlab.progress.set_default`), ``True``
+            always, ``False`` never.
     """
-    found = configurations(table)
-    figures: list[dict[str, str]] = []
-    plot_note = ""
-    if found:  # plots of nothing would only hide that nothing completed
-        try:
-            figures = _figures(found, curves, png_folder)
-        except MissingDependencyError as error:
-            plot_note = str(error)
+    with steps("sweep report: plots", 2, enabled=progress) as bar:
+        found = configurations(table)
+        figures: list[dict[str, str]] = []
+        plot_note = ""
+        if found:  # plots of nothing would only hide that nothing completed
+            try:
+                figures = _figures(found, curves, png_folder)
+            except MissingDependencyError as error:
+                plot_note = str(error)
+        bar.advance()
+        bar.describe("sweep report: page")
+        page = _page(study_name, table, found, figures, plot_note=plot_note, note=note)
+        bar.advance()
+    return page
+
+
+def _page(
+    study_name: str,
+    table: Any,
+    found: Sequence[Configuration],
+    figures: list[dict[str, str]],
+    *,
+    plot_note: str,
+    note: str,
+) -> str:
+    """The HTML document of :func:`sweep_html` around its plots."""
     codes = dict.fromkeys(code for c in found for code in c.verdict.codes)
     complete = int((table["state"] == "complete").sum())
     return render_page(

@@ -2,8 +2,13 @@
 
 :func:`outcome_figure` is the plot the demo exists for: the outcome of every configuration
 coloured by the doctor's verdict at init, its finding codes beside it, and a ring where the
-verdict was wrong. :func:`curves_figure` draws the learning curves, a few per panel, legends
-outside the data.
+verdict was wrong. :func:`curves_figure` draws the learning curves, a few per panel.
+
+Every figure is drawn as a careful reader wants it: each panel's title says what to look for,
+legends sit outside the data (above or beside the axes), the limits come from the data
+*including* every error bar, with a margin (:func:`padded_limits`), epochs are ticked at whole
+numbers, and numbers in legends keep 3 significant digits
+(:func:`~initlab.report.numbers.number`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from initlab.optional import require
+from initlab.report.numbers import number
 from initlab.report.sweep_view import TRAINED_FRACTION, Configuration, CurvePanel
 from initlab.report.verdicts import LEVEL_COLOURS, LEVELS
 
@@ -20,7 +26,20 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["curves_figure", "outcome_figure"]
+__all__ = ["CURVES_TITLE", "OUTCOME_TITLE", "curves_figure", "outcome_figure", "padded_limits"]
+
+OUTCOME_TITLE = (
+    "Best validation accuracy per configuration: right of the dashed line trained.\n"
+    "Colour: the doctor's verdict at init; a ring marks where it did not foretell the outcome."
+)
+CURVES_TITLE = (
+    "Validation accuracy per epoch, mean over seeds: higher is better; a line flat near chance "
+    "did not train, one that falls late overfits.\nLine style: the doctor's verdict at init, "
+    "healthy (solid), warning (dashed), critical (dotted)."
+)
+# Space left on each side of the data, as a fraction of its range: a point or an error bar's
+# cap on the limit would be cut in half.
+_MARGIN = 0.04
 
 # Line style by verdict in the learning curves: the colour already tells the lines apart.
 _LINE_STYLES = {"healthy": "-", "warning": "--", "critical": ":"}
@@ -59,13 +78,42 @@ def _note(configuration: Configuration) -> str:
     return note
 
 
+def padded_limits(values: Sequence[float], *, margin: float = _MARGIN) -> tuple[float, float]:
+    r"""Axis limits that show every one of ``values`` whole: their range widened by ``margin``
+    of it on each side (by ``margin`` itself when all values are equal).
+
+    .. math::
+
+        [\min v - m (\max v - \min v),\ \max v + m (\max v - \min v)]
+
+    Example:
+        >>> padded_limits([0.0, 0.5, 1.0])
+        (-0.04, 1.04)
+    """
+    low, high = min(values), max(values)
+    pad = margin * (high - low) if high > low else margin
+    return low - pad, high + pad
+
+
+def _spread(configuration: Configuration) -> float:
+    """Standard deviation (``n - 1``) of the best accuracy over seeds; 0 for one seed."""
+    seeds, mean = configuration.best, configuration.best_mean
+    if len(seeds) < 2:
+        return 0.0
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in seeds) / (len(seeds) - 1))
+
+
+def _extent(found: Sequence[Configuration], bar: float) -> list[float]:
+    """Every x the outcome plot draws: each seed, each error bar's two ends, the trained bar."""
+    ends = [c.best_mean + sign * _spread(c) for c in found for sign in (-1.0, 1.0)]
+    return [*(v for c in found for v in c.best), *ends, bar]
+
+
 def _draw_configuration(axis: Axes, y: int, configuration: Configuration) -> None:
     colour = LEVEL_COLOURS[configuration.verdict.level]
     seeds = configuration.best
     mean = configuration.best_mean
-    spread = (
-        math.sqrt(sum((v - mean) ** 2 for v in seeds) / (len(seeds) - 1)) if len(seeds) > 1 else 0
-    )
+    spread = _spread(configuration)
     axis.scatter(seeds, [y] * len(seeds), s=14, color=colour, alpha=0.45, linewidths=0, zorder=2)
     axis.errorbar(mean, y, xerr=spread, fmt="o", color=colour, markersize=7, capsize=3, zorder=3)
     if configuration.judgement != "right":
@@ -76,7 +124,7 @@ def _draw_configuration(axis: Axes, y: int, configuration: Configuration) -> Non
               color=colour)  # fmt: skip
 
 
-def _legend_handles() -> list[Any]:
+def _legend_handles(bar: float) -> list[Any]:
     lines = require("matplotlib.lines", "sweep report plots")
     handles = [
         lines.Line2D(
@@ -92,17 +140,22 @@ def _legend_handles() -> list[Any]:
     ]
     ring = lines.Line2D([], [], marker="o", ls="", markersize=13, markerfacecolor="none",
                         markeredgecolor=_INK, label="verdict did not foretell it")  # fmt: skip
-    bar = lines.Line2D([], [], ls="--", color="0.45",
-                       label=f"trained: {TRAINED_FRACTION:.0%} of the best")  # fmt: skip
-    handles.extend([ring, bar])
+    trained = lines.Line2D([], [], ls="--", color="0.45",
+                           label=f"trained: {number(bar)} or more "
+                                 f"({TRAINED_FRACTION:.0%} of the best)")  # fmt: skip
+    handles.extend([ring, trained])
     return handles
 
 
 def outcome_figure(found: Sequence[Configuration]) -> Figure:
     """Best validation accuracy per configuration (each seed, and mean +- std), coloured by the
     doctor's verdict at init, with its finding codes at the right; a ring marks a configuration
-    whose verdict did not foretell the outcome (a missed failure or a false alarm)."""
+    whose verdict did not foretell the outcome (a missed failure or a false alarm).
+
+    The accuracy axis spans the data, every error bar whole, with a margin; the legend sits
+    above the axes, the finding codes to their right."""
     rows = _rows(found)
+    bar = TRAINED_FRACTION * max(c.best_mean for c in found)
     figure = _new_figure(11.0, 0.27 * len(rows) + 1.6)
     axis = figure.subplots()
     for y, row in enumerate(rows):
@@ -116,20 +169,21 @@ def outcome_figure(found: Sequence[Configuration]) -> Figure:
         if isinstance(row, str):
             label.set_fontweight("bold")
     axis.set_ylim(len(rows) - 0.5, -0.5)
-    axis.set_xlim(0, 1)
-    axis.axvline(TRAINED_FRACTION * max(c.best_mean for c in found), ls="--", color="0.45", lw=1)
-    axis.set_xlabel("best validation accuracy (small dots: each seed; large: mean +- std)")
+    axis.set_xlim(*padded_limits(_extent(found, bar)))
+    axis.axvline(bar, ls="--", color="0.45", lw=1)
+    axis.set_title(OUTCOME_TITLE, fontsize=9, loc="left")
+    axis.set_xlabel("best validation accuracy (small dots: each seed; large: mean ± std)")
     axis.grid(axis="x", alpha=0.3)
     axis.spines[["top", "right"]].set_visible(False)
-    figure.legend(handles=_legend_handles(), loc="outside upper center", ncol=5, fontsize=8,
+    figure.legend(handles=_legend_handles(bar), loc="outside upper center", ncol=5, fontsize=8,
                   frameon=False)  # fmt: skip
     return figure
 
 
 def curves_figure(panels: Sequence[CurvePanel]) -> Figure:
     """Validation accuracy per epoch (mean over seeds), one panel per group of configurations,
-    each legend beside its panel; line style by the doctor's verdict at init (solid healthy,
-    dashed warning, dotted critical)."""
+    each legend beside its panel, epochs ticked at whole numbers; line style by the doctor's
+    verdict at init (solid healthy, dashed warning, dotted critical)."""
     columns = 1 if len(panels) == 1 else 2
     rows = math.ceil(len(panels) / columns)
     figure = _new_figure(12.0 if columns == 2 else 8.0, 3.0 * rows + 0.4)
@@ -141,17 +195,16 @@ def curves_figure(panels: Sequence[CurvePanel]) -> Figure:
             axis.set_visible(False)
             continue
         panel = panels[index]
-        for number, line in enumerate(panel.lines):
+        for position, line in enumerate(panel.lines):
             axis.plot(line.epochs, line.accuracy, marker=".", label=line.name,
-                      color=palette[number % len(palette)],
+                      color=palette[position % len(palette)],
                       ls=_LINE_STYLES[line.verdict.level])  # fmt: skip
-        axis.set_title(panel.title or "Learning curves", fontsize=9, loc="left")
+        axis.set_title(panel.title or "validation accuracy per epoch", fontsize=9, loc="left")
         axis.set_xlabel("epoch", fontsize=8)
         axis.set_ylabel("validation accuracy", fontsize=8)
         axis.tick_params(labelsize=8, labelleft=True)
         axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
-    figure.suptitle("Line style: doctor at init healthy (solid), warning (dashed), "
-                    "critical (dotted). Mean over seeds.", fontsize=8, color="0.35")  # fmt: skip
+    figure.suptitle(CURVES_TITLE, fontsize=9, ha="left", x=0.01)
     return figure

@@ -16,7 +16,8 @@ widths itself, when it is rendered, for the width it is given:
 
 Only when the kept floors alone are wider than the space (a name longer than the terminal) is
 a column narrowed below its floor, the widest first: its cells fold onto the next line, every
-character kept.
+character kept. A view with another layout for narrow widths (several columns stacked into
+one) offers both as a :class:`FirstFitting`: the first that :meth:`FittedTable.fits` is shown.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["PROSE_FLOOR", "Column", "FittedTable", "Kind"]
+__all__ = ["PROSE_FLOOR", "Column", "FirstFitting", "FittedTable", "Kind"]
 
 Kind = Literal["whole", "words", "prose"]
 PROSE_FLOOR = 16
@@ -75,6 +76,7 @@ class FittedTable:
         rows: one sequence of cells (strings or Rich renderables) per row.
         title: the title above it.
         caption: the caption below it (a note on what was left out is added to it).
+        row_lines: a rule between rows (for rows of several lines each).
     """
 
     def __init__(
@@ -84,8 +86,10 @@ class FittedTable:
         *,
         title: str | Text | None = None,
         caption: str | Text | None = None,
+        row_lines: bool = False,
     ) -> None:
         self.columns = tuple(columns)
+        self.row_lines = row_lines
         self.rows = [tuple(_as_text(cell) for cell in row) for row in rows]
         for row in self.rows:
             if len(row) != len(self.columns):
@@ -122,11 +126,19 @@ class FittedTable:
             kept.remove(droppable.pop())
         return kept
 
+    def fits(self, console: Console, options: ConsoleOptions) -> bool:
+        """Whether the kept columns fit ``options.max_width`` at their floors, so that no
+        cell has to fold inside a name."""
+        kept = self.kept_columns(console, options)
+        floors = sum(self._width(console, options, index).floor for index in kept)
+        return _chrome(len(kept)) + floors <= options.max_width
+
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         kept = self.kept_columns(console, options)
         ranges = [self._width(console, options, index) for index in kept]
         widths = _allocate(ranges, options.max_width - _chrome(len(kept)))
-        table = Table(title=self.title, title_justify="left", caption_justify="left")
+        table = Table(title=self.title, title_justify="left", caption_justify="left",
+                      show_lines=self.row_lines)  # fmt: skip
         for index, width, fitted in zip(kept, widths, ranges, strict=True):
             column = self.columns[index]
             table.add_column(
@@ -162,6 +174,33 @@ class FittedTable:
         return Measurement(
             chrome + sum(r.floor for r in ranges), chrome + sum(r.need for r in ranges)
         ).with_maximum(options.max_width)
+
+
+class FirstFitting:
+    """The first of several layouts of one table that :meth:`~FittedTable.fits` the width it
+    is rendered at (the last when none does), chosen at each rendering.
+
+    Args:
+        layouts: the layouts, widest first (a table with a column per setting, then the same
+            rows with the settings stacked in one column).
+    """
+
+    def __init__(self, *layouts: FittedTable) -> None:
+        if not layouts:
+            raise ValueError("FirstFitting needs at least one layout.")
+        self.layouts = layouts
+
+    def chosen(self, console: Console, options: ConsoleOptions) -> FittedTable:
+        """The layout shown at ``options.max_width``."""
+        return next(
+            (table for table in self.layouts if table.fits(console, options)), self.layouts[-1]
+        )
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.chosen(console, options)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.chosen(console, options))
 
 
 def _chrome(columns: int) -> int:

@@ -39,21 +39,22 @@ from torch import nn
 
 from initlab.arguments import check_device, check_float_dtype, check_seed, describe_value
 from initlab.batches import map_inputs
-from initlab.errors import ConfigError, InitlabError
-from initlab.plan.assignments import Assignments
+from initlab.errors import ConfigError
+from initlab.plan.apply import FillFunction, apply_table
+from initlab.plan.assignments import Assignment, Assignments
 from initlab.plan.plan import Plan
 from initlab.plan.presets import as_plan
+from initlab.progress import Steps, steps
 from initlab.rng import Stream, check_stream
-from initlab.scale.shards import initialize, is_dtensor
+from initlab.scale.errors import MaterializeError
+from initlab.scale.own_init import kept_parameters, own_init_request, run_own_init
+from initlab.scale.shards import _fill_any as fill_any
+from initlab.scale.shards import is_dtensor
 
 __all__ = ["MaterializeError", "materialize", "parameters_on_meta"]
 
 Factory = Callable[[], nn.Module]
 _TORCH_DIR = os.path.dirname(torch.__file__)
-
-
-class MaterializeError(InitlabError, RuntimeError):
-    """A model cannot be built on the meta device, or a value it needs would be lost there."""
 
 
 @contextmanager
@@ -110,6 +111,8 @@ def materialize(
     meta: bool = True,
     stream: Stream = "counter",
     example: Any = None,
+    progress: bool | None = None,
+    own_init: bool = False,
 ) -> nn.Module:
     """Build a model with no default init, allocate it on ``device`` and apply ``plan`` once.
 
@@ -118,7 +121,8 @@ def materialize(
             ``lambda: GPT(config)``), or a model whose parameters are on the meta device (for
             instance built under ``torch.device("meta")`` and sharded with ``fully_shard``).
         plan: the plan to apply (:class:`initlab.Plan`), or a preset name (``"kaiming"``,
-            built for the model as :func:`initlab.init_model` does) or ``"auto"``.
+            built for the model as :func:`initlab.init_model` does) or ``"auto"``, or
+            ``"own"``: the model's own init, once (:mod:`initlab.scale.own_init`).
         device: where the parameters live.
         dtype: floating dtype for parameters and floating buffers (as ``Module.to(dtype)``).
         seed: the run's seed; with ``stream="counter"`` the values equal ``plan.apply(Model(),
@@ -130,6 +134,11 @@ def materialize(
             :meth:`initlab.Plan.resolve`); on a meta-device build the model runs on a meta copy
             of it (shapes only, nothing computed), so pass the same batch as to ``apply`` for
             the same table.
+        progress: a bar of the parameters filled, on standard error: ``None`` when it is a
+            terminal (see :func:`initlab.progress.set_default`), ``True`` always, ``False``
+            never.
+        own_init: the parameters ``plan`` keeps get the model's own init, once, seeded per
+            module (:mod:`initlab.scale.own_init`); the plan's rules override the rest.
 
     Returns:
         The model, on ``device``, initialized.
@@ -138,6 +147,7 @@ def materialize(
         MaterializeError: the factory failed on the meta device (the message names the module
             and suggests ``meta=False``), or a kept parameter or a buffer has no way to get a
             value.
+        OwnInitError: with the own init, a kept parameter that no module's own init writes.
 
     Example:
         >>> model = materialize(lambda: nn.Linear(4, 2), initlab.preset("kaiming"), seed=0)
@@ -151,6 +161,7 @@ def materialize(
             f"materialize: plan must be an initlab.Plan or a preset name such as 'kaiming', "
             f"got {describe_value(plan)}."
         )
+    plan, own = own_init_request(plan, own_init)
     model = _model(factory_or_model, meta)
     plan = as_plan(plan, model)
     if dtype is not None:
@@ -172,7 +183,7 @@ def materialize(
                 warning.message, warning.category, warning.filename, warning.lineno
             )
     if any(p.is_meta for p in model.parameters()) or any(b.is_meta for b in model.buffers()):
-        _allocate(model, target, table)
+        _allocate(model, target, table, reset_kept=not own)
         if retry:
             # The model did not run on a meta copy of the example (it reads values: .item(),
             # a tensor made on the CPU): run the recording on the allocated model instead, its
@@ -183,8 +194,27 @@ def materialize(
             table = plan.resolve(model, example=example)
     else:
         model.to(device=target)
-    initialize(model, plan, seed, stream=stream, table=table)
+    if own:
+        run_own_init(model, seed, parameters=kept_parameters(table))
+    drawn = sum(row.scheme is not None for row in table)
+    with steps("materialize: filling parameters", drawn, enabled=progress) as bar:
+        apply_table(model, table, seed, stream=stream, fill=_counted_fill(bar))
     return model
+
+
+def _counted_fill(bar: Steps) -> FillFunction:
+    """:func:`~initlab.scale.shards.initialize`'s fill (a DTensor's shard, or a tensor
+    whole), each parameter counted on ``bar``."""
+    if not bar.shown:
+        return fill_any
+
+    def fill(
+        tensor: torch.Tensor, row: Assignment, seed: int, *, stream: Stream = "counter"
+    ) -> None:
+        fill_any(tensor, row, seed, stream=stream)
+        bar.advance()
+
+    return fill
 
 
 def _model(factory_or_model: Factory | nn.Module, meta: bool) -> nn.Module:
@@ -263,8 +293,11 @@ def _failing_module(error: BaseException) -> str:
     return where
 
 
-def _allocate(model: nn.Module, device: torch.device, table: Assignments) -> None:
-    """Parameters get storage on ``device``; buffers keep the values the build computed."""
+def _allocate(
+    model: nn.Module, device: torch.device, table: Assignments, *, reset_kept: bool = True
+) -> None:
+    """Parameters get storage on ``device``; buffers keep the values the build computed; kept
+    parameters get their modules' defaults unless ``reset_kept`` is off (the own init)."""
     modules = dict(model.named_modules(remove_duplicate=False))
     kept = [
         row.name
@@ -277,8 +310,8 @@ def _allocate(model: nn.Module, device: torch.device, table: Assignments) -> Non
         lost = _move(modules, device)
     with torch.no_grad():
         _reset(modules, lost, ("reset_running_stats", "reset_parameters"), "buffer")
-        _reset(modules, kept, ("reset_parameters",), "parameter")
-    if kept:
+        _reset(modules, kept if reset_kept else [], ("reset_parameters",), "parameter")
+    if kept and reset_kept:
         warnings.warn(
             f"materialize: the plan keeps {', '.join(kept)}, which have no value after a "
             "meta-device build; they got their module's own init (its reset_parameters(), or "

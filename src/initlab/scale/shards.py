@@ -15,7 +15,8 @@ communication) and keeps its box. That costs the full matrix's memory and time o
 for those parameters only. Orthogonal's QR (LAPACK) differs in the last bits between torch
 thread counts: it is bit for bit the same across ranks and world sizes when every process runs
 the same number of threads. Placements that are not boxes (FSDP2 + tensor parallelism's
-``_StridedShard``) take the same full-matrix path and DTensor's own local split.
+``_StridedShard``) take the same full-matrix path and DTensor's own local split. An embedding's
+padding row is set to 0 by the rank whose box holds it (:func:`initlab.plan.apply.zero_rows_`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from torch import nn
 
 from initlab.counter import counter_fill_
 from initlab.errors import InitlabError
-from initlab.plan.apply import apply_table, fill_parameter
+from initlab.plan.apply import apply_table, fill_parameter, zero_rows_
 from initlab.plan.assignments import Assignment, Assignments
 from initlab.plan.plan import Plan
 from initlab.rng import Region, Stream, check_stream, counter_stream
@@ -87,9 +88,11 @@ def fill_shard_(tensor: Any, row: Assignment, seed: int, *, stream: Stream = "co
         law = row.law
         counter = stream == "counter" and local.is_floating_point() and not row.parts
         if counter and law is not None and _is_box(tensor.placements):
-            counter_fill_(local, law, counter_stream(seed, row.name), local_region(tensor))
+            region = local_region(tensor)
+            counter_fill_(local, law, counter_stream(seed, row.name), region)
             if row.multiplier != 1.0:
                 local.mul_(row.multiplier)
+            zero_rows_(local, row.zero_rows, region)
             return
     except InitlabError as error:
         message = f"Parameter {row.name!r} (shape {site.shape}, {row.source}): {error}"

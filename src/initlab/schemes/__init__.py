@@ -19,6 +19,8 @@ from initlab.schemes.base import (
 )
 from initlab.schemes.checkpoint import Checkpoint
 from initlab.schemes.elementwise import Constant, Normal, Ones, TruncatedNormal, Uniform, Zeros
+from initlab.schemes.hadamard import PartialHadamard
+from initlab.schemes.state_space import MambaDtBias, S4DRealLog
 from initlab.schemes.structured import DeltaOrthogonal, Dirac, Identity, Orthogonal, Sparse
 from initlab.schemes.truncation import TRUNCATION_STD_2
 from initlab.schemes.variance import (
@@ -47,9 +49,12 @@ __all__ = [
     "Identity",
     "LeCunNormal",
     "LeCunUniform",
+    "MambaDtBias",
     "Normal",
     "Ones",
     "Orthogonal",
+    "PartialHadamard",
+    "S4DRealLog",
     "Scheme",
     "Sparse",
     "TruncatedNormal",

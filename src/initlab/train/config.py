@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -12,14 +12,26 @@ from torch import nn
 from initlab.errors import ConfigError, UnknownNameError, did_you_mean
 from initlab.plan.rules import Rule
 from initlab.train.augment import Augment
-from initlab.train.regularize import DECAY_RULES, Penalty, as_rules, parameter_groups
+from initlab.train.regularize import (
+    DECAY_RULES,
+    Penalty,
+    as_rules,
+    decay_split,
+    parameter_groups,
+)
 from initlab.train.schedule import ConstantRate, Monitor, Schedule, check_monitor
+
+if TYPE_CHECKING:
+    from initlab.parametrize import Parametrization
 
 __all__ = ["OPTIMIZERS", "EarlyStopping", "OptimizerName", "Precision", "TrainConfig"]
 
 OptimizerName = Literal["sgd", "adam", "adamw"]
 Precision = Literal["float32", "bfloat16"]
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
+# The optimizer family a parametrization's learning rates are derived for
+# (:func:`initlab.parametrize.parametrize`'s ``optimizer``).
+_FAMILIES: dict[str, str] = {"sgd": "sgd", "adam": "adam", "adamw": "adam"}
 
 
 @dataclass(frozen=True)
@@ -158,14 +170,35 @@ class TrainConfig:
                 + did_you_mean("precision", self.precision, ["float32", "bfloat16"])
             )
 
-    def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+    def build_optimizer(
+        self, model: nn.Module, parametrization: Parametrization | None = None
+    ) -> torch.optim.Optimizer:
         """The configured torch optimizer for ``model``'s parameters.
 
         With ``weight_decay > 0`` the parameters form two groups, decay (``decay_rules``) and
         no-decay; with 0, one group (each group costs a kernel launch per step). Groups carry
         ``param_names``. The multi-tensor (``foreach``) implementation is used on every device.
+
+        With a ``parametrization`` (:func:`initlab.parametrize.parametrize`), its groups (one
+        per learning-rate and weight-decay multiplier) are each split the same way, so that a
+        parameter :math:`p` with multipliers :math:`m_p^{lr}, m_p^{wd}` gets
+
+        .. math::
+
+            \\eta_p = \\eta_0\\, m_p^{lr},\\qquad
+            \\lambda_p = \\begin{cases} \\lambda\\, m_p^{wd} & p \\in \\text{decay\\_rules}
+            \\\\ 0 & \\text{otherwise} \\end{cases}
+
+        and each group carries its ``lr_multiplier`` (schedules scale each group's rate and
+        the History logs :math:`\\eta_g / m_g`, the base rate).
+
+        Raises:
+            ConfigError: see :meth:`check_parametrization`.
         """
-        if self.weight_decay == 0:
+        if parametrization is not None:
+            self.check_parametrization(model, parametrization)
+            groups = self._parametrized_groups(model, parametrization)
+        elif self.weight_decay == 0:
             groups = [{"params": list(model.named_parameters()), "weight_decay": 0.0}]
         else:
             groups = parameter_groups(model, self.weight_decay, self.decay_rule_list)
@@ -175,6 +208,65 @@ class TrainConfig:
             )
         optimizer_class = torch.optim.Adam if self.optimizer == "adam" else torch.optim.AdamW
         return optimizer_class(groups, lr=self.lr, betas=self.betas, foreach=True)
+
+    def check_parametrization(self, model: nn.Module, parametrization: Parametrization) -> None:
+        """Raise unless ``parametrization`` was resolved for ``model`` and this optimizer.
+
+        Raises:
+            ConfigError: the optimizer's family (``adam`` for Adam/AdamW, ``sgd``) is not the
+                one the parametrization's learning rates are for, or the parametrization holds
+                other parameters than ``model`` (another model, or a copy of it).
+        """
+        family = _FAMILIES[self.optimizer]
+        if parametrization.optimizer != family:
+            fitting = " or ".join(
+                repr(name)
+                for name, value in _FAMILIES.items()
+                if value == parametrization.optimizer
+            )
+            raise ConfigError(
+                f"TrainConfig: optimizer={self.optimizer!r} does not match parametrization "
+                f"{parametrization.name!r}, whose learning rates are for "
+                f"optimizer={parametrization.optimizer!r}; train with optimizer={fitting} or "
+                f"call parametrize(..., optimizer={family!r})."
+            )
+        own = dict(model.named_parameters())
+        held = [row.name for row in parametrization.rows]
+        missing = [name for name in own if name not in held]
+        foreign = [name for name in held if name not in own]
+        if missing or foreign:
+            raise ConfigError(
+                f"TrainConfig: parametrization {parametrization.name!r} was resolved for "
+                f"another model: this model's parameters {missing[:5]} are not in it and its "
+                f"{foreign[:5]} are not in this model; call parametrize() on the model you "
+                f"train."
+            )
+        copies = [name for name in held if parametrization.parameters.get(name) is not own[name]]
+        if copies:
+            raise ConfigError(
+                f"TrainConfig: parametrization {parametrization.name!r} holds other tensors "
+                f"than this model for {copies[:5]} (it was resolved for another instance, a "
+                f"copy for one); call parametrize() on the model you train."
+            )
+
+    def _parametrized_groups(
+        self, model: nn.Module, parametrization: Parametrization
+    ) -> list[dict[str, Any]]:
+        """``parametrization``'s groups, each split into decay and no-decay parameters."""
+        decay = set(decay_split(model, self.decay_rule_list)[0]) if self.weight_decay else set()
+        groups = []
+        for group in parametrization.param_groups(self.lr, self.weight_decay):
+            named = list(zip(group["param_names"], group["params"], strict=True))
+            for decays in (True, False):
+                chosen = [(name, p) for name, p in named if (name in decay) == decays]
+                if chosen:
+                    groups.append({
+                        "params": chosen,
+                        "lr": group["lr"],
+                        "lr_multiplier": group["lr_multiplier"],
+                        "weight_decay": group["weight_decay"] if decays else 0.0,
+                    })  # fmt: skip
+        return groups
 
     @property
     def penalty_list(self) -> tuple[Penalty, ...]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from initlab.errors import UnknownNameError, did_you_mean
 from initlab.optional import require
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 __all__ = ["EpochRecord", "History", "Status"]
 
@@ -124,6 +127,12 @@ class History:
         if test:
             lines.append(test)
         return "\n".join(lines)
+
+    def __rich__(self) -> Text:
+        """What a Rich console prints: :meth:`__str__`'s summary (not the dataclass's fields)."""
+        from rich.text import Text
+
+        return Text(str(self))
 
     def column(self, name: str) -> list[Any]:
         """One field over all epochs, e.g. ``history.column("val_loss")``."""

@@ -24,19 +24,23 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.nn import functional
 
 from initlab.errors import ConfigError, ShapeError
+from initlab.progress import Steps, steps
 from initlab.train.config import EarlyStopping, TrainConfig
 from initlab.train.data import Dataset, Split
 from initlab.train.history import EpochRecord, History, Status
 from initlab.train.regularize import PenaltyTerm
 from initlab.train.runtime import autocast_factory, resolve_device, seed_streams, seeded
-from initlab.train.schedule import ReduceOnPlateau
+from initlab.train.schedule import ReduceOnPlateau, base_rate
+
+if TYPE_CHECKING:
+    from initlab.parametrize import Parametrization
 
 __all__ = ["evaluate", "fit"]
 
@@ -112,7 +116,9 @@ def fit(
     data: Dataset,
     config: TrainConfig | None = None,
     *,
+    parametrization: Parametrization | None = None,
     on_epoch: EpochCallback | None = None,
+    progress: bool | None = None,
 ) -> History:
     """Train ``model`` on ``data.train`` with every practice ``config`` names.
 
@@ -124,25 +130,40 @@ def fit(
     norm ends the run with ``status="diverged"``; nothing is raised.
 
     The model is moved to the config's device and trained in place; it is left in eval mode.
-    Its initialization is not touched (use :func:`initlab.init_model` first).
+    Its initialization is not touched (use :func:`initlab.init_model` first, or a
+    parametrization's ``plan.apply(model, seed=...)``).
+
+    With a ``parametrization`` (:func:`initlab.parametrize.parametrize` of this very model, for
+    the config's optimizer family) parameter :math:`p` trains at :math:`\\eta_0 m_p^{lr}` with
+    weight decay :math:`\\lambda m_p^{wd}` if ``decay_rules`` select it, else 0
+    (:meth:`TrainConfig.build_optimizer`); schedules scale every group's rate alike and the
+    History's ``lr`` is the base rate :math:`\\eta_0` (times the schedule's factor).
 
     Example:
         >>> data = load_digits(seed=0)
         >>> model = MLP(64, 10, depth=2, width=256)
         >>> history = fit(model, data, TrainConfig(epochs=10, lr=0.05))
         >>> history.final.val_accuracy
+        >>> wide, base = MLP(64, 10, width=1024), MLP(64, 10, width=64)
+        >>> mup = parametrize(wide, "mup", base=base, optimizer="adam")
+        >>> mup.plan.apply(wide, seed=0)
+        >>> fit(wide, data, TrainConfig(optimizer="adam", lr=1e-3), parametrization=mup)
 
     Args:
         model: any module mapping ``data`` inputs to ``data.output_size`` outputs.
         data: the dataset (moved to the device for the run).
         config: how to train; default ``TrainConfig()``.
+        parametrization: per-parameter learning-rate and weight-decay multipliers.
         on_epoch: called with each :class:`EpochRecord` as soon as it is complete.
+        progress: a bar of epochs on standard error: ``None`` when it is a terminal (see
+            :func:`initlab.progress.set_default`), ``True`` always, ``False`` never.
 
     Returns:
         the :class:`History`.
 
     Raises:
-        ConfigError: the config does not fit the data (e.g. augmentation on tabular data).
+        ConfigError: the config does not fit the data (e.g. augmentation on tabular data), or
+            the parametrization does not fit the model or the optimizer.
         ShapeError: the model's outputs do not fit the task.
     """
     config = config or TrainConfig()
@@ -151,9 +172,26 @@ def fit(
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     data = data.to(device, dtype)
     _check_fit(model, data, config)
+    if parametrization is not None:
+        config.check_parametrization(model, parametrization)
     seeds = seed_streams(config.seed)
-    with seeded(device, seeds):
-        return _Run(model, data, config, device, seeds).run(on_epoch)
+    with seeded(device, seeds), steps("training", config.epochs, enabled=progress) as bar:
+        run = _Run(model, data, config, device, seeds, parametrization)
+        return run.run(_counted(on_epoch, bar))
+
+
+def _counted(on_epoch: EpochCallback | None, bar: Steps) -> EpochCallback | None:
+    """``on_epoch``, then the bar advanced and showing the epoch's training loss."""
+    if not bar.shown:
+        return on_epoch
+
+    def counted(record: EpochRecord) -> None:
+        if on_epoch is not None:
+            on_epoch(record)
+        bar.describe(f"training (loss {record.train_loss:.4g})")
+        bar.advance()
+
+    return counted
 
 
 def _global_norms(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -238,9 +276,10 @@ class _Run:
         config: TrainConfig,
         device: torch.device,
         seeds: dict[str, int],
+        parametrization: Parametrization | None = None,
     ) -> None:
         self.model, self.data, self.config, self.device = model, data, config, device
-        self.optimizer = config.build_optimizer(model)
+        self.optimizer = config.build_optimizer(model, parametrization)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.names = tuple(n for g in self.optimizer.param_groups for n in g["param_names"])
         self.penalty = PenaltyTerm(model, config.penalty_list) or None
@@ -354,7 +393,7 @@ class _Run:
         """Train one epoch, evaluate, sync once; the record and the first bad step, if any."""
         data = self.data
         start = time.perf_counter()
-        lr = float(self.optimizer.param_groups[0]["lr"])
+        lr = base_rate(self.optimizer.param_groups[0])
         totals = self.epoch()
         if len(data.val):
             val_loss, val_correct = evaluate(

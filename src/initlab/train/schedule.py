@@ -23,12 +23,19 @@ ReduceOnPlateau   :math:`\\eta \\leftarrow \\eta \\cdot` factor after ``patience
 
 StepDecay is the classic Keras-tutorial form: with :math:`s = 10` the first drop comes after
 epoch index 8 (the 9th epoch), one epoch earlier than ``torch.optim.lr_scheduler.StepLR``.
+
+Per-parameter learning rates (:func:`initlab.parametrize.parametrize`): a group that carries an
+``lr_multiplier`` :math:`m_g` starts at :math:`m_g \\eta_0` and every schedule keeps that ratio,
+so the table holds with :math:`\\eta_0` and every absolute rate in it (``min_lr``, OneCycle's
+``max_lr``) multiplied by :math:`m_g`: the multiplicative schedules (StepDecay, Exponential,
+warmup, plateau factors) keep it by construction, and ``min_lr``/``max_lr`` are scaled per group.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -48,6 +55,8 @@ __all__ = [
     "Scheduler",
     "StepDecay",
     "WarmupCosine",
+    "base_rate",
+    "rate_multiplier",
     "schedule",
 ]
 
@@ -61,6 +70,16 @@ def _check(name: str, field: str, value: float, low: float, high: float = math.i
     if isinstance(value, bool) or not (low <= value <= high) or math.isnan(value):
         bounds = f"in [{low}, {high}]" if math.isfinite(high) else f">= {low}"
         raise ConfigError(f"{name}: {field} must be {bounds}, got {value!r}.")
+
+
+def rate_multiplier(group: Mapping[str, Any]) -> float:
+    """A parameter group's learning-rate multiplier :math:`m_g` (1 when it carries none)."""
+    return float(group.get("lr_multiplier", 1.0))
+
+
+def base_rate(group: Mapping[str, Any]) -> float:
+    """The base learning rate a group's rate stands for: :math:`\\eta_g / m_g`."""
+    return float(group["lr"]) / rate_multiplier(group)
 
 
 def check_monitor(owner: str, monitor: str) -> None:
@@ -101,6 +120,16 @@ class _StepDecayFactor:
 
     def __call__(self, epoch: int) -> float:
         return float(self.rate ** math.floor((1 + epoch) / self.step))
+
+
+@dataclass(frozen=True)
+class _CosineFactor:
+    # LambdaLR's factor for a cosine from 1 to ``floor`` over ``steps`` (picklable).
+    floor: float
+    steps: int
+
+    def __call__(self, step: int) -> float:
+        return self.floor + (1.0 - self.floor) * (1.0 + math.cos(math.pi * step / self.steps)) / 2
 
 
 @dataclass(frozen=True)
@@ -149,7 +178,11 @@ class WarmupCosine(Schedule):
     """Linear warmup over ``warmup_epochs`` (counted in steps), then cosine decay to ``min_lr``.
 
     Built as ``SequentialLR(LinearLR(start_factor), CosineAnnealingLR(T - W, min_lr))`` with
-    :math:`W` = round(``warmup_epochs`` x steps per epoch); without warmup, cosine alone.
+    :math:`W` = round(``warmup_epochs`` x steps per epoch); without warmup, cosine alone. A group
+    with learning-rate multiplier :math:`m_g` decays to :math:`m_g \\cdot` ``min_lr``; when
+    that differs between groups (torch's cosine takes one ``eta_min``), the cosine is the closed
+    form :math:`\\eta_g(t) = m_g(\\eta_{min} + (\\eta_0 - \\eta_{min})(1 + \\cos(\\pi t /
+    (T - W)))/2)` as a ``LambdaLR``.
 
     Example:
         >>> WarmupCosine(warmup_epochs=2, min_lr=1e-4)
@@ -174,9 +207,7 @@ class WarmupCosine(Schedule):
                 f"WarmupCosine: warmup_epochs={self.warmup_epochs} covers the whole run of "
                 f"{epochs} epochs; make it shorter than the run."
             )
-        cosine = lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=total - warmup, eta_min=self.min_lr
-        )
+        cosine = self._cosine(optimizer, total - warmup)
         if warmup == 0:
             return cosine
         linear = lr_scheduler.LinearLR(
@@ -184,12 +215,21 @@ class WarmupCosine(Schedule):
         )
         return lr_scheduler.SequentialLR(optimizer, [linear, cosine], milestones=[warmup])
 
+    def _cosine(self, optimizer: Optimizer, steps: int) -> lr_scheduler.LRScheduler:
+        """The cosine part over ``steps``, to ``min_lr`` times each group's multiplier."""
+        multipliers = {rate_multiplier(group) for group in optimizer.param_groups}
+        if self.min_lr == 0 or multipliers == {1.0}:
+            return lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=self.min_lr)
+        base = base_rate(optimizer.param_groups[0])
+        return lr_scheduler.LambdaLR(optimizer, _CosineFactor(self.min_lr / base, steps))
+
 
 @dataclass(frozen=True)
 class OneCycle(Schedule):
     """torch's ``OneCycleLR`` over the whole run (Smith & Topin, 2019).
 
-    The rate climbs from ``max_lr / div_factor`` to ``max_lr`` (default: the configured lr)
+    The rate climbs from ``max_lr / div_factor`` to ``max_lr`` (default: the configured lr;
+    a group with learning-rate multiplier :math:`m_g` peaks at :math:`m_g \\cdot` ``max_lr``)
     over ``pct_start`` of the steps, then anneals to ``max_lr / (div_factor *
     final_div_factor)``. Momentum is cycled only with ``cycle_momentum=True`` (torch's default
     would silently switch on momentum 0.85-0.95 for plain SGD).
@@ -219,7 +259,11 @@ class OneCycle(Schedule):
     def build(
         self, optimizer: Optimizer, *, epochs: int, steps_per_epoch: int
     ) -> lr_scheduler.OneCycleLR:
-        max_lr = self.max_lr if self.max_lr is not None else optimizer.param_groups[0]["lr"]
+        groups = optimizer.param_groups
+        if self.max_lr is None:
+            max_lr = [group["lr"] for group in groups]
+        else:
+            max_lr = [self.max_lr * rate_multiplier(group) for group in groups]
         return lr_scheduler.OneCycleLR(
             optimizer,
             max_lr=max_lr,
@@ -237,7 +281,8 @@ class ReduceOnPlateau(Schedule):
     """Multiply the rate by ``factor`` when ``monitor`` stalls for ``patience`` epochs.
 
     ``ReduceLROnPlateau`` with its mode taken from the metric (min for losses, max for
-    accuracies) and torch's relative ``threshold``.
+    accuracies) and torch's relative ``threshold``; a group with learning-rate multiplier
+    :math:`m_g` stops at :math:`m_g \\cdot` ``min_lr``.
     """
 
     monitor: Monitor = "val_loss"
@@ -267,7 +312,7 @@ class ReduceOnPlateau(Schedule):
             patience=self.patience,
             threshold=self.threshold,
             cooldown=self.cooldown,
-            min_lr=self.min_lr,
+            min_lr=[self.min_lr * rate_multiplier(group) for group in optimizer.param_groups],
         )
 
 
