@@ -12,11 +12,26 @@
    ``Model()`` followed by the same init with ``torch.nn.init``. Each variant runs in a fresh
    process; time covers build + init (imports excluded, numba's too: the compiled kernels are
    loaded from numba's cache inside the time), also as CPU time (all threads, user +
-   system: what a busy machine cannot distort); memory is the process's peak RSS (``VmHWM``),
-   also shown above the peak the process had after its imports.
+   system: what a busy machine cannot distort) and its system part alone; memory is the
+   process's peak RSS (``VmHWM``), also shown above the peak the process had after its imports.
+   The load average before and after tells how busy the machine was.
+
+   Both variants touch every parameter page for the first time inside the time, and on a
+   virtual machine that first touch (the guest's page fault, and the host backing the page)
+   costs more than the fill: 0.2-2 s per GiB on the 2-core VM these figures come from,
+   changing from one run to the next with the host, against about 0.13 s per GiB for
+   initlab's normal fill on 2 threads. Both variants pay it (it is most of the "system"
+   column), so it moves the speed-up between runs: 2.2x to 5.6x medians on the same code in
+   one evening; the model part runs 5 rounds by default. Tried against it, each variant in
+   its own process, interleaved, and slower or no faster: one flat buffer per dtype with each
+   parameter a view into it (the same page faults; and one shared storage, which
+   ``torch.save`` of a single tensor and safetensors' shared-tensor check would see),
+   ``MADV_HUGEPAGE`` on that buffer (3x slower on this VM), ``MAP_POPULATE`` and
+   ``MADV_POPULATE_WRITE`` from one or two threads (2-4x slower than faulting in the fill).
 
     python benchmarks/bench_scale.py [--threads 2] [--sizes 64 256] [--repeats 5]
-        [--layers 48] [--dtype float32] [--device cpu] [--skip-fill] [--skip-model]
+        [--model-repeats 5] [--layers 48] [--dtype float32] [--device cpu] [--skip-fill]
+        [--skip-model]
 """
 
 from __future__ import annotations
@@ -24,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import subprocess
@@ -168,6 +184,19 @@ def _peak_rss_bytes() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
+def _system_seconds() -> float:
+    """This process's kernel CPU time, all threads: page faults are most of it here."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
+def _load() -> str:
+    """The 1-minute load average (how many runnable threads the machine had), or ``?``."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "?"
+
+
 def _variant(kind: str, layers: int, dtype_name: str, device: str) -> dict[str, float | str]:
     """Runs in a fresh process: build + init one model, report time and memory."""
     import initlab
@@ -180,7 +209,7 @@ def _variant(kind: str, layers: int, dtype_name: str, device: str) -> dict[str, 
     baseline = _peak_rss_bytes()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    start, cpu = time.perf_counter(), time.process_time()
+    start, cpu, system = time.perf_counter(), time.process_time(), _system_seconds()
     if kind == "materialize":
         model = materialize(lambda: GPT(layers), plan, device=device, dtype=dtype, seed=0)
     else:
@@ -189,12 +218,14 @@ def _variant(kind: str, layers: int, dtype_name: str, device: str) -> dict[str, 
     if device == "cuda":
         torch.cuda.synchronize()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    system = _system_seconds() - system
     peak = _peak_rss_bytes()
     parameters = sum(p.numel() for p in model.parameters())
     return {
         "backend": backend,
         "seconds": seconds,
         "cpu_seconds": cpu,
+        "system_seconds": system,
         "parameters": parameters,
         "parameter_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
         "peak_bytes": peak,
@@ -205,6 +236,7 @@ def _variant(kind: str, layers: int, dtype_name: str, device: str) -> dict[str, 
 
 def bench_model(layers: int, dtype: str, device: str, repeats: int, threads: int) -> None:
     results: dict[str, list[dict[str, Any]]] = {"eager": [], "materialize": []}
+    load_before = _load()
     for _ in range(repeats):
         for kind in ("eager", "materialize"):
             command = [sys.executable, __file__, "--variant", kind, "--layers", str(layers),
@@ -216,11 +248,12 @@ def bench_model(layers: int, dtype: str, device: str, repeats: int, threads: int
     print(
         f"\n## GPT-2-XL-shaped stack: {layers} blocks, {first['parameters'] / 1e9:.3f}B "
         f"parameters, {dtype} ({first['parameter_bytes'] / 2**30:.2f} GiB), {device}, "
-        f"{threads} threads, median of {repeats} fresh processes each"
+        f"{threads} threads, median of {repeats} fresh processes each, interleaved; load "
+        f"average {load_before} before, {_load()} after"
     )
     print(
-        f"{'variant':<34} {'seconds':>8} {'(spread)':>13} {'CPU s':>7} {'peak RSS GiB':>13} "
-        f"{'peak / params':>14} {'(peak - imports) / params':>26}"
+        f"{'variant':<34} {'seconds':>8} {'(spread)':>13} {'CPU s':>7} {'system s':>9} "
+        f"{'peak RSS GiB':>13} {'peak / params':>14} {'(peak - imports) / params':>26}"
     )
     seconds, cpu = {}, {}
     for kind, label in (
@@ -231,12 +264,14 @@ def bench_model(layers: int, dtype: str, device: str, repeats: int, threads: int
         times = [r["seconds"] for r in runs]
         seconds[kind] = statistics.median(times)
         cpu[kind] = statistics.median(r["cpu_seconds"] for r in runs)
+        system = statistics.median(r["system_seconds"] for r in runs)
         peak = statistics.median(r["peak_bytes"] for r in runs)
         above = statistics.median(r["peak_bytes"] - r["baseline_bytes"] for r in runs)
         params = runs[0]["parameter_bytes"]
         print(
             f"{label:<34} {seconds[kind]:>8.2f} {_spread(times):>13} {cpu[kind]:>7.2f} "
-            f"{peak / 2**30:>13.2f} {peak / params:>13.3f}x {above / params:>25.3f}x"
+            f"{system:>9.2f} {peak / 2**30:>13.2f} {peak / params:>13.3f}x "
+            f"{above / params:>25.3f}x"
         )
         if device == "cuda":
             device_peak = statistics.median(r["device_peak_bytes"] for r in runs)
@@ -257,7 +292,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="millions")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--model-repeats", type=int, default=2)
+    parser.add_argument("--model-repeats", type=int, default=5)
     parser.add_argument("--layers", type=int, default=48)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--device", default="cpu")

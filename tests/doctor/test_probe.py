@@ -233,3 +233,56 @@ def test_a_copied_row_is_one_duplicate_at_every_width(rows: int, columns: int) -
     copied = weight_records(nn.Sequential(layer))[0].duplicate_rows
     assert distinct == 0
     assert copied * rows == pytest.approx(1.0)
+
+
+class Normalized(nn.Module):
+    """Batch norms in the settings whose output moments follow from their batch statistics
+    (affine or not, 1-d and 2-d, cumulative running averages, units far above and below
+    the epsilon) and
+    in those that must be read from the output (a constant unit, eval mode)."""
+
+    def __init__(self, constant: bool) -> None:
+        super().__init__()
+        self.constant = constant
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.plain = nn.BatchNorm2d(6, affine=False, momentum=None)
+        self.affine = nn.BatchNorm2d(6)
+        self.flat = nn.Linear(6 * 16, 8)
+        self.vector = nn.BatchNorm1d(8)
+        self.frozen = nn.BatchNorm1d(8).eval()
+        with torch.no_grad():
+            self.affine.weight.copy_(torch.linspace(0.5, 2.0, 6))
+            self.affine.bias.copy_(torch.linspace(-1.0, 1.0, 6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        last = h[:, 5:] * (0.0 if self.constant else 1.0) + 2.0
+        h = torch.cat([h[:, :3], 3e-3 * h[:, 3:4], 1e3 * h[:, 4:5], last], dim=1)
+        h = self.affine(self.plain(h).relu() + h)
+        out: torch.Tensor = self.frozen(self.vector(self.flat(h.flatten(1))))
+        return out
+
+
+@pytest.mark.parametrize("constant", [True, False])
+def test_batch_norms_read_from_their_statistics_match_the_direct_computation(
+    constant: bool,
+) -> None:
+    torch.manual_seed(0)
+    model = Normalized(constant)
+    batch = torch.randn(10, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    expected, expected_grads = oracle(model, batch)
+    model.zero_grad()
+    with Probe(model) as probe:
+        output = model(batch)
+        cotangent = torch.randn(output.shape, generator=torch.Generator().manual_seed(1))
+        (output * cotangent).sum().backward()
+        records = probe.collect()
+    assert [r.name for r in records] == list(expected)
+    for record in records:
+        for field in FORWARD_FIELDS:
+            want, got = expected[record.name][field], record.forward[field]
+            if math.isnan(want):
+                assert math.isnan(got), (record.name, field, got)
+            else:
+                assert got == pytest.approx(want, rel=1e-4, abs=1e-6), (record.name, field)
+        assert record.grad_std == pytest.approx(expected_grads[record.name], rel=1e-4)

@@ -385,6 +385,10 @@ def test_str_shows_the_table_and_notes() -> None:
         ),
         (lambda: parametrize(mlp(64), "sp").param_groups(0.0), "lr must be"),
         (lambda: parametrize(mlp(64), "sp").row("9.weight"), "parameter '9.weight'"),
+        (
+            lambda: parametrize(mlp(64), "mup", base=mlp(16), zero_query="yes"),
+            "zero_query must be True or False",
+        ),
     ],
 )
 def test_bad_input_names_the_problem(call: object, message: str) -> None:
@@ -392,3 +396,63 @@ def test_bad_input_names_the_problem(call: object, message: str) -> None:
         call()  # type: ignore[operator]
     assert message in str(caught.value)
     assert isinstance(caught.value, ConfigError | UnknownNameError)
+
+
+# --- zero query (Tensor Programs V, D.2) --------------------------------------------------------
+def test_zero_query_zeroes_the_q_block_of_multihead_attention_only() -> None:
+    model, base = Transformer(64), Transformer(16)
+    plain = parametrize(model, "mup", base=base)
+    zeroed = parametrize(model, "mup", base=base, zero_query=True)
+    name = "blocks.0.self_attn.in_proj_weight"
+    assert "zero query" in zeroed.row(name).source
+    assert zeroed.row(name).lr_multiplier == plain.row(name).lr_multiplier
+    first, second = Transformer(64), Transformer(64)
+    plain.plan.apply(first, seed=0)
+    table = zeroed.plan.apply(second, seed=0)
+    before = dict(first.named_parameters())[name].detach()
+    after = dict(second.named_parameters())[name].detach()
+    assert torch.count_nonzero(after[:64]) == 0
+    assert torch.equal(after[64:], before[64:])  # k and v: the values without zero_query
+    assert "q <- rule" in table[name].notes
+    assert torch.equal(second.head.weight, first.head.weight)
+
+
+def test_zero_query_zeroes_the_q_columns_of_gpt2_c_attn() -> None:
+    model = gpt2(64)
+    p = parametrize(model, "mup", base=gpt2(16), std=0.02, zero_query=True)
+    p.plan.apply(model, seed=0)
+    weight = model.transformer.h[1].attn.c_attn.weight.detach()  # (in, out): q is columns 0:64
+    assert torch.count_nonzero(weight[:, :64]) == 0
+    # k and v: std 0.02 / sqrt(4); the sample std of n normals has relative error 1/sqrt(2n).
+    tolerance = 5 / math.sqrt(2 * weight[:, 64:].numel())
+    assert float(weight[:, 64:].std()) == pytest.approx(0.01, rel=tolerance)
+
+
+class _SeparateAttention(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.q_proj = nn.Linear(width, width)
+        self.k_proj = nn.Linear(width, width)
+        self.v_proj = nn.Linear(width, width)
+        self.out_proj = nn.Linear(width, width)
+
+
+class _FusedAttention(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+
+def test_zero_query_zeroes_a_separate_q_proj_and_notes_a_fused_qkv() -> None:
+    def model(width: int) -> nn.Module:
+        return nn.ModuleDict({"attn": _SeparateAttention(width), "fused": _FusedAttention(width)})
+
+    p = parametrize(model(64), "mup", base=model(16), zero_query=True)
+    row = p.row("attn.q_proj.weight")
+    assert (row.init, row.init_std) == ("zeros", 0.0)
+    assert p.row("attn.k_proj.weight").init == "normal"
+    assert any("'fused.qkv.weight'" in note and "not zeroed" in note for note in p.notes)
+    built = model(64)
+    p.plan.apply(built, seed=0)
+    assert torch.count_nonzero(built["attn"].q_proj.weight) == 0

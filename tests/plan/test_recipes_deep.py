@@ -140,14 +140,35 @@ def test_t_fixup_law_per_parameter_on_an_encoder_decoder() -> None:
     assert torch.count_nonzero(values["decoder.layers.0.fc1.bias"]) == 0
 
 
-def test_t_fixup_on_torch_transformer_encoder_scales_the_packed_qkv_like_v() -> None:
+def test_t_fixup_on_torch_transformer_encoder_scales_only_the_v_block_of_packed_qkv() -> None:
     layer = nn.TransformerEncoderLayer(WIDTH, 2, dim_feedforward=32)
     model = nn.TransformerEncoder(layer, num_layers=4, enable_nested_tensor=False)
-    table = initlab.preset("t-fixup", model).resolve(model)
+    table = initlab.preset("t-fixup", model).apply(model, seed=0)
     scale = 0.67 * 4**-0.25
     row = table["layers.1.self_attn.in_proj_weight"]
-    assert row.std == pytest.approx(_xavier_std(WIDTH, WIDTH) * scale)  # per q, k, v block
+    square = _xavier_std(WIDTH, WIDTH)  # fans (d, d) per q, k, v block
+    stds = {part.label: part.std for part in row.parts}
+    assert stds["v"] == pytest.approx(square * scale)
+    assert stds["q"] == stds["k"] == pytest.approx(square * 2**-0.5)  # like fairseq's q_proj
+    assert "v <- rule 0" in row.notes
+    assert "q,k <- rule" in row.notes
+    weight = dict(model.named_parameters())["layers.1.self_attn.in_proj_weight"].detach()
+    _assert_std(weight[2 * WIDTH :], square * scale, kurtosis=1.8)
+    _assert_std(weight[: 2 * WIDTH], square * 2**-0.5, kurtosis=1.8)
     assert table["layers.1.linear2.weight"].std == pytest.approx(_xavier_std(32, WIDTH) * scale)
+
+
+def test_deepnet_on_gpt2_gives_beta_to_the_v_columns_of_c_attn_only() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_embd=WIDTH, n_layer=4, n_head=2, vocab_size=50,
+                                     n_positions=16)  # fmt: skip
+    model = transformers.GPT2LMHeadModel(config)
+    table = initlab.preset("deepnet", model).resolve(model)
+    beta = deepnet_constants(4).encoder_beta  # one stack: (8N)^-1/4
+    parts = {part.label: part for part in table["transformer.h.2.attn.c_attn.weight"].parts}
+    assert parts["v"].std == pytest.approx(beta * _xavier_std(WIDTH, WIDTH))
+    assert parts["q"].std == parts["k"].std == pytest.approx(_xavier_std(WIDTH, WIDTH))
+    assert parts["v"].axis == 1  # GPT-2's Conv1D stores (in, out): v is the last columns
 
 
 def test_t_fixup_one_stack_uses_the_stack_option() -> None:

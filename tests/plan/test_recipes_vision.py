@@ -146,6 +146,9 @@ def test_moco_draws_qkv_with_the_fans_of_one_projection() -> None:
     assert table["blocks.2.attn.qkv.weight"].bound == pytest.approx(bound)
     assert float(values["blocks.2.attn.qkv.weight"].abs().max()) <= bound
     _assert_std(values["blocks.2.attn.qkv.weight"], bound / math.sqrt(3), UNIFORM)
+    row = table["blocks.2.attn.qkv.weight"]  # split=3: three (d, d) row blocks
+    assert [(part.start, part.stop) for part in row.parts] == [(0, 32), (32, 64), (64, 96)]
+    assert "split=3" in row.source
     head = math.sqrt(6 / (WIDTH + CLASSES))  # moco has no zero head: xavier like the rest
     _assert_std(values["head.weight"], head / math.sqrt(3), UNIFORM)
     assert torch.count_nonzero(values["blocks.2.mlp.fc1.bias"]) == 0
@@ -163,6 +166,20 @@ def test_fix_init_divides_attn_proj_and_fc2_by_sqrt_two_times_the_layer(mode: st
             assert fixed[name].std == pytest.approx(expected)
             _assert_std(values[name], expected, 3.0 if mode == "" else UNIFORM)
     assert fixed["blocks.1.mlp.fc1.weight"].std == plain["blocks.1.mlp.fc1.weight"].std
+
+
+def test_moco_needs_no_model_and_keeps_the_values_of_the_bound_rule() -> None:
+    """timm's moco bound sqrt(6 / (out // 3 + in)) as one uniform rule (the preset before
+    split=3) draws the same values as xavier_uniform per row block: the counter stream numbers
+    each element by its place in the whole weight."""
+    bound = math.sqrt(6.0 / (3 * WIDTH // 3 + WIDTH))
+    by_bound = initlab.Plan(
+        [initlab.rule(regex=r"qkv\.weight$", scheme="uniform", a=-bound, b=bound)], "keep"
+    )
+    first, second = VisionTransformer(), VisionTransformer()
+    by_bound.apply(first, seed=5)
+    initlab.preset("timm-vit", mode="moco").apply(second, seed=5)
+    assert torch.equal(first.blocks[1].attn.qkv.weight, second.blocks[1].attn.qkv.weight)
 
 
 def test_the_dry_run_names_each_parameters_rule() -> None:
@@ -186,7 +203,7 @@ def test_bad_options_are_config_errors(options: dict[str, object], match: str) -
         initlab.preset("timm-vit", VisionTransformer(), **options)
 
 
-@pytest.mark.parametrize("options", [{"mode": "moco"}, {"mode": "jax_nlhb"}, {"fix_init": True}])
+@pytest.mark.parametrize("options", [{"mode": "jax_nlhb"}, {"fix_init": True}])
 def test_modes_that_read_the_model_say_so_without_one(options: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="model"):
         initlab.preset("timm-vit", **options)

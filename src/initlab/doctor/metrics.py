@@ -16,7 +16,9 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -63,26 +65,66 @@ def weight_records(model: nn.Module) -> list[WeightRecord]:
     if not sites:
         return []
     rows = [_measured(parameters[site.name], site.layout) for site in sites]
-    table = torch.stack([row.to(rows[0].device) for row in rows]).double().cpu().tolist()
-    return [_record(site, row) for site, row in zip(sites, table, strict=True)]
+    device = rows[0].device
+    values = torch.cat([row.to(device) for row in rows]).double().cpu().numpy()
+    shares, at = [], 0
+    for row in rows:
+        shares.append(_Share.of(values[at : at + row.numel()]))
+        at += row.numel()
+    duplicates = _duplicates([share.keys[:, :2] for share in shares], [s.order for s in shares])
+    pairs = [(s.keys, s.grad_keys) for s in shares if s.grad_keys is not None]
+    symmetric = iter(
+        _duplicates(
+            [np.concatenate([w[:, :2], g[:, :2]], axis=1) for w, g in pairs],
+            [w[:, 3] + _SQRT5 * g[:, 3] for w, g in pairs],
+        )
+    )
+    return [
+        _record(
+            site, share, int(duplicate), next(symmetric) if share.grad_keys is not None else None
+        )
+        for site, share, duplicate in zip(sites, shares, duplicates, strict=True)
+    ]
 
 
-def _record(site: ParameterSite, row: list[float]) -> WeightRecord:
-    """A :class:`WeightRecord` from one row of :func:`_measured`, finished on the host."""
-    values = dict(zip(_MEASURED, row, strict=True))
+@dataclass(frozen=True)
+class _Share:
+    """One weight's share of the host copy of :func:`_measured`: the values of
+    :data:`_MEASURED` by name, the keys of its rows (``(rows, 4)``), their sort key, and the
+    keys of its gradient's rows (``None`` without a gradient)."""
+
+    values: dict[str, float]
+    keys: np.ndarray[Any, Any]
+    order: np.ndarray[Any, Any]
+    grad_keys: np.ndarray[Any, Any] | None
+
+    @classmethod
+    def of(cls, row: np.ndarray[Any, Any]) -> _Share:
+        values = dict(zip(_MEASURED, (float(v) for v in row[: len(_MEASURED)]), strict=True))
+        units, head = int(values["units"]), len(_MEASURED)
+        keys = row[head : head + 4 * units].reshape(units, 4)
+        grad_keys = row[head + 4 * units :].reshape(units, 4) if values["has_gradient"] else None
+        return cls(values, keys, keys[:, 3], grad_keys)
+
+
+def _record(
+    site: ParameterSite, share: _Share, duplicates: int, symmetric: int | None
+) -> WeightRecord:
+    """A :class:`WeightRecord` from one weight's :class:`_Share` and its counts of duplicate
+    rows and of symmetric rows (``None`` without a gradient), finished on the host."""
+    values = share.values
     fans = site.fans or compute_fans(site.fan_shape, layout=site.layout, groups=site.groups)
     count = math.prod(site.shape)
     units = values["units"]
     mean = values["mean"]
     std = values["centered_norm"] / math.sqrt(count)
-    duplicate, zero = values["duplicates"] / units, values["zero_rows"] / units
+    duplicate, zero = duplicates / units, values["zero_rows"] / units
     grad_std = grad_to_weight = None
-    symmetric = max(duplicate, zero)
+    both = max(duplicate, zero) if symmetric is None else symmetric / units
     if values["has_gradient"]:
         grad_norm, grad_mean = values["grad_norm"], values["grad_sum"] / count
         grad_std = _known(math.sqrt(max(grad_norm**2 / count - grad_mean**2, 0.0)))
         grad_to_weight = _known(grad_norm / max(values["weight_norm"], 1e-30))
-        symmetric = values["symmetric"] / units
     return WeightRecord(
         name=site.name,
         layer=site.module_name,
@@ -96,7 +138,7 @@ def _record(site: ParameterSite, row: list[float]) -> WeightRecord:
         zero_rows=zero,
         grad_std=grad_std,
         grad_to_weight=grad_to_weight,
-        symmetric_rows=symmetric,
+        symmetric_rows=both,
     )
 
 
@@ -105,12 +147,10 @@ _MEASURED = (
     "has_gradient",
     "mean",
     "centered_norm",
-    "duplicates",
     "zero_rows",
     "weight_norm",
     "grad_sum",
     "grad_norm",
-    "symmetric",
 )
 
 
@@ -119,16 +159,19 @@ def _known(value: float) -> float | None:
 
 
 def _measured(parameter: torch.Tensor, layout: Layout) -> torch.Tensor:
-    """The values of :data:`_MEASURED` for one weight, on its device.
+    """The values of :data:`_MEASURED` for one weight, on its device, followed by the keys of
+    its rows (``(rows, 4)``: :func:`_row_probe`'s projections) and, with a gradient, those of
+    its gradient's rows.
 
     The weight and its gradient are read as few times as possible (these are memory-bound:
     ``std`` and ``abs().amax`` are several times slower on CPU, ``var_mean`` ten times, and
     every temporary costs a write): one product gives the row keys, the row sums and the sort
     key of the rows, one pass the row norms, and the std is centered (a third pass) so that a
     constant weight reads 0 up to rounding. On a small weight the cost is the number of kernel
-    launches, not the arithmetic: counts and sums stay raw and :func:`_record` finishes them
-    on the host. The fixed directions are stored as rows and used transposed: a product with a
-    few-column right-hand side stored that way is several times faster on CPU.
+    launches, not the arithmetic: counts, sums and the comparison of the rows' keys are left
+    to the host (:func:`_record`), and everything leaves in one tensor. The fixed directions
+    are stored as rows and used transposed: a product with a few-column right-hand side stored
+    that way is several times faster on CPU.
     """
     weight = parameter.detach().float()
     matrix = unit_rows(weight, layout)
@@ -138,25 +181,21 @@ def _measured(parameter: torch.Tensor, layout: Layout) -> torch.Tensor:
     mean = keys[:, 2].sum() / weight.numel()
     columns = [
         torch.linalg.vector_norm(weight - mean),
-        _duplicates(keys[:, :2], keys[:, 3]),
         (row_norms == 0).sum(),
         torch.linalg.vector_norm(row_norms),
     ]
     grad = parameter.grad
+    pieces = [keys.reshape(-1)]
     if grad is None:
         missing = torch.full((), float("nan"), device=weight.device)
-        columns += [missing, missing, missing]
+        columns += [missing, missing]
     else:
         g = grad.detach().float()
         grad_keys = unit_rows(g, layout) @ directions
-        both = torch.cat([keys[:, :2], grad_keys[:, :2]], dim=1)
-        columns += [
-            grad_keys[:, 2].sum(),
-            torch.linalg.vector_norm(g),
-            _duplicates(both, keys[:, 3] + _SQRT5 * grad_keys[:, 3]),
-        ]
+        columns += [grad_keys[:, 2].sum(), torch.linalg.vector_norm(g)]
+        pieces.append(grad_keys.reshape(-1))
     head = torch.tensor([matrix.shape[0], float(grad is not None)], device=weight.device)
-    return torch.cat([head, mean.reshape(1), torch.stack(columns).float()])  # promotes
+    return torch.cat([head, mean.reshape(1), torch.stack(columns).float(), *pieces])  # promotes
 
 
 @functools.lru_cache(maxsize=64)
@@ -175,8 +214,10 @@ def _row_probe(columns: int, device: torch.device) -> torch.Tensor:
 _SQRT2, _SQRT5 = 2.0**0.5, 5.0**0.5
 
 
-def _duplicates(keys: torch.Tensor, order_by: torch.Tensor) -> torch.Tensor:
-    r"""How many rows equal an earlier row, on the device, from the rows' ``keys``.
+def _duplicates(
+    keys: list[np.ndarray[Any, Any]], order_by: list[np.ndarray[Any, Any]]
+) -> np.ndarray[Any, Any]:
+    r"""For each weight, how many rows equal an earlier row, from the rows' ``keys`` (host).
 
     The keys are the rows' projections on fixed random directions (sorting scalars, not
     rows); equal rows project equally up to rounding, and distinct real-valued rows collide
@@ -185,14 +226,25 @@ def _duplicates(keys: torch.Tensor, order_by: torch.Tensor) -> torch.Tensor:
     neighbours are then compared on every key. Not bit for bit: a matrix product may round two
     equal rows differently (BLAS kernels treat the last rows of a block apart), by about
     :math:`\epsilon \sqrt{n}\,\lVert w \rVert` with :math:`\epsilon = 6 \cdot 10^{-8}`;
-    so keys count as equal within :data:`_KEY_TOLERANCE` times their column's rms (a typical
-    row's norm). Two distinct rows then agree on both keys with probability ~1e-8.
+    so keys count as equal within :data:`_KEY_TOLERANCE` times their column's rms over the
+    weight's rows (a typical row's norm). Two distinct rows then agree on both keys with
+    probability ~1e-8. Every weight at once: one sort by (weight, key) and a few array passes,
+    not a sort and a dozen kernel launches per weight. Rows holding inf or NaN equal no row.
     """
-    order = torch.argsort(order_by)
-    sorted_keys = keys[order]
-    scale = torch.sqrt(torch.mean(keys * keys, dim=0))
-    close = (sorted_keys[1:] - sorted_keys[:-1]).abs() <= _KEY_TOLERANCE * scale
-    return close.all(dim=1).sum()
+    if not keys:
+        return np.zeros(0, dtype=np.int64)
+    sizes = np.asarray([len(k) for k in keys])
+    weight = np.repeat(np.arange(len(keys)), sizes)
+    stacked = np.concatenate(keys)
+    order = np.lexsort((np.concatenate(order_by), weight))  # by weight, then by key
+    sorted_keys = stacked[order]
+    with np.errstate(all="ignore"):
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        squares = np.add.reduceat(stacked * stacked, starts, axis=0)
+        limit = _KEY_TOLERANCE * np.sqrt(squares / sizes[:, None])
+        gaps = np.abs(sorted_keys[1:] - sorted_keys[:-1])
+        close = (gaps <= limit[weight[1:]]).all(axis=1) & (weight[1:] == weight[:-1])
+    return np.bincount(weight[1:][close], minlength=len(keys))
 
 
 _KEY_TOLERANCE = 1e-4

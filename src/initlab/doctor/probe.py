@@ -17,6 +17,12 @@ squared channel mean and of the channel variance (Brock et al., 2021, signal pro
 the mean cosine similarity between the batch's examples (how far the inputs have collapsed to one
 direction), and the count of NaN/inf values. Backward: the std of :math:`\partial L/\partial h`
 (NaN/inf when the gradient holds NaN/inf).
+
+A batch norm that normalized with the batch's own statistics (training mode, on CPU) is read
+from them, not from its output: its unit means are its bias and its unit mean squares
+:math:`\beta_c^2 + \gamma_c^2 (1 - \epsilon s_c^2)`, with :math:`s_c` the inverse std torch
+kept for the backward pass (:func:`~initlab.doctor.reductions.batch_norm_terms`), the same
+numbers to float rounding with no pass over the output.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from initlab.doctor.reductions import (
     Reduced,
     Scratch,
     Watch,
+    batch_norm_terms,
+    batch_norm_units,
     cosine_pieces,
     forward_fields,
     measurable,
@@ -184,7 +192,7 @@ class Probe:
         self._calls: dict[str, int] = {}
         self._order: list[Key] = []
         self._forward: dict[Key, Reduced] = {}
-        self._backward: dict[Key, tuple[torch.Tensor, int]] = {}
+        self._backward: dict[Key, tuple[list[torch.Tensor], int]] = {}
         # A call recorded from an earlier call's output: whose gradient it shares.
         self._same_gradient: dict[Key, Key] = {}
         # id(output) -> (the output, its version, its call): a layer fed by a probed call's
@@ -226,15 +234,21 @@ class Probe:
                 call = self._calls.get(name, 0)
                 self._calls[name] = call + 1
                 try:
-                    self._record((name, call), watch, inputs, tensor)
+                    self._record((name, call), watch, module, inputs, tensor)
                 except Exception:  # a probe must never break the forward pass it observes
                     if name not in self.unmeasured:
                         self.unmeasured.append(name)
 
         return hook
 
-    def _record(self, key: Key, watch: Watch, inputs: Any, tensor: torch.Tensor) -> None:
+    def _record(
+        self, key: Key, watch: Watch, module: nn.Module, inputs: Any, tensor: torch.Tensor
+    ) -> None:
         if self._record_again(key, watch, tensor):
+            return
+        terms = batch_norm_terms(module, tensor) if watch.batch_norm else None
+        if terms is not None:
+            self._record_batch_norm(key, tensor, *terms)
             return
         sums = reduce_output(watch, tensor, self._scratch)
         pieces = [sums.unit_mean, sums.unit_sq, *sums.counts]
@@ -243,7 +257,7 @@ class Probe:
         if source is not None and measurable(source) and source.numel() > 1:
             input_from = self._producer(source)
             if input_from is None:
-                pieces.append(moments(source))
+                pieces.extend(moments(source))
                 input_numel = source.numel()
         cosine = cosine_pieces(tensor, sums.example_sq) if self.cosine and watch.is_layer else []
         pieces.extend(cosine)
@@ -259,6 +273,31 @@ class Probe:
             input_from=input_from,
             cosine_rows=cosine[0].numel() if cosine else 0,
         )
+        self._follow(key, tensor)
+
+    def _record_batch_norm(
+        self, key: Key, tensor: torch.Tensor, terms: torch.Tensor, eps: float
+    ) -> None:
+        """Record a batch norm's call from its batch statistics (:func:`batch_norm_terms`):
+        its output's unit moments follow from them exactly, with no pass over the output."""
+        self._order.append(key)
+        self._forward[key] = Reduced(
+            pieces=(terms,),
+            units=tensor.shape[1],
+            numel=tensor.numel(),
+            examples=tensor.shape[0],
+            zeros=False,
+            saturated=False,
+            input_numel=0,
+            input_from=None,
+            cosine_rows=0,
+            batch_norm_eps=eps,
+        )
+        self._follow(key, tensor)
+
+    def _follow(self, key: Key, tensor: torch.Tensor) -> None:
+        """Remember the call's output (a later call may read it unchanged) and, with
+        gradients on, hook its gradient."""
         if not tensor.is_inference():  # inference tensors keep no version counter
             self._outputs[id(tensor)] = (weakref.ref(tensor), tensor._version, key)
         if self.gradients and tensor.requires_grad:
@@ -278,8 +317,8 @@ class Probe:
             return False
         reduced = self._forward[earlier]
         self._order.append(key)
-        self._forward[key] = Reduced(
-            pieces=reduced.pieces[:2],
+        self._forward[key] = Reduced(  # not dataclasses.replace: several times slower
+            pieces=reduced.pieces[: reduced.moment_pieces],
             units=reduced.units,
             numel=reduced.numel,
             examples=reduced.examples,
@@ -288,6 +327,7 @@ class Probe:
             input_numel=0,
             input_from=None,
             cosine_rows=0,
+            batch_norm_eps=reduced.batch_norm_eps,
         )
         self._same_gradient[key] = self._same_gradient.get(earlier, earlier)
         return True
@@ -324,12 +364,13 @@ class Probe:
         for key in self._order:
             pieces.extend(self._forward[key].pieces)
             if key in self._backward:
-                pieces.append(self._backward[key][0])
+                pieces.extend(self._backward[key][0])
         device = pieces[0].device
-        flat = torch.cat(  # mixed float dtypes are promoted; another device's pieces moved
-            [(p if p.device == device else p.to(device)).reshape(-1) for p in pieces]
-        )
-        return flat.cpu().double().numpy()
+        if any(piece.device != device for piece in pieces):  # another device's pieces moved
+            pieces = [piece.to(device) for piece in pieces]
+        # Every piece is a scalar or a vector, so hstack is a cat of them all (one call, not a
+        # reshape per piece); mixed float dtypes are promoted.
+        return torch.hstack(pieces).cpu().double().numpy()
 
     def collect(self) -> list[LayerRecord]:
         """The records of every call of a probed module, in call order (one device-to-host
@@ -343,7 +384,13 @@ class Probe:
         starts, at = [], 0
         for key in self._order:
             starts.append(at)
-            at += self._forward[key].size + (2 if key in self._backward else 0)
+            reduced = self._forward[key]
+            if reduced.batch_norm_eps is not None:  # its unit moments, in their place
+                terms = values[at : at + reduced.moment_size]
+                values[at : at + 2 * reduced.units] = batch_norm_units(
+                    terms, reduced.batch_norm_eps
+                )
+            at += reduced.size + (2 if key in self._backward else 0)
         units = unit_moments(values, starts, [self._forward[key].units for key in self._order])
         records: list[LayerRecord] = []
         stds: dict[Key, float] = {}
@@ -357,13 +404,13 @@ class Probe:
             stds[key] = forward["std"]
             grad_std = grad_rms = None
             if key in self._backward:
-                total, norm = values[at], values[at + 1]
+                total, squares = values[at], values[at + 1]
                 at += 2
                 count = self._backward[key][1]
                 if count == 1:
                     grad_std = grad_rms = abs(float(total))
                 else:
-                    grad_std, grad_rms = std_rms(float(total), float(norm), count)
+                    grad_std, grad_rms = std_rms(float(total), float(squares), count)
             name, call = key
             records.append(
                 LayerRecord(

@@ -28,6 +28,8 @@ __all__ = [
     "Scratch",
     "UnitMoments",
     "Watch",
+    "batch_norm_terms",
+    "batch_norm_units",
     "cosine_pieces",
     "forward_fields",
     "measurable",
@@ -64,13 +66,16 @@ class Watch:
     ``can_die``: a hard rectifier (:attr:`initlab.layers.ActivationKind.can_die`), whose zeros
     and dead units are counted. ``saturation``: the activation's saturation interval, if any.
     ``is_layer``: a layer (or a saturating activation, which is read like one): the std of its
-    input and the between-example cosine of its output are measured too.
+    input and the between-example cosine of its output are measured too. ``batch_norm``: a
+    batch norm, whose output moments may follow from its own batch statistics
+    (:func:`batch_norm_terms`).
     """
 
     kind: str
     can_die: bool
     saturation: tuple[float, float] | None
     is_layer: bool
+    batch_norm: bool = False
 
 
 def watch_for(module: nn.Module, is_layer: bool) -> Watch:
@@ -85,6 +90,7 @@ def watch_for(module: nn.Module, is_layer: bool) -> Watch:
         can_die=activation is not None and activation.can_die,
         saturation=saturation,
         is_layer=is_layer or saturation is not None,
+        batch_norm=isinstance(module, nn.modules.batchnorm._BatchNorm),
     )
 
 
@@ -99,9 +105,12 @@ class Reduced:
 
     ``pieces`` are, in order: the per-unit mean and mean square (``units`` each), the count of
     nonzeros (hard rectifiers), the count in saturation (saturating activations), the input's
-    sum and 2-norm (a layer whose input no probed module produced), and for the cosine
+    sum and sum of squares (a layer whose input no probed module produced), and for the cosine
     similarity the norms of the first ``cosine_rows`` examples and the norm of their normalized
-    sum.
+    sum. A batch norm read from its batch statistics (``batch_norm_eps`` set) leaves one piece
+    instead of the two unit moments: its bias, weight and inverse std (``units`` each, see
+    :func:`batch_norm_terms`), which :func:`batch_norm_units` turns into the unit moments on
+    the host.
     """
 
     pieces: tuple[torch.Tensor, ...]
@@ -113,12 +122,23 @@ class Reduced:
     input_numel: int
     input_from: Key | None
     cosine_rows: int
+    batch_norm_eps: float | None = None
+
+    @property
+    def moment_pieces(self) -> int:
+        """How many of ``pieces`` carry the unit moments (the rest are counts, inputs...)."""
+        return 1 if self.batch_norm_eps is not None else 2
+
+    @property
+    def moment_size(self) -> int:
+        """How many values the unit moments take in the host copy."""
+        return (3 if self.batch_norm_eps is not None else 2) * self.units
 
     @property
     def size(self) -> int:
         inputs = 2 if self.input_numel else 0
         cosine = self.cosine_rows + 1 if self.cosine_rows else 0
-        return 2 * self.units + self.zeros + self.saturated + inputs + cosine
+        return self.moment_size + self.zeros + self.saturated + inputs + cosine
 
 
 class Scratch:
@@ -207,6 +227,69 @@ def _counts(watch: Watch, h: torch.Tensor, scratch: Scratch) -> list[torch.Tenso
     return counts
 
 
+def batch_norm_terms(module: nn.Module, output: torch.Tensor) -> tuple[torch.Tensor, float] | None:
+    r"""A batch norm's bias :math:`\beta`, weight :math:`\gamma` and the inverse std
+    :math:`s_c = 1/\sqrt{\sigma_c^2 + \epsilon}` it normalized with, as one ``(3, C)`` tensor,
+    and its :math:`\epsilon`: what its output's unit moments follow from
+    (:func:`batch_norm_units`), with no pass over the output.
+
+    Only for a call that normalized with the batch's own statistics (training mode, or no
+    running statistics) and whose output is the batch norm's own (its autograd node, which
+    keeps :math:`s_c`, is ``native_batch_norm``'s, with this module's weight), on CPU, and
+    with every unit's variance resolved (:data:`_RESOLVED`); ``None`` otherwise (eval mode, no
+    autograd graph, a subclass that changes the output, a constant unit...), and the output is
+    then reduced like any other.
+    """
+    node: Any = output.grad_fn
+    if type(node).__name__ != "NativeBatchNormBackward0" or not node._saved_training:
+        return None
+    weight = getattr(module, "weight", None)
+    invstd: torch.Tensor = node._saved_result2
+    eps = float(node._saved_eps)
+    units = output.shape[1] if output.dim() > 1 else 0
+    if node._saved_weight is not weight or invstd.shape != (units,) or units == 0:
+        return None
+    # A unit whose variance is below float32's resolution of sigma^2 + eps (a constant unit)
+    # has a kept fraction 1 - eps s^2 that is rounding: its output is read instead. The check
+    # is one host read, free on CPU; elsewhere it would wait for the device, so only on CPU.
+    if invstd.device.type != "cpu" or float(invstd.max()) ** 2 * eps > _RESOLVED:
+        return None
+    bias = getattr(module, "bias", None)
+    gamma = invstd.new_ones(units) if weight is None else weight.detach()
+    beta = invstd.new_zeros(units) if bias is None else bias.detach()
+    if beta.shape != (units,) or gamma.shape != (units,):
+        return None
+    return _widened(torch.cat([beta, gamma, invstd.detach()])), eps
+
+
+_RESOLVED = 1.0 - 1e-3
+r"""The largest :math:`\epsilon s_c^2` (the fraction of :math:`\sigma_c^2 + \epsilon` that is
+:math:`\epsilon`) read from the batch statistics: float32 rounds :math:`s_c` to about
+:math:`10^{-7}`, so the kept fraction :math:`1 - \epsilon s_c^2 \ge 10^{-3}` is known to 1e-4."""
+
+
+def batch_norm_units(terms: np.ndarray[Any, Any], eps: float) -> np.ndarray[Any, Any]:
+    r"""A batch norm's unit means and mean squares (host, float64) from its
+    :func:`batch_norm_terms`.
+
+    Unit :math:`c` of the output is :math:`y = \gamma_c s_c (x - \mu_c) + \beta_c` with
+    :math:`\mu_c, \sigma_c^2` the batch's mean and (biased) variance of the unit, so
+
+    .. math:: \bar y_c = \beta_c, \quad \overline{y^2_c} = \beta_c^2 + \gamma_c^2 \,
+        \frac{\sigma_c^2}{\sigma_c^2 + \epsilon} = \beta_c^2 + \gamma_c^2 (1 - \epsilon s_c^2)
+
+    exactly, with torch's own :math:`\sigma_c^2` (no cancellation of raw sums). An infinite
+    variance (:math:`s_c = 0`) makes the output :math:`\beta_c`; a NaN in the unit makes its
+    moments NaN, as the output's are.
+    """
+    beta, gamma, invstd = terms.reshape(3, -1)
+    with np.errstate(all="ignore"):
+        mean = beta + 0.0 * invstd
+        kept = np.where(invstd == 0, 0.0, np.maximum(1.0 - eps * invstd * invstd, 0.0))
+        square = beta * beta + gamma * gamma * kept
+    return np.concatenate([mean, square])
+
+
 def cosine_pieces(output: torch.Tensor, example_sq: torch.Tensor | None) -> list[torch.Tensor]:
     r"""What the mean between-example cosine similarity needs, for the first 64 examples.
 
@@ -226,26 +309,27 @@ def cosine_pieces(output: torch.Tensor, example_sq: torch.Tensor | None) -> list
     return [norms, torch.linalg.vector_norm(total)]
 
 
-def moments(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum and 2-norm of all of ``tensor``: two read-only, vectorized passes. A contiguous
+def moments(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Sum and sum of squares of all of ``tensor``: two read-only, vectorized passes, left as
+    two pieces (the host takes the square root: no stacking, no extra kernel). A contiguous
     tensor's squares are summed by a dot product with itself (BLAS: faster than
     ``vector_norm`` on CPU, and as accurate)."""
     x = _widened(tensor.detach())
     if not x.is_contiguous():
-        return torch.stack([x.sum(), torch.linalg.vector_norm(x)])
+        return [x.sum(), torch.linalg.vector_norm(x).square()]
     flat = x.view(-1)
-    return torch.stack([flat.sum(), flat.dot(flat).sqrt()])
+    return [flat.sum(), flat.dot(flat)]
 
 
-def std_rms(total: float, norm: float, count: int) -> tuple[float, float]:
-    r"""Population std and RMS from a sum and a 2-norm.
+def std_rms(total: float, squares: float, count: int) -> tuple[float, float]:
+    r"""Population std and RMS from a sum and a sum of squares (:func:`moments`).
 
     .. math:: \sigma^2 = \lVert x\rVert_2^2/n - \bar x^2,
         \quad \text{rms} = \lVert x\rVert_2/\sqrt n
     """
     count = max(count, 1)
     mean = total / count
-    mean_sq = norm * norm / count
+    mean_sq = squares / count
     variance = mean_sq - mean * mean
     return math.sqrt(max(variance, 0.0)), math.sqrt(mean_sq)  # max keeps NaN: NaN stays NaN
 
@@ -314,7 +398,7 @@ def forward_fields(
     A unit is dead when it is 0 on every example: with a single example that says nothing
     about the unit, so the dead fraction is NaN then (as is the cosine).
     """
-    at = 2 * reduced.units
+    at = reduced.moment_size
     zero_fraction = dead_fraction = saturated = cosine = NAN
     mean, mean_sq = units.mean[index], units.mean_sq[index]
     if reduced.zeros:
@@ -326,8 +410,8 @@ def forward_fields(
         saturated = float(values[at]) / max(reduced.numel, 1)
         at += 1
     if reduced.input_numel:
-        total, norm = float(values[at]), float(values[at + 1])
-        input_std = std_rms(total, norm, reduced.input_numel)[0]
+        total, squares = float(values[at]), float(values[at + 1])
+        input_std = std_rms(total, squares, reduced.input_numel)[0]
         at += 2
     if reduced.cosine_rows:
         n = reduced.cosine_rows

@@ -65,6 +65,7 @@ __all__ = [
     "LayerFans",
     "Role",
     "Structure",
+    "equal_blocks",
     "gate_blocks",
     "is_hf_conv1d",
     "is_layer",
@@ -238,6 +239,14 @@ def gate_blocks(module: nn.Module, rows: int, *, recurrent: bool) -> tuple[Block
         Block(label, i * size, (i + 1) * size, activation, recurrent)
         for i, (label, activation) in enumerate(gates)
     )
+
+
+def equal_blocks(size: int, count: int, *, axis: int = 0) -> tuple[Block, ...]:
+    """``count`` equal blocks over ``size`` indices along ``axis``, labelled ``0``, ``1``...:
+    the blocks a rule's ``split=count`` declares on a weight initlab does not know as stacked
+    (timm's fused ``attn.qkv`` ``(3d, d)``: ``equal_blocks(3 * d, 3)``)."""
+    step = size // count
+    return tuple(Block(str(i), i * step, (i + 1) * step, axis=axis) for i in range(count))
 
 
 def _layout(module: nn.Module) -> Layout:

@@ -42,6 +42,7 @@ from initlab.parametrize.widths import (
     widths_from_base,
     widths_from_base_width,
 )
+from initlab.parametrize.zero_query import zero_query as zeroed_query
 from initlab.plan.activations import detect_activations
 from initlab.plan.plan import Plan
 from initlab.plan.rules import Rule, rule
@@ -208,6 +209,7 @@ def parametrize(
     base_depth: int | None = None,
     branch_outputs: Sequence[str] | None = None,
     example: Any = None,
+    zero_query: bool = False,
 ) -> Parametrization:
     r"""The init and per-parameter learning rates of a parametrization, for an unmodified model.
 
@@ -251,6 +253,10 @@ def parametrize(
         base_depth: ``depth-mup``'s :math:`L_b` (default: the base's blocks, else 1).
         branch_outputs: ``depth-mup``'s branch output layers, as glob patterns.
         example: an input batch, for finding the activations of a model fx cannot trace.
+        zero_query: initialize every attention's query projection to 0 (Tensor Programs V,
+            Appendix D.2: logits 0 at init, whatever the width): a separate ``q_proj`` whole,
+            the ``q`` block of ``nn.MultiheadAttention.in_proj_weight`` or GPT-2's ``c_attn``
+            (:mod:`initlab.parametrize.zero_query`).
 
     Raises:
         UnknownNameError: an unknown parametrization.
@@ -281,16 +287,28 @@ def parametrize(
                             options), depth)
         for item in widths
     )  # fmt: skip
+    query = zeroed_query(model, rows, sites) if _flag(zero_query, "zero_query") else None
+    rows = query.rows if query is not None else rows
+    block_rules = query.block_rules if query is not None else {}
+    plan_rules = [
+        r for row in rows for r in (block_rules.get(row.name), _plan_rule(row)) if r is not None
+    ]
+    notes = _notes(model, base, rows, sites, depth, width=width, base_width=base_width,
+                   name=options.name)  # fmt: skip
     return Parametrization(
         name=options.name,
         optimizer=options.optimizer,
-        plan=Plan([r for row in rows if (r := _plan_rule(row)) is not None], "keep",
-                  name=f"parametrize {options.name}", warn_unused=False),
+        plan=Plan(plan_rules, "keep", name=f"parametrize {options.name}", warn_unused=False),
         rows=rows,
-        notes=_notes(model, base, rows, sites, depth, width=width, base_width=base_width,
-                     name=options.name),
+        notes=notes + (query.notes if query is not None else ()),
         parameters=dict(model.named_parameters()),
     )  # fmt: skip
+
+
+def _flag(value: object, option: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"parametrize: {option} must be True or False, got {value!r}.")
+    return value
 
 
 def _notes(

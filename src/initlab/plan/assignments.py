@@ -29,10 +29,15 @@ class Part:
         start: its first index along ``axis``.
         stop: one past its last index along ``axis``.
         scheme: the scheme it is drawn from.
-        std: the std of its values after the row's multiplier, when known.
+        std: the std of its values after the row's multiplier (and its own), when known.
         law: the law each of its elements is drawn from, i.i.d. (before the row's
-            multiplier); ``None`` when the scheme builds the block as a whole (orthogonal).
+            multiplier; its own ``multiplier`` included); ``None`` when the scheme builds the
+            block as a whole (orthogonal).
         axis: the axis the blocks are stacked along (1 for the columns of GPT-2's ``c_attn``).
+        multiplier: the block's own factor, drawn into ``law``, when the rules of a
+            parameter's blocks differ in it (1 otherwise: the row's multiplier scales it).
+        source: the rule it took, when a parameter's blocks take different rules
+            (``rule 0 (... blocks=v)``); empty when the row's rule draws every block.
     """
 
     label: str
@@ -42,6 +47,8 @@ class Part:
     std: float | None = None
     law: ElementwiseLaw | None = None
     axis: int = 0
+    multiplier: float = 1.0
+    source: str = ""
 
     def shape(self, whole: tuple[int, ...]) -> tuple[int, ...]:
         """The block's shape inside a parameter of shape ``whole``."""
@@ -54,7 +61,9 @@ class Assignment:
 
     Attributes:
         site: the parameter (name, shape, role, module, fans layout).
-        scheme: the scheme drawn from; ``None`` when the parameter is kept as it is.
+        scheme: the scheme drawn from; ``None`` when the parameter is kept as it is (the
+            first block's when the blocks of a stacked parameter take different rules:
+            ``parts`` then hold each block's scheme, multiplier and rule).
         multiplier: factor on the drawn values.
         source: why: ``"rule 2 ('*.c_proj.weight')"``, ``"default auto"``, ``"default keep"``.
         rule_index: index of the winning rule, ``None`` for the default.
@@ -115,7 +124,8 @@ class Assignment:
         if self.parts:
             labels: dict[str, list[str]] = {}
             for part in self.parts:
-                labels.setdefault(str(part.scheme), []).append(part.label)
+                scaled = "" if part.multiplier == 1.0 else f" x {part.multiplier:.6g}"
+                labels.setdefault(f"{part.scheme}{scaled}", []).append(part.label)
             label = "; ".join(
                 f"{scheme} per {','.join(names)}" for scheme, names in labels.items()
             )
@@ -135,12 +145,31 @@ class Assignment:
             parts.append(self.site.fans_note)
         if self.site.magnitude_of:
             parts.append(self.site.fans_note)
+        if any(part.source for part in self.parts):
+            sources: dict[str, list[str]] = {}
+            for part in self.parts:
+                sources.setdefault(part.source, []).append(part.label)
+            parts.append(
+                "blocks: " + "; ".join(f"{','.join(b)} <- {s}" for s, b in sources.items())
+            )
         if self.also_matched:
             parts.append("also matched rule " + ", ".join(str(i) for i in self.also_matched))
         return "; ".join(parts)
 
     def to_row(self) -> dict[str, Any]:
-        """A flat, JSON-friendly record."""
+        """A flat, JSON-friendly record (with ``blocks`` when its blocks take different
+        rules: label, scheme, multiplier, std and source of each)."""
+        blocks = [
+            {
+                "block": part.label,
+                "scheme": part.scheme.to_config(),
+                "multiplier": part.multiplier,
+                "std": part.std,
+                "source": part.source,
+            }
+            for part in self.parts
+        ]
+        per_block = {"blocks": blocks} if any(part.source for part in self.parts) else {}
         return {
             "parameter": self.name,
             "shape": list(self.site.shape),
@@ -158,6 +187,7 @@ class Assignment:
             "tied_to": list(self.site.tied_to),
             "zero_rows": list(self.zero_rows),
             "notes": self.notes,
+            **per_block,
         }
 
 

@@ -14,6 +14,8 @@
         params: {std: 0.004}               # the scheme's parameters
         multiplier: 1.0
         fans: module                       # module | torch
+        blocks: [v]                        # blocks of a stacked weight (q, k, v; gates)
+        split: 3                           # or: N equal blocks along the output axis
 
 Only ``scheme`` is required in a rule. The file is read in two steps: a pydantic model checks
 the structure (field names, types, roles, depths, regexes, scheme names), then each scheme is
@@ -76,6 +78,8 @@ class RuleConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     multiplier: float = Field(default=1.0, strict=True)
     fans: Literal["module", "torch"] = "module"
+    blocks: list[str] = Field(default_factory=list)
+    split: int | None = Field(default=None, strict=True)
 
     @field_validator("regex")
     @classmethod
@@ -87,7 +91,24 @@ class RuleConfig(BaseModel):
                 raise ValueError(f"regex {value!r} does not compile: {error}.") from None
         return value
 
-    @field_validator("types", "role", mode="before")
+    @field_validator("blocks")
+    @classmethod
+    def _block_labels(cls, value: list[str]) -> list[str]:
+        if not all(value) or len(set(value)) != len(value):
+            raise ValueError(
+                f"blocks is a list of distinct block labels such as [v] or [q, k] (the names "
+                f"the layer gives its blocks: q, k, v; LSTM i, f, g, o), got {value!r}."
+            )
+        return value
+
+    @field_validator("split")
+    @classmethod
+    def _split_count(cls, value: int | None) -> int | None:
+        if value is not None and value < 2:
+            raise ValueError(f"split is the number of equal blocks, >= 2, got {value!r}.")
+        return value
+
+    @field_validator("types", "role", "blocks", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else [] if value is None else value
@@ -270,6 +291,8 @@ def _build_rule(item: RuleConfig, where: str) -> Rule | Problem:
             regex=item.regex,
             multiplier=item.multiplier,
             fans=item.fans,
+            blocks=tuple(item.blocks),
+            split=item.split,
         )
     except InitlabError as error:  # already checked field by field; kept for a clear message
         return Problem(where, str(error))
@@ -359,6 +382,10 @@ def _rule_config(item: Rule) -> dict[str, Any]:
         config["multiplier"] = item.multiplier
     if item.fans != "module":
         config["fans"] = item.fans
+    if item.blocks:
+        config["blocks"] = list(item.blocks)
+    if item.split:
+        config["split"] = item.split
     return config
 
 

@@ -10,7 +10,9 @@
     table = plan.resolve(model)     # dry run: every parameter -> scheme, fans, std, why
     plan.apply(model, seed=0)       # the same table, applied
 
-The first matching rule wins. Parameters no rule matches follow ``default``: ``"keep"`` leaves
+The first matching rule wins; a rule with ``blocks=("v",)`` wins only those blocks of a stacked
+weight, whose other blocks take the next matching rule (the table's notes name the rule of each
+block). Parameters no rule matches follow ``default``: ``"keep"`` leaves
 them, ``"auto"`` picks by role and, for weights, by the activation that follows the layer:
 
 ================================  ============================================================
@@ -55,10 +57,11 @@ from initlab.arguments import check_module, check_seed, describe_value
 from initlab.errors import ConfigError, InitlabError
 from initlab.fans import Fans, Layout, compute_fans
 from initlab.layers import activation_kind
+from initlab.layers.structure import Block
 from initlab.plan.activations import Activation, ActivationMap, detect_activations
 from initlab.plan.apply import apply_table
-from initlab.plan.assignments import Assignment, Assignments, UnusedRule
-from initlab.plan.blocks import block_parts
+from initlab.plan.assignments import Assignment, Assignments, Part, UnusedRule
+from initlab.plan.blocks import block_parts, block_scheme, scaled_law, split_site
 from initlab.plan.checkpoint import Checkpoint, CheckpointFiles, open_checkpoints
 from initlab.plan.rules import FanSource, Rule
 from initlab.plan.sites import ParameterSite, parameter_sites
@@ -217,6 +220,7 @@ class Plan:
         with open_checkpoints() as files:
             matches = [self._match(site, modules[site.module_name], files)
                        for site in parameter_sites(model)]  # fmt: skip
+            self._check_block_rules(matches)
             rows = tuple(self._assign(match, activations, files) for match in matches)
             used = {index for match in matches for index in match.rules}
             unused = tuple(
@@ -235,33 +239,51 @@ class Plan:
         )
 
     def _match(self, site: ParameterSite, module: nn.Module, files: CheckpointFiles) -> _Match:
-        """The rules that match ``site``; a checkpoint rule only if its file holds it."""
+        """The rules that match ``site``; a checkpoint rule only if its file holds it, a block
+        rule only if ``site`` holds a block it names."""
         serving: list[int] = []
         not_in_file: list[int] = []
+        selecting: list[int] = []
+        labels = {block.label for block in site.blocks}
         for index, item in enumerate(self.rules):
             if not item.matches(site, module):
                 continue
+            if item.blocks:
+                selecting.append(index)
+                if labels.isdisjoint(item.blocks):
+                    continue
             if files.provides(item.scheme, site):
                 serving.append(index)
             elif isinstance(item.scheme, Checkpoint) and item.scheme.key_of(site.name) is not None:
                 not_in_file.append(index)
-        return _Match(site, tuple(serving), tuple(not_in_file))
+        return _Match(site, tuple(serving), tuple(not_in_file), tuple(selecting))
 
-    def _choice(self, match: _Match) -> _Choice:
-        """The first matching rule's scheme, else the default's."""
-        if not match.rules:
+    def _choice(self, index: int | None) -> _Choice:
+        """Rule ``index``'s scheme, or the default's for ``None``."""
+        if index is None:
             source = f"default {self.default!s}"
             return _Choice(self.default, 1.0, "module", source, rule_index=None)
-        index = match.rules[0]
         winner = self.rules[index]
         source = f"rule {index} ({winner.describe()})"
-        return _Choice(winner.scheme, winner.multiplier, winner.fans, source, rule_index=index)
+        return _Choice(winner.scheme, winner.multiplier, winner.fans, source, rule_index=index,
+                       split=winner.split)  # fmt: skip
+
+    def _block_winners(self, match: _Match) -> tuple[int | None, ...]:
+        """The rule each block of ``match.site`` takes: the first matching rule that names the
+        block or no block (``None``: the default)."""
+        return tuple(
+            next((i for i in match.rules if _takes(self.rules[i], block)), None)
+            for block in match.site.blocks
+        )
 
     def _assign(
         self, match: _Match, activations: ActivationMap | None, files: CheckpointFiles
     ) -> Assignment:
         site = match.site
-        choice = self._choice(match)
+        winners = self._block_winners(match) if match.selecting else ()
+        if len(set(winners)) > 1:
+            return _with_statistics(self._per_block_row(match, winners), "module")
+        choice = self._choice(winners[0] if winners else (match.rules or [None])[0])
         after = activations.get(site.module_name) if activations else None
         activation = after if site.role == "weight" and choice.scheme == "auto" else None
         row = Assignment(
@@ -270,10 +292,56 @@ class Plan:
             multiplier=choice.multiplier,
             source=choice.source,
             rule_index=choice.rule_index,
-            also_matched=match.rules[1:],
+            also_matched=tuple(i for i in match.rules if i != choice.rule_index),
             activation=activation,
         )
         return _with_statistics(_with_scheme(row, choice, activation, files), choice.fans_from)
+
+    def _per_block_row(self, match: _Match, winners: tuple[int | None, ...]) -> Assignment:
+        """A stacked parameter whose blocks take different rules: one :class:`Part` each."""
+        site = match.site
+        choices = [self._choice(index) for index in winners]
+        parts = tuple(
+            Part(block.label, block.start, block.stop, _part_scheme(site, block, choice),
+                 axis=block.axis, multiplier=choice.multiplier, source=choice.source)
+            for block, choice in zip(site.blocks, choices, strict=True)
+        )  # fmt: skip
+        common = {part.multiplier for part in parts}
+        if len(common) == 1:  # one factor for all: the row's, as a whole-parameter rule's
+            parts = tuple(replace(part, multiplier=1.0) for part in parts)
+        used = [index for index in winners if index is not None]
+        sources = dict.fromkeys(choice.source for choice in choices)
+        return Assignment(
+            site=site,
+            scheme=parts[0].scheme,
+            multiplier=common.pop() if len(common) == 1 else 1.0,
+            source="; ".join(sources),
+            rule_index=min(used) if used else None,
+            also_matched=tuple(i for i in match.rules if i not in used),
+            parts=parts,
+        )
+
+    def _check_block_rules(self, matches: Sequence[_Match]) -> None:
+        """Every block a rule names is a block of some stacked parameter it selects."""
+        for index, item in enumerate(self.rules):
+            selected = [m.site for m in matches if index in m.selecting]
+            labels = {block.label for site in selected for block in site.blocks}
+            missing = [label for label in item.blocks if label not in labels]
+            if not selected or not missing:
+                continue
+            stacked = [site for site in selected if site.blocks]
+            held = "; ".join(
+                f"{site.name}: {', '.join(b.label for b in site.blocks)}" for site in stacked[:4]
+            )
+            plain = ", ".join(site.name for site in selected[:3])
+            raise ConfigError(
+                f"Plan {self.name!r}: rule {index} ({item.describe()}) names block(s) "
+                f"{', '.join(map(repr, missing))}, which no parameter it selects holds. "
+                + (f"Accepted block names: {held}." if stacked else
+                   f"The parameters it selects ({plain}) are not stacked weights; initlab knows "
+                   "the blocks of nn.MultiheadAttention's in_proj, GPT-2's c_attn (q, k, v) and "
+                   "RNN/LSTM/GRU gates. Declare equal blocks with split=N instead.")
+            )  # fmt: skip
 
     def _warn_unused(
         self, unused: tuple[UnusedRule, ...], names: list[str], files: CheckpointFiles
@@ -339,11 +407,14 @@ class _Match:
         site: the parameter.
         rules: the indices of the rules that match and can serve it, in order (the first wins).
         not_in_file: the checkpoint rules that select it but whose file does not hold it.
+        selecting: the block rules whose conditions hold for it (whether or not it holds a
+            block they name).
     """
 
     site: ParameterSite
     rules: tuple[int, ...]
     not_in_file: tuple[int, ...]
+    selecting: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -356,6 +427,7 @@ class _Choice:
         fans_from: ``"module"`` or ``"torch"``.
         source: the table's ``source`` (``rule 2 (...)``, ``default auto``).
         rule_index: the rule, ``None`` for the default.
+        split: the rule's ``split`` (0: none).
     """
 
     scheme: Scheme | str
@@ -363,6 +435,7 @@ class _Choice:
     fans_from: FanSource
     source: str
     rule_index: int | None
+    split: int = 0
 
 
 def _with_scheme(
@@ -388,7 +461,40 @@ def _with_scheme(
         row = replace(row, scheme=scheme)
     if scheme is None or choice.fans_from != "module":
         return row
-    return replace(row, parts=block_parts(site, scheme, auto=choice.scheme == "auto"))
+    if choice.split:
+        try:
+            site = split_site(site, choice.split)
+        except ConfigError as error:
+            raise ConfigError(f"{row.source}: {error}") from None
+        row = replace(row, site=site)
+    auto = choice.scheme == "auto" and not choice.split
+    return replace(row, parts=block_parts(site, scheme, auto=auto))
+
+
+def _takes(item: Rule, block: Block) -> bool:
+    """Whether rule ``item`` (matching the parameter) applies to its ``block``."""
+    return not item.blocks or block.label in item.blocks
+
+
+def _part_scheme(site: ParameterSite, block: Block, choice: _Choice) -> Scheme:
+    """The scheme ``block`` takes from its own rule (a parameter whose blocks differ)."""
+    if isinstance(choice.scheme, Scheme) and not isinstance(choice.scheme, Checkpoint):
+        if choice.fans_from == "module":
+            return block_scheme(site, block, choice.scheme, auto=False)
+    elif choice.scheme == "auto":
+        return block_scheme(site, block, XavierNormal(), auto=True)
+    if isinstance(choice.scheme, Checkpoint):
+        what = "copies it from a checkpoint"
+    elif isinstance(choice.scheme, Scheme):
+        what = "reads torch's whole-array fans (fans='torch')"
+    else:
+        what = "keeps it"
+    raise ConfigError(
+        f"Parameter {site.name!r}: block {block.label} takes {choice.source}, which {what}, "
+        "while other blocks take other rules; each block of a stacked parameter is drawn with "
+        "its own fans. Add a rule for this block (blocks=...) or one for the whole parameter "
+        "after the block rules."
+    )
 
 
 def _warn_not_in_checkpoint(what: str, scheme: Scheme | str, names: list[str]) -> None:
@@ -447,6 +553,21 @@ def _drawn(
     return _Drawn(None, stats)
 
 
+def _scaled(drawn: _Drawn, part: Part, shape: tuple[int, ...]) -> _Drawn:
+    """``drawn`` with ``part``'s own multiplier drawn into its law (see
+    :mod:`initlab.plan.blocks`)."""
+    if part.multiplier == 1.0:
+        return drawn
+    if drawn.law is None:
+        raise ConfigError(
+            f"block {part.label}: a multiplier that differs from the other blocks' is drawn "
+            f"into the block's law, and {part.scheme} builds the block as a whole; give the "
+            "factor to the scheme (e.g. its gain) instead of multiplier=."
+        )
+    law = scaled_law(drawn.law, part.multiplier)
+    return _Drawn(law, law.stats(shape))
+
+
 def _row_fans(row: Assignment, fans_from: FanSource) -> Fans | None:
     """The fans ``row``'s scheme reads: the site's, computed once in :mod:`initlab.plan.sites`
     (computed here only for a role that has none, e.g. a rule drawing an embedding)."""
@@ -472,7 +593,8 @@ def _with_statistics(row: Assignment, fans_from: FanSource) -> Assignment:
     try:
         fans = _row_fans(row, fans_from)
         whole = None if row.parts else _drawn(scheme, fans, site.shape, site, layout, groups)
-        blocks = [_drawn(part.scheme, fans, part.shape(site.shape), site) for part in row.parts]
+        blocks = [_scaled(_drawn(part.scheme, fans, part.shape(site.shape), site), part,
+                          part.shape(site.shape)) for part in row.parts]  # fmt: skip
     except InitlabError as error:
         raise type(error)(
             f"Parameter {site.name!r} (shape {site.shape}) cannot take {scheme} "

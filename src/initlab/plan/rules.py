@@ -10,6 +10,16 @@ activation that follows the layer) or ``"keep"`` (leave the parameter as it is).
 scales the drawn values (Fixup's :math:`L^{-1/(2m-2)}`, GPT-2's :math:`1/\\sqrt{2 n_{layer}}`).
 ``fans="torch"`` reads fans with torch's array rule instead of the module's layout, which is
 what reproducing torch's own ``reset_parameters`` needs.
+
+A stacked weight (``nn.MultiheadAttention.in_proj_weight``'s q/k/v, GPT-2's ``c_attn``, the
+gates of an LSTM or GRU; :mod:`initlab.plan.blocks`) is drawn block by block. ``blocks=("v",)``
+makes a rule apply to those blocks only: each block of the parameter takes the first matching
+rule that names it (or names no blocks), so the other blocks fall through to the next matching
+rule or the default. Such a rule applies only to parameters that hold a block it names; a name
+that is a block of none of the stacked parameters it selects is an error at
+:meth:`~initlab.plan.Plan.resolve`. ``split=N`` declares a weight initlab does not know as
+stacked (timm's fused ``attn.qkv``) as ``N`` equal blocks along its output axis, each drawn with
+its own fans (:math:`(in, out/N)`): ``rule("*.attn.qkv.weight", "xavier_uniform", split=3)``.
 """
 
 from __future__ import annotations
@@ -48,6 +58,10 @@ class Rule:
         depth: inclusive range of block indices.
         multiplier: factor applied to the drawn values.
         fans: ``"module"`` (layer-aware) or ``"torch"`` (torch's array rule).
+        blocks: the labels of the blocks of a stacked weight it applies to (``q``, ``k``,
+            ``v``, gate letters); empty: the whole parameter.
+        split: draw the parameter as this many equal blocks along its output axis, each with
+            its own fans (0: as the layer says).
     """
 
     scheme: Scheme | str
@@ -58,6 +72,8 @@ class Rule:
     depth: tuple[int, int] | None = None
     multiplier: float = 1.0
     fans: FanSource = "module"
+    blocks: tuple[str, ...] = ()
+    split: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.scheme, str):
@@ -74,6 +90,7 @@ class Rule:
                 raise ConfigError(
                     f"rule: regex {self.regex!r} does not compile: {error}."
                 ) from None
+        _check_blocks(self.blocks, self.split, self.fans)
 
     def matches(self, site: ParameterSite, module: nn.Module) -> bool:
         """Whether this rule applies to the parameter at ``site`` owned by ``module``."""
@@ -106,6 +123,10 @@ class Rule:
         if self.depth is not None:
             low, high = self.depth
             parts.append(f"depth={low}" if low == high else f"depth={low}..{high}")
+        if self.blocks:
+            parts.append("blocks=" + ",".join(self.blocks))
+        if self.split:
+            parts.append(f"split={self.split}")
         return " ".join(parts) or "every parameter"
 
     @property
@@ -114,6 +135,34 @@ class Rule:
         <initlab.plan.assignments.Assignment.scheme_label>`)."""
         label = str(self.scheme)
         return label if self.multiplier == 1.0 else f"{label} x {self.multiplier:.6g}"
+
+
+def _check_blocks(blocks: Any, split: Any, fans: str) -> None:
+    """``blocks``: distinct non-empty labels; ``split``: 0 or an integer >= 2; not both."""
+    if (
+        isinstance(blocks, str)
+        or not isinstance(blocks, tuple)
+        or not all(isinstance(label, str) and label for label in blocks)
+    ):
+        raise ConfigError(
+            f"rule: blocks must be block labels such as ('v',) or ('q', 'k'), got {blocks!r}."
+        )
+    if len(set(blocks)) != len(blocks):
+        raise ConfigError(f"rule: blocks names a block twice, got {blocks!r}.")
+    if isinstance(split, bool) or not isinstance(split, int) or split == 1 or split < 0:
+        raise ConfigError(
+            f"rule: split must be an integer >= 2 (the number of equal blocks), got {split!r}."
+        )
+    if split and fans != "module":
+        raise ConfigError(
+            f"rule: split={split} reads each block's fans from its layer; it takes "
+            f"fans='module', got fans={fans!r}."
+        )
+    if blocks and split:
+        raise ConfigError(
+            f"rule: give blocks= or split=, not both (got blocks={blocks!r}, split={split}): "
+            "split draws every block of its parameter with the rule's scheme."
+        )
 
 
 def _type_name(spec: TypeSpec) -> str:
@@ -196,6 +245,8 @@ def rule(
     regex: str | None = None,
     multiplier: float = 1.0,
     fans: FanSource = "module",
+    blocks: str | Sequence[str] | None = None,
+    split: int | None = None,
     **params: Any,
 ) -> Rule:
     """Build a :class:`Rule`.
@@ -204,6 +255,8 @@ def rule(
         >>> rule("*.c_proj.weight", "normal", std=0.02 / (2 * 12) ** 0.5)
         >>> rule(types=nn.Conv2d, role="weight", scheme="he_normal", mode="fan_out")
         >>> rule(role="bias", scheme="zeros")
+        >>> rule("*.in_proj_weight", "xavier_uniform", blocks="v", multiplier=0.5)
+        >>> rule("*.attn.qkv.weight", "xavier_uniform", split=3)  # timm's fused q/k/v
 
     Args:
         pattern: glob on the parameter's qualified name.
@@ -214,6 +267,11 @@ def rule(
         regex: a regular expression searched in the qualified name.
         multiplier: factor on the drawn values.
         fans: ``"module"`` (default) or ``"torch"`` (torch's array rule).
+        blocks: the block label(s) of a stacked weight the rule applies to (``"v"``,
+            ``("q", "k")``, LSTM gates ``i f g o``); the other blocks fall through to the next
+            matching rule (see the module docstring).
+        split: draw the parameter as ``split`` equal blocks along its output axis, each with
+            its own fans.
         **params: the scheme's parameters.
     """
     for field, value in (("pattern", pattern), ("regex", regex)):
@@ -243,4 +301,6 @@ def rule(
         depth=_depth_range(depth),
         multiplier=_multiplier(multiplier),
         fans=fans,
+        blocks=_as_tuple(blocks) if isinstance(blocks, str | Sequence | None) else blocks,
+        split=0 if split is None else split,
     )

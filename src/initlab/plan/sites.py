@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -147,7 +149,52 @@ def parameter_sites(model: nn.Module) -> list[ParameterSite]:
     Each layer's fans are computed once: a bias reads them from its weight's structure. A tied
     tensor's ``zero_rows`` are those of every layer it serves (an output layer tied to a padded
     embedding keeps the padding row at 0).
+
+    The answer is kept while the model lives and given again while the model is unchanged:
+    the same modules (identity and class) under the same names, the same parameter tensors
+    (identity and shape) and the same plain settings (numbers, strings, flags and tuples of
+    them: ``groups``, ``padding_idx``, ``stride``...); any change computes it afresh.
     """
+    fingerprint = _fingerprint(model)
+    known = _SITES.get(model)
+    if known is not None and known[0] == fingerprint:
+        return list(known[1])
+    sites = _parameter_sites(model)
+    _SITES[model] = (fingerprint, sites)
+    return list(sites)
+
+
+_SITES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], list[ParameterSite]]] = (
+    weakref.WeakKeyDictionary()
+)
+_SCALARS = (int, float, str, bool, type(None))
+
+
+def _fingerprint(model: nn.Module) -> tuple[Any, ...]:
+    """What :func:`parameter_sites` reads from ``model``: every module's name, identity and
+    class, its own parameters' identities and shapes, and its plain settings."""
+    return tuple(
+        (
+            name,
+            id(module),
+            type(module),
+            tuple(
+                (local, id(tensor), tensor.shape)
+                for local, tensor in module._parameters.items()
+                if tensor is not None
+            ),
+            tuple(
+                value
+                for value in vars(module).values()
+                if type(value) in _SCALARS
+                or (type(value) is tuple and all(type(item) in _SCALARS for item in value))
+            ),
+        )
+        for name, module in model.named_modules(remove_duplicate=False)
+    )
+
+
+def _parameter_sites(model: nn.Module) -> list[ParameterSite]:
     first_name: dict[int, int] = {}
     sites: list[ParameterSite] = []
     aliases: dict[int, list[str]] = {}

@@ -22,9 +22,12 @@ dry-run table (``plan.resolve(model)``) names the rule of every parameter, and a
 preset did not recognize shows as ``default keep``.
 
 A layer that holds q, k and v in one weight (``nn.MultiheadAttention.in_proj_weight``, GPT-2's
-``c_attn``, timm's ``qkv``) is drawn block by block where initlab knows its blocks, but a rule
-scales a whole parameter: the preset scales it like ``v``, so its q and k blocks are scaled too.
-That only shrinks the attention logits at init, which the papers' bounds do not involve.
+``c_attn``) is drawn block by block, and the preset gives its blocks their own rules
+(``rule(..., blocks=("v",))``, :mod:`initlab.plan.rules`): the ``v`` block is scaled like
+``v_proj``, the ``q`` and ``k`` blocks are drawn like ``q_proj`` and ``k_proj``, and the table
+notes which rule drew each block. A fused projection initlab does not know as stacked (timm's
+``attn.qkv``, ``query_key_value``...) has no blocks to tell apart: it is scaled whole, like
+``v``, which only shrinks its attention logits at init (the papers' bounds do not involve them).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from initlab.plan.plan import Plan
 from initlab.plan.recipes.name_patterns import names_regex
 from initlab.plan.recipes.transformer_layers import LayerPart, PartKind, Side, transformer_parts
 from initlab.plan.rules import Rule, rule
-from initlab.plan.sites import parameter_sites
+from initlab.plan.sites import ParameterSite, parameter_sites
 
 __all__ = ["RECIPES", "DeepNetConstants", "deepnet_constants", "t_fixup_scales"]
 
@@ -92,11 +95,13 @@ class _Group:
         weights: their qualified names.
         multiplier: the factor on the drawn values.
         params: the scheme's parameters.
+        blocks: the blocks of stacked weights it draws (empty: whole parameters).
     """
 
     weights: tuple[str, ...]
     multiplier: float = 1.0
     params: tuple[tuple[str, Any], ...] = ()
+    blocks: tuple[str, ...] = ()
 
 
 def _rules(groups: Iterable[_Group], scheme: str, among: Sequence[str]) -> list[Rule]:
@@ -105,11 +110,22 @@ def _rules(groups: Iterable[_Group], scheme: str, among: Sequence[str]) -> list[
             regex=names_regex(group.weights, among),
             scheme=scheme,
             multiplier=group.multiplier,
+            blocks=group.blocks,
             **dict(group.params),
         )
         for group in groups
         if group.weights
     ]
+
+
+def _stacked_values(parts: Iterable[LayerPart], sites: Iterable[ParameterSite]) -> set[str]:
+    """The packed q/k/v weights initlab draws block by block (a ``v`` block among them)."""
+    packed = {part.weight for part in parts if part.kind == "qkv"}
+    return {
+        site.name
+        for site in sites
+        if site.name in packed and any(block.label == "v" for block in site.blocks)
+    }
 
 
 def _weights(parts: Iterable[LayerPart], kinds: Sequence[PartKind], side: Side) -> tuple[str, ...]:
@@ -170,11 +186,12 @@ def _t_fixup(
     With :math:`N_e`, :math:`N_d` the encoder and decoder blocks and the factors of
     :func:`t_fixup_scales` (:math:`s` for the parameter's side):
 
-    * value weights (``v_proj``) and packed q/k/v: ``xavier_uniform`` (gain 1) times :math:`s`
-      (fairseq draws ``v_proj`` with gain :math:`1/\sqrt 2` and the reference multiplies it by
-      :math:`s\sqrt 2`);
-    * query and key weights: ``xavier_uniform(gain=1/sqrt 2)`` (fairseq's
-      ``MultiheadAttention``, unscaled);
+    * value weights (``v_proj``, the ``v`` block of a packed q/k/v): ``xavier_uniform`` (gain
+      1) times :math:`s` (fairseq draws ``v_proj`` with gain :math:`1/\sqrt 2` and the
+      reference multiplies it by :math:`s\sqrt 2`); a fused q/k/v initlab does not know as
+      stacked: the same, whole;
+    * query and key weights (and the ``q``, ``k`` blocks of a packed q/k/v):
+      ``xavier_uniform(gain=1/sqrt 2)`` (fairseq's ``MultiheadAttention``, unscaled);
     * attention-output (``out_proj``, cross-attention's too) and MLP (``fc1``, ``fc2``) weights:
       ``xavier_uniform`` times :math:`s`;
     * token embeddings :math:`\mathcal N(0, d^{-1})` times :math:`(9N)^{-1/4}` of their side
@@ -200,16 +217,23 @@ def _t_fixup(
         or _blocks(parts, "decoder") + (_blocks(parts, "") if single == "decoder" else 0),
     }
     scales = t_fixup_scales(counts["encoder"], counts["decoder"])
-    among = [site.name for site in parameter_sites(model)]
+    sites = parameter_sites(model)
+    among = [site.name for site in sites]
+    stacked = _stacked_values(parts, sites)
     scaled = []
     for side in ("encoder", "decoder"):
         weights = _weights(parts, _SCALED, side) + (
             _weights(parts, _SCALED, "") if side == single else ()
         )
         if weights:
-            scaled.append(_Group(weights, scales[side]))
+            values = tuple(w for w in weights if w in stacked)
+            scaled.append(_Group(values, scales[side], blocks=("v",)))
+            scaled.append(_Group(tuple(w for w in weights if w not in stacked), scales[side]))
     query_key = [
-        _Group(tuple(p.weight for p in parts if p.kind in _QUERY_KEY), params=(("gain", 2**-0.5),))
+        _Group(
+            tuple(p.weight for p in parts if p.kind in _QUERY_KEY) + tuple(sorted(stacked)),
+            params=(("gain", 2**-0.5),),
+        )
     ]
     rules = _rules(scaled, "xavier_uniform", among)
     rules += _rules(query_key, "xavier_uniform", among)
@@ -272,9 +296,11 @@ def _deepnet(
 ) -> Plan:
     r"""DeepNet's initialization (Wang et al., 2022, Figure 2 ``deepnorm_init``), per parameter:
 
-    * value, attention-output and MLP weights (and packed q/k/v): ``xavier_normal(gain=beta)``
-      with the side's :math:`\beta` (:func:`deepnet_constants`);
-    * query and key weights: ``xavier_normal`` (gain 1);
+    * value, attention-output and MLP weights (and the ``v`` block of a packed q/k/v; a fused
+      q/k/v initlab does not know as stacked, whole): ``xavier_normal(gain=beta)`` with the
+      side's :math:`\beta` (:func:`deepnet_constants`);
+    * query and key weights (and the ``q``, ``k`` blocks of a packed q/k/v): ``xavier_normal``
+      (gain 1);
     * their biases 0, norms 1/0; everything else kept.
 
     A model with blocks named neither encoder nor decoder is one stack: :math:`(8N)^{-1/4}`.
@@ -297,13 +323,19 @@ def _deepnet(
         "decoder": constants.decoder_beta,
         "": single,
     }
-    among = [site.name for site in parameter_sites(model)]
-    scaled = [
-        _Group(_weights(parts, _SCALED, side), params=(("gain", beta),))
-        for side, beta in betas.items()
-        if beta
+    sites = parameter_sites(model)
+    among = [site.name for site in sites]
+    stacked = _stacked_values(parts, sites)
+    scaled = []
+    for side, beta in betas.items():
+        weights = _weights(parts, _SCALED, side) if beta else ()
+        gain = (("gain", beta),)
+        values = tuple(w for w in weights if w in stacked)
+        scaled.append(_Group(values, params=gain, blocks=("v",)))
+        scaled.append(_Group(tuple(w for w in weights if w not in stacked), params=gain))
+    query_key = [
+        _Group(tuple(p.weight for p in parts if p.kind in _QUERY_KEY) + tuple(sorted(stacked)))
     ]
-    query_key = [_Group(tuple(p.weight for p in parts if p.kind in _QUERY_KEY))]
     biases = _Group(tuple(b for b in _biases(parts) if b in among))
     return Plan(
         _rules(scaled, "xavier_normal", among)

@@ -23,7 +23,7 @@ parameter                         law
 ``jax``: ``nn.Conv2d``            weight ``lecun_normal`` (truncated at :math:`\pm 2\sigma`,
                                   :math:`\sigma = 1/(0.8796\sqrt{fan_{in}})`); bias 0
 ``moco``: ``nn.Linear`` ``*qkv*`` weight :math:`U(\pm\sqrt{6/(out/3 + in)})`: Xavier with the
-                                  fans of one of q, k, v; bias 0
+                                  fans of one of q, k, v (``split=3``: 3 row blocks); bias 0
 ``moco``: other ``nn.Linear``     weight ``xavier_uniform``; bias 0
 ``moco``: ``nn.Conv2d``           torch's default, as ``mode=""``
 ``LayerScale`` ``gamma``          its ``init_values`` (timm's ``reset_parameters``)
@@ -103,24 +103,12 @@ def _head_bias(model: nn.Module | None, mode: str) -> float:
     return -math.log(head.out_features)
 
 
-def _moco_qkv(model: nn.Module | None) -> list[Rule]:
-    """One rule per distinct bound :math:`\\sqrt{6/(out/3 + in)}` of the ``*qkv*`` Linears."""
-    if model is None:
-        raise ConfigError(
-            "timm-vit preset, mode 'moco': the q/k/v bound sqrt(6 / (out/3 + in)) is read from "
-            "each qkv layer's shape; pass the model."
-        )
-    bounds: dict[float, list[str]] = {}
-    linears = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
-    for name, linear in linears.items():
-        if "qkv" in name:
-            bound = math.sqrt(6.0 / (linear.out_features // 3 + linear.in_features))
-            bounds.setdefault(bound, []).append(f"{name}.weight")
-    among = [f"{name}.weight" for name in linears]
-    return [
-        rule(regex=names_regex(names, among), scheme="uniform", a=-bound, b=bound)
-        for bound, names in bounds.items()
-    ]
+def _moco_qkv() -> Rule:
+    """timm's ``init_weights_vit_moco`` on a Linear whose name holds ``qkv``: Xavier uniform
+    with the fans of one of q, k, v, i.e. the weight split in 3 row blocks of ``(out/3, in)``:
+    :math:`U(\\pm\\sqrt{6/(out/3 + in)})` (timm: ``val = sqrt(6 / (shape[0] // 3 +
+    shape[1]))``)."""
+    return rule(types=nn.Linear, regex=r"qkv", role="weight", scheme="xavier_uniform", split=3)
 
 
 def _mode_rules(model: nn.Module | None, mode: str) -> list[Rule]:
@@ -132,7 +120,7 @@ def _mode_rules(model: nn.Module | None, mode: str) -> list[Rule]:
         ]
     if mode == "moco":
         return [
-            *_moco_qkv(model),
+            _moco_qkv(),
             rule(types=nn.Linear, role="weight", scheme="xavier_uniform", fans="torch"),
             rule(types=nn.Linear, role="bias", scheme="zeros"),
             *_torch_conv(),
