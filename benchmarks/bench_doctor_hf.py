@@ -14,8 +14,8 @@ through ``torch.func``/double backward and are counted too when they call it).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
-import time
 import warnings
 from typing import Any
 
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 import initlab
+from bench_doctor import timer
 
 
 def cases() -> list[tuple[str, nn.Module, dict[str, torch.Tensor]]]:
@@ -68,11 +69,9 @@ def main() -> None:
         handle = model.register_forward_pre_hook(lambda *_, seen=calls: seen.append(None))
         report = quiet_doctor(model, batch)  # lazy imports, kernels, allocator
         handle.remove()
-        times = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            quiet_doctor(model, batch)
-            times.append(time.perf_counter() - start)
+        timed = timer(torch.device("cpu"), "wall")
+        step = functools.partial(quiet_doctor, model, batch)
+        times = [timed(step) for _ in range(args.repeats)]
         print(
             f"{name:<32} forward passes per doctor() {len(calls)}   activations "
             f"{report.activations.method if report.activations else 'skipped':<9} doctor() "

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from initlab.doctor.probe import FORWARD_FIELDS, Probe, probed_modules
+from initlab.doctor.reductions import batch_norm_terms, batch_norm_units
 from initlab.plan.activations import ActivationDetection, detect_activations, layer_names
 
 RECTIFIERS = (nn.ReLU,)  # hard rectifiers: the only activations whose units can die
@@ -114,10 +115,8 @@ def oracle(
     return forward, grads
 
 
-@pytest.mark.parametrize(("label", "model", "batch"), models(), ids=[m[0] for m in models()])
-def test_every_statistic_matches_the_direct_computation(
-    label: str, model: nn.Module, batch: torch.Tensor
-) -> None:
+def assert_matches_oracle(label: str, model: nn.Module, batch: torch.Tensor) -> None:
+    """Every forward field and gradient std the probe records equals :func:`oracle`'s."""
     expected, expected_grads = oracle(model, batch)
     model.zero_grad()
     with Probe(model) as probe:
@@ -134,6 +133,13 @@ def test_every_statistic_matches_the_direct_computation(
             else:
                 assert got == pytest.approx(want, rel=1e-4, abs=1e-6), (record.name, field)
         assert record.grad_std == pytest.approx(expected_grads[record.name], rel=1e-4)
+
+
+@pytest.mark.parametrize(("label", "model", "batch"), models(), ids=[m[0] for m in models()])
+def test_every_statistic_matches_the_direct_computation(
+    label: str, model: nn.Module, batch: torch.Tensor
+) -> None:
+    assert_matches_oracle(label, model, batch)
 
 
 def test_dead_units_are_counted() -> None:
@@ -270,19 +276,39 @@ def test_batch_norms_read_from_their_statistics_match_the_direct_computation(
     torch.manual_seed(0)
     model = Normalized(constant)
     batch = torch.randn(10, 3, 4, 4, generator=torch.Generator().manual_seed(2))
-    expected, expected_grads = oracle(model, batch)
-    model.zero_grad()
-    with Probe(model) as probe:
-        output = model(batch)
-        cotangent = torch.randn(output.shape, generator=torch.Generator().manual_seed(1))
-        (output * cotangent).sum().backward()
-        records = probe.collect()
-    assert [r.name for r in records] == list(expected)
-    for record in records:
-        for field in FORWARD_FIELDS:
-            want, got = expected[record.name][field], record.forward[field]
-            if math.isnan(want):
-                assert math.isnan(got), (record.name, field, got)
-            else:
-                assert got == pytest.approx(want, rel=1e-4, abs=1e-6), (record.name, field)
-        assert record.grad_std == pytest.approx(expected_grads[record.name], rel=1e-4)
+    assert_matches_oracle(f"constant={constant}", model, batch)
+
+
+@pytest.mark.parametrize(
+    ("setting", "read_from_statistics"),
+    [
+        ("train", True),
+        ("affine=False", True),
+        ("no running statistics, eval", True),
+        ("eval", False),
+        ("half", False),
+        ("bfloat16", False),
+        ("no autograd", False),
+    ],
+)
+def test_batch_norm_statistics_are_read_only_where_they_give_the_outputs_moments(
+    setting: str, read_from_statistics: bool
+) -> None:
+    """The shortcut is taken where the moments follow from torch's batch statistics (else the
+    oracle tests above could not tell it from the output pass) and only there: eval mode
+    normalizes with running statistics, half precision rounds the output."""
+    torch.manual_seed(0)
+    norm = nn.BatchNorm2d(4, affine=setting != "affine=False")
+    norm = nn.BatchNorm2d(4, track_running_stats=False) if "running" in setting else norm
+    dtype = {"half": torch.half, "bfloat16": torch.bfloat16}.get(setting, torch.float32)
+    norm = norm.to(dtype).train(setting == "train" or setting == "affine=False")
+    batch = torch.randn(8, 4, 3, 3, generator=torch.Generator().manual_seed(1)).to(dtype)
+    with torch.set_grad_enabled(setting != "no autograd"):
+        output = norm(batch.requires_grad_(setting != "no autograd"))
+    terms = batch_norm_terms(norm, output)
+    assert (terms is not None) == read_from_statistics
+    if terms is not None:
+        units = batch_norm_units(terms[0].double().numpy(), terms[1])
+        direct = output.detach().double().transpose(0, 1).reshape(4, -1)
+        assert units[:4] == pytest.approx(direct.mean(dim=1).numpy(), abs=1e-6)
+        assert units[4:] == pytest.approx(direct.square().mean(dim=1).numpy(), rel=1e-5)

@@ -384,6 +384,20 @@ def test_str_shows_the_table_and_notes() -> None:
             "more than the model's 1",
         ),
         (lambda: parametrize(mlp(64), "sp").param_groups(0.0), "lr must be"),
+        (lambda: parametrize(mlp(64), "sp").param_groups(True), "lr must be"),
+        (lambda: parametrize(mlp(64), "sp").param_groups(0.1, math.nan), "weight_decay must be"),
+        (lambda: parametrize(mlp(64), "sp").param_groups(0.1, -1e-2), "weight_decay must be"),
+        (lambda: parametrize(mlp(64), "mup", base=mlp(16), std=math.inf), "std must be"),
+        (lambda: parametrize(mlp(64), "mup", base_width=0), "base_width must be a positive"),
+        (lambda: parametrize(mlp(64), "mup", base_width=16, width=True), "width must be"),
+        (
+            lambda: parametrize(nn.LayerNorm(64), "mup", base_width=16),
+            "no layer weights to read its width from",
+        ),
+        (
+            lambda: parametrize(Transformer(16), "depth-mup", base_depth=0),
+            "base_depth must be a positive int",
+        ),
         (lambda: parametrize(mlp(64), "sp").row("9.weight"), "parameter '9.weight'"),
         (
             lambda: parametrize(mlp(64), "mup", base=mlp(16), zero_query="yes"),

@@ -614,7 +614,8 @@ def test_an_unrecognized_model_is_reported_by_warning_and_in_the_table() -> None
 
 def test_mamba_on_a_model_without_a_mixer_shows_generic_rules_in_the_table() -> None:
     model = TitanLlama()
-    table = initlab.preset("mamba", model, n_layer=4).resolve(model)
+    with pytest.warns(UserWarning, match="no Mamba mixer .* in TitanLlama"):
+        table = initlab.preset("mamba", model, n_layer=4).resolve(model)
     # No dt_proj / A_log / out_proj: every weight is under the generic torch-default rule.
     sources = {row.source for row in table if row.site.role == "weight"}
     assert len(sources) == 1

@@ -162,3 +162,28 @@ class _ReturnsDict(nn.Module):
 def test_a_model_without_a_tensor_output_is_refused(digits: object) -> None:
     with pytest.raises(ConfigError, match="the model returned a dict, not a tensor"):
         coord_check(_ReturnsDict, [16, 32], digits, steps=1)
+
+
+class _LongNames(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.encoder_input_projection_layer = nn.Linear(64, width)
+        self.classification_head_output_projection = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = torch.relu(self.encoder_input_projection_layer(x.flatten(1)))
+        return self.classification_head_output_projection(hidden)  # type: ignore[no-any-return]
+
+
+def test_the_slopes_table_keeps_long_layer_names_whole_at_80_columns(digits: object) -> None:
+    from rich.console import Console
+
+    from initlab.report.coord_check import slopes_table
+
+    result = coord_check(_LongNames, (16, 32), digits, steps=1)  # type: ignore[arg-type]
+    console = Console(width=80, record=True, color_system=None)
+    console.print(slopes_table(result))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for name in ("encoder_input_projection_layer", "classification_head_output_projection"):
+        assert any(name in line for line in lines), name

@@ -167,7 +167,8 @@ def coord_check_command(
     for warning in caught:
         cli.console.print(Text(f"warning: {warning.message}", "yellow"))
     for path in _save_check(check, out):
-        cli.console.print(Text(f"written {path}", "dim"))
+        # soft_wrap: a long path stays on one line, whole when copied.
+        cli.console.print(Text(f"written {path}", "dim"), soft_wrap=True)
     raise typer.Exit(code=cli.EXIT_PROBLEMS if check.grows else cli.EXIT_OK)
 
 
@@ -217,7 +218,7 @@ def transfer_command(
         cli.console.print(slopes_table(check))
     comparison_figure(checks).savefig(out / COORD_CHECK_PNG, dpi=100, bbox_inches="tight")
     for name in (TRANSFER_PNG, COORD_CHECK_PNG, TRANSFER_MARKDOWN):
-        cli.console.print(Text(f"written {out / name}", "dim"))
+        cli.console.print(Text(f"written {out / name}", "dim"), soft_wrap=True)
 
 
 def _transfer_coord_checks(settings: TransferSettings) -> list[CoordCheck]:

@@ -194,7 +194,10 @@ def _measured(parameter: torch.Tensor, layout: Layout) -> torch.Tensor:
         grad_keys = unit_rows(g, layout) @ directions
         columns += [grad_keys[:, 2].sum(), torch.linalg.vector_norm(g)]
         pieces.append(grad_keys.reshape(-1))
-    head = torch.tensor([matrix.shape[0], float(grad is not None)], device=weight.device)
+    # Made on the host and sent without waiting: torch.tensor(..., device=cuda) would copy
+    # synchronously, a wait for the device per weight.
+    head = torch.tensor([matrix.shape[0], float(grad is not None)])
+    head = head.to(weight.device, non_blocking=True)
     return torch.cat([head, mean.reshape(1), torch.stack(columns).float(), *pieces])  # promotes
 
 

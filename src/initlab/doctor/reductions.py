@@ -233,14 +233,18 @@ def batch_norm_terms(module: nn.Module, output: torch.Tensor) -> tuple[torch.Ten
     and its :math:`\epsilon`: what its output's unit moments follow from
     (:func:`batch_norm_units`), with no pass over the output.
 
-    Only for a call that normalized with the batch's own statistics (training mode, or no
-    running statistics) and whose output is the batch norm's own (its autograd node, which
-    keeps :math:`s_c`, is ``native_batch_norm``'s, with this module's weight), on CPU, and
-    with every unit's variance resolved (:data:`_RESOLVED`); ``None`` otherwise (eval mode, no
-    autograd graph, a subclass that changes the output, a constant unit...), and the output is
-    then reduced like any other.
+    Only for a float32 or float64 call that normalized with the batch's own statistics
+    (training mode, or no running statistics) and whose output is the batch norm's own (its
+    autograd node, which keeps :math:`s_c`, is ``native_batch_norm``'s, with this module's
+    weight), on CPU, and with every unit's variance resolved (:data:`_RESOLVED`); ``None``
+    otherwise (half precision, eval mode, no autograd graph, a subclass that changes the
+    output, a constant unit...), and the output is then reduced like any other.
     """
     node: Any = output.grad_fn
+    # Half precision: torch keeps s_c in half (1 - eps s^2 known to 1e-3 at best) and the
+    # output is rounded to it, so the exact moments differ from the output's; it is read.
+    if output.dtype not in _EXACT:
+        return None
     if type(node).__name__ != "NativeBatchNormBackward0" or not node._saved_training:
         return None
     weight = getattr(module, "weight", None)

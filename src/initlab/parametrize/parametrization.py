@@ -19,7 +19,7 @@ from torch import nn
 
 from initlab.errors import ConfigError, UnknownNameError, did_you_mean
 from initlab.parametrize.rules import Init, Optimizer
-from initlab.parametrize.widths import WidthRole
+from initlab.parametrize.widths import WidthMultipliers, WidthRole
 from initlab.plan.plan import Plan
 from initlab.plan.sites import Role
 
@@ -27,7 +27,7 @@ __all__ = ["ParameterRow", "Parametrization"]
 
 
 @dataclass(frozen=True)
-class ParameterRow:
+class ParameterRow(WidthMultipliers):
     """What a parametrization does to one parameter.
 
     Attributes:
@@ -59,16 +59,6 @@ class ParameterRow:
     init_std: float | None
     lr_multiplier: float
     source: str
-
-    @property
-    def width_multiplier_in(self) -> float:
-        """:math:`m_{in} = n_{in} / n_{in}^{base}`."""
-        return self.fan_in / self.base_fan_in
-
-    @property
-    def width_multiplier_out(self) -> float:
-        """:math:`m_{out} = n_{out} / n_{out}^{base}`."""
-        return self.fan_out / self.base_fan_out
 
     @property
     def weight_decay_multiplier(self) -> float:

@@ -79,8 +79,28 @@ class _Fans:
     matrix: bool
 
 
+class WidthMultipliers:
+    """The width multipliers of a record that holds a parameter's fans and its base's fans
+    (:class:`ParameterWidths`, :class:`~initlab.parametrize.ParameterRow`)."""
+
+    fan_in: float
+    fan_out: float
+    base_fan_in: float
+    base_fan_out: float
+
+    @property
+    def width_multiplier_in(self) -> float:
+        """:math:`m_{in} = n_{in} / n_{in}^{base}`."""
+        return self.fan_in / self.base_fan_in
+
+    @property
+    def width_multiplier_out(self) -> float:
+        """:math:`m_{out} = n_{out} / n_{out}^{base}`."""
+        return self.fan_out / self.base_fan_out
+
+
 @dataclass(frozen=True)
-class ParameterWidths:
+class ParameterWidths(WidthMultipliers):
     """One parameter's fans in the model and in the base, and its role by width.
 
     Attributes:
@@ -98,16 +118,6 @@ class ParameterWidths:
     fan_out: float
     base_fan_in: float
     base_fan_out: float
-
-    @property
-    def width_multiplier_in(self) -> float:
-        """:math:`m_{in} = n_{in} / n_{in}^{base}`."""
-        return self.fan_in / self.base_fan_in
-
-    @property
-    def width_multiplier_out(self) -> float:
-        """:math:`m_{out} = n_{out} / n_{out}^{base}`."""
-        return self.fan_out / self.base_fan_out
 
 
 def _fans(site: ParameterSite) -> _Fans:

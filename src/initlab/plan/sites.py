@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import numbers
 import re
 import weakref
 from dataclasses import dataclass, replace
@@ -152,8 +153,9 @@ def parameter_sites(model: nn.Module) -> list[ParameterSite]:
 
     The answer is kept while the model lives and given again while the model is unchanged:
     the same modules (identity and class) under the same names, the same parameter tensors
-    (identity and shape) and the same plain settings (numbers, strings, flags and tuples of
-    them: ``groups``, ``padding_idx``, ``stride``...); any change computes it afresh.
+    (identity and shape) and the same plain settings (numbers, numpy's too, strings, flags, and
+    tuples or lists of them: ``groups``, ``padding_idx``, ``stride``...); any change computes
+    it afresh.
     """
     fingerprint = _fingerprint(model)
     known = _SITES.get(model)
@@ -164,10 +166,30 @@ def parameter_sites(model: nn.Module) -> list[ParameterSite]:
     return list(sites)
 
 
+# Forgotten when the model dies.
 _SITES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], list[ParameterSite]]] = (
     weakref.WeakKeyDictionary()
 )
-_SCALARS = (int, float, str, bool, type(None))
+
+
+def _plain(value: object) -> bool:
+    """A setting the fingerprint holds: a number (numpy's too), a string, ``None``, or a tuple
+    or list of them (a list is held as a tuple, so a change in place is seen)."""
+    if isinstance(value, tuple | list):
+        return all(_plain_type(type(item)) for item in value)
+    return _plain_type(type(value))
+
+
+def _plain_type(kind: type) -> bool:
+    """Whether values of ``kind`` are plain (asked once per type: ``numbers.Number`` is an
+    abstract class, slow to test against)."""
+    plain = _PLAIN_TYPES.get(kind)
+    if plain is None:
+        plain = _PLAIN_TYPES[kind] = issubclass(kind, numbers.Number | str | None)
+    return plain
+
+
+_PLAIN_TYPES: dict[type, bool] = {}
 
 
 def _fingerprint(model: nn.Module) -> tuple[Any, ...]:
@@ -184,10 +206,9 @@ def _fingerprint(model: nn.Module) -> tuple[Any, ...]:
                 if tensor is not None
             ),
             tuple(
-                value
-                for value in vars(module).values()
-                if type(value) in _SCALARS
-                or (type(value) is tuple and all(type(item) in _SCALARS for item in value))
+                (key, tuple(value) if isinstance(value, list) else value)
+                for key, value in vars(module).items()
+                if _plain(value)
             ),
         )
         for name, module in model.named_modules(remove_duplicate=False)

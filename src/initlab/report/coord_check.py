@@ -155,7 +155,8 @@ def slopes_table(check: CoordCheck) -> FittedTable:
         Column("layer"),
         Column("scale at init"),
         Column(f"scale after {last} steps"),
-        Column(f"change after {last} steps"),
+        # Left out first at narrow widths, so that the layer names stay whole.
+        Column(f"change after {last} steps", priority=1),
     )
     rows = [
         (

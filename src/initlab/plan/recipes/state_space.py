@@ -11,6 +11,8 @@ Reference: state-spaces/mamba ``mamba_ssm/modules/mamba_simple.py`` (``Mamba.__i
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from typing import Any
 
 from torch import nn
@@ -24,6 +26,8 @@ from initlab.schemes.state_space import MambaDtBias
 __all__ = ["mamba"]
 
 _DT_INITS = ("random", "constant")
+#: The parameters of a Mamba mixer: a model with none of them is not one the preset knows.
+_MIXER = re.compile(r"(^|\.)(A_log|dt_bias|dt_proj\.weight)$")
 _TORCH_LAYERS = ("Linear", "Conv1d")
 
 
@@ -31,6 +35,19 @@ def _positive(option: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         raise ConfigError(f"mamba preset: {option} must be a finite number > 0, got {value!r}.")
     return float(value)
+
+
+def _warn_no_mixer(model: nn.Module | None) -> None:
+    """Warn when ``model`` has no Mamba mixer (no ``A_log``, ``dt_bias``, ``dt_proj``): the
+    preset then gives only its generic rules (torch's own init, zero biases)."""
+    if model is None or any(_MIXER.search(name) for name, _ in model.named_parameters()):
+        return
+    warnings.warn(
+        f"mamba preset: no Mamba mixer (A_log, dt_bias, dt_proj) in {type(model).__name__}, "
+        "so it gets only the generic rules (torch's own init for Linear/Conv1d, zero biases). "
+        "The dry-run table's source column shows the rule each parameter got.",
+        stacklevel=4,
+    )
 
 
 def _dt_weight_rules(model: nn.Module | None, dt_init: str, dt_scale: float) -> list[Rule]:
@@ -128,6 +145,7 @@ def mamba(
         dt_bias = MambaDtBias(dt_min, dt_max, dt_init_floor)
     except ConfigError as error:
         raise ConfigError(f"mamba preset: {error}") from None
+    _warn_no_mixer(model)
     rules = _dt_weight_rules(model, dt_init, _positive("dt_scale", dt_scale))
     rules += [
         rule(regex=r"(^|\.)(dt_proj\.bias|dt_bias)$", scheme=dt_bias),
