@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from initlab.doctor import fused
 from initlab.doctor.probe import FORWARD_FIELDS, Probe, probed_modules
 from initlab.doctor.reductions import batch_norm_terms, batch_norm_units
 from initlab.plan.activations import ActivationDetection, detect_activations, layer_names
@@ -135,10 +136,13 @@ def assert_matches_oracle(label: str, model: nn.Module, batch: torch.Tensor) -> 
         assert record.grad_std == pytest.approx(expected_grads[record.name], rel=1e-4)
 
 
+@pytest.mark.parametrize("path", ["compiled", "torch"])
 @pytest.mark.parametrize(("label", "model", "batch"), models(), ids=[m[0] for m in models()])
 def test_every_statistic_matches_the_direct_computation(
-    label: str, model: nn.Module, batch: torch.Tensor
+    label: str, model: nn.Module, batch: torch.Tensor, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if path == "torch":  # the reductions as torch ops (other devices and dtypes take them)
+        monkeypatch.setattr(fused, "_kernels", None)
     assert_matches_oracle(label, model, batch)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from initlab.doctor.fused import fused_row_keys
 from initlab.doctor.jacobian import EXACT_JACOBIAN_LIMIT, JacobianSpectrum, jacobian_spectrum
 from initlab.fans import Layout, compute_fans
 from initlab.plan.sites import ParameterSite, parameter_sites
@@ -175,6 +176,9 @@ def _measured(parameter: torch.Tensor, layout: Layout) -> torch.Tensor:
     """
     weight = parameter.detach().float()
     matrix = unit_rows(weight, layout)
+    fused = _measured_fused(matrix, parameter.grad, layout)
+    if fused is not None:
+        return fused
     directions = _row_probe(matrix.shape[1], matrix.device).T
     keys = matrix @ directions
     row_norms = torch.linalg.vector_norm(matrix, dim=1)
@@ -199,6 +203,40 @@ def _measured(parameter: torch.Tensor, layout: Layout) -> torch.Tensor:
     head = torch.tensor([matrix.shape[0], float(grad is not None)])
     head = head.to(weight.device, non_blocking=True)
     return torch.cat([head, mean.reshape(1), torch.stack(columns).float(), *pieces])  # promotes
+
+
+def _measured_fused(
+    matrix: torch.Tensor, grad: torch.Tensor | None, layout: Layout
+) -> torch.Tensor | None:
+    r""":func:`_measured` from one compiled pass over the weight's rows and one over its
+    gradient's (:func:`~initlab.doctor.fused.fused_row_keys`), where the kernels apply (CPU,
+    float32, rows contiguous); ``None`` otherwise. With :math:`R` rows of :math:`K` values,
+    row means :math:`\bar w_r` and overall mean :math:`\bar w`, the centered norm is
+    :math:`\sqrt{\sum_r \sum_k (w_{rk} - \bar w_r)^2 + K \sum_r (\bar w_r - \bar w)^2}`:
+    a constant weight reads 0 up to rounding, as on the torch path."""
+    directions = _row_probe(matrix.shape[1], matrix.device)
+    rows = fused_row_keys(matrix, directions, centered=True)
+    grad_rows = None
+    if grad is not None:
+        grad_matrix = unit_rows(grad.detach(), layout)
+        grad_rows = fused_row_keys(grad_matrix, directions, centered=False)
+        if grad_rows is None:
+            return None
+    if rows is None:
+        return None
+    units, width = matrix.shape
+    row_means = rows[:, 2] / width
+    mean = rows[:, 2].sum() / matrix.numel()
+    centered = rows[:, 5].sum() + width * ((row_means - mean) ** 2).sum()
+    head = [units, float(grad_rows is not None), mean, np.sqrt(centered)]
+    head += [float((rows[:, 4] == 0).sum()), np.sqrt(rows[:, 4].sum())]
+    pieces = [rows[:, :4].reshape(-1)]
+    if grad_rows is None:
+        head += [math.nan, math.nan]
+    else:
+        head += [grad_rows[:, 2].sum(), np.sqrt(grad_rows[:, 4].sum())]
+        pieces.append(grad_rows[:, :4].reshape(-1))
+    return torch.from_numpy(np.concatenate([np.asarray(head, dtype=np.float64), *pieces]))
 
 
 @functools.lru_cache(maxsize=64)

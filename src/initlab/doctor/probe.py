@@ -1,10 +1,10 @@
 r"""Per-layer statistics of one forward (and backward) pass, collected on the device.
 
 :class:`Probe` registers hooks on the layers of a model. Each hook reduces the tensor it sees
-*on the device* to per-unit sums (a few kernels, no copy of the activation); :meth:`Probe.collect`
-concatenates everything, copies it to the host once, and derives the statistics there in
-float64, so a probe costs one host sync whatever the depth, and a handful of kernel launches
-per module.
+*on the device* to per-unit sums (a few kernels, no copy of the activation; on CPU in float32
+one compiled pass, :mod:`initlab.doctor.fused`); :meth:`Probe.collect` concatenates
+everything, copies it to the host once, and derives the statistics there in float64, so a
+probe costs one host sync whatever the depth, and a handful of kernel launches per module.
 
 Every call of a probed module is recorded (a shared activation, a layer applied N times).
 Forward statistics of a call's output :math:`h \in \mathbb R^{B \times C \times \dots}`:
@@ -46,7 +46,6 @@ from initlab.doctor.reductions import (
     Watch,
     batch_norm_terms,
     batch_norm_units,
-    cosine_pieces,
     forward_fields,
     measurable,
     moments,
@@ -250,7 +249,8 @@ class Probe:
         if terms is not None:
             self._record_batch_norm(key, tensor, *terms)
             return
-        sums = reduce_output(watch, tensor, self._scratch)
+        cosine = self.cosine and watch.is_layer
+        sums = reduce_output(watch, tensor, self._scratch, cosine=cosine)
         pieces = [sums.unit_mean, sums.unit_sq, *sums.counts]
         source = first_floating_tensor(inputs) if watch.is_layer else None
         input_from, input_numel = None, 0
@@ -259,8 +259,7 @@ class Probe:
             if input_from is None:
                 pieces.extend(moments(source))
                 input_numel = source.numel()
-        cosine = cosine_pieces(tensor, sums.example_sq) if self.cosine and watch.is_layer else []
-        pieces.extend(cosine)
+        pieces.extend(sums.cosine)
         self._order.append(key)
         self._forward[key] = Reduced(
             pieces=tuple(pieces),
@@ -271,7 +270,7 @@ class Probe:
             saturated=watch.saturation is not None,
             input_numel=input_numel,
             input_from=input_from,
-            cosine_rows=cosine[0].numel() if cosine else 0,
+            cosine_rows=sums.cosine[0].numel() if sums.cosine else 0,
         )
         self._follow(key, tensor)
 

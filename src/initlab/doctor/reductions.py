@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from initlab.doctor.fused import fused_moments, fused_output_sums
 from initlab.errors import InitlabError
 from initlab.layers import activation_kind, module_activation
 
@@ -169,31 +170,44 @@ class OutputSums:
 
     ``unit_mean``, ``unit_sq``: per unit (channel), the mean of :math:`h` and of :math:`h^2`.
     ``counts``: the nonzeros (hard rectifiers), the values in saturation (saturating
-    activations). ``example_sq``: the squared norms of the first 64 examples, when the
-    reduction gave them for free (``None`` otherwise).
+    activations). ``cosine``: the pieces of :func:`cosine_pieces` (empty when not asked for,
+    or for a single example).
     """
 
     unit_mean: torch.Tensor
     unit_sq: torch.Tensor
     counts: list[torch.Tensor]
-    example_sq: torch.Tensor | None
+    cosine: list[torch.Tensor]
 
 
-def reduce_output(watch: Watch, output: torch.Tensor, scratch: Scratch) -> OutputSums:
-    r"""The device-side reductions of one output.
+def reduce_output(
+    watch: Watch, output: torch.Tensor, scratch: Scratch, *, cosine: bool
+) -> OutputSums:
+    r"""The device-side reductions of one output, and with ``cosine`` the pieces of the
+    between-example cosine similarity.
 
     Two per-unit means (of :math:`h` and :math:`h^2`) carry every moment; hard rectifiers add
-    one count of the nonzeros, saturating activations one count in saturation. Every full-size
-    pass is a kernel launch (a parallel region on CPU) and every full-size temporary an
-    allocation, so their number, not the arithmetic, is what a probe costs. A contiguous map
-    :math:`h \in \mathbb R^{B \times C \times S}` is read as :math:`BC` rows: one pass of row
-    sums, one of row 2-norms (no squared copy), and the per-unit means are sums of those
-    :math:`B \times C` values, as are the examples' squared norms the cosine needs. Counts
-    write their comparison into the probe's :class:`Scratch` (a comparison to 0 makes a bool
-    tensor whose sum is several times slower; a fresh float temporary costs page faults).
+    one count of the nonzeros, saturating activations one count in saturation. On CPU in
+    float32 all of it is one compiled pass (:mod:`initlab.doctor.fused`), the cosine's second
+    read of each example from cache. Elsewhere every full-size pass is a torch kernel launch
+    and every full-size temporary an allocation, so their number, not the arithmetic, is what
+    a probe costs: a contiguous map :math:`h \in \mathbb R^{B \times C \times S}` is read as
+    :math:`BC` rows, one pass of row sums and one of row 2-norms (no squared copy), and the
+    per-unit means are sums of those :math:`B \times C` values, as are the examples' squared
+    norms the cosine needs. Counts write their comparison into the probe's :class:`Scratch`
+    (a comparison to 0 makes a bool tensor whose sum is several times slower; a fresh float
+    temporary costs page faults).
     """
     h = _widened(output.detach())
     examples = min(h.shape[0], _COSINE_EXAMPLES) if h.dim() > 1 else 0
+    cosine = cosine and examples > 1
+    fused = fused_output_sums(h, examples, cosine, watch.saturation, watch.can_die)
+    if fused is not None:
+        units = (fused.numel() - examples - 3) // 2
+        counts = [fused[-3:-2]] if watch.can_die else []
+        counts += [fused[-2:-1]] if watch.saturation is not None else []
+        pieces = [fused[2 * units : 2 * units + examples], fused[-1:]] if cosine else []
+        return OutputSums(fused[:units], fused[units : 2 * units], counts, pieces)
     if h.dim() > 2 and h.is_contiguous():
         rows = h.view(h.shape[0], h.shape[1], -1)
         per_value = 1.0 / (rows.shape[0] * rows.shape[2])
@@ -207,7 +221,8 @@ def reduce_output(watch: Watch, output: torch.Tensor, scratch: Scratch) -> Outpu
         unit_mean = h.mean(dim=dims).reshape(-1)
         unit_sq = squared.mean(dim=dims).reshape(-1)
         example_sq = squared[:examples].reshape(examples, -1).sum(dim=1) if examples else None
-    return OutputSums(unit_mean, unit_sq, _counts(watch, h, scratch), example_sq)
+    pieces = cosine_pieces(h, example_sq) if cosine else []
+    return OutputSums(unit_mean, unit_sq, _counts(watch, h, scratch), pieces)
 
 
 def _counts(watch: Watch, h: torch.Tensor, scratch: Scratch) -> list[torch.Tensor]:
@@ -309,7 +324,7 @@ def cosine_pieces(output: torch.Tensor, example_sq: torch.Tensor | None) -> list
     h = _widened(output.detach())
     rows = h[:_COSINE_EXAMPLES].reshape(min(h.shape[0], _COSINE_EXAMPLES), -1)
     norms = torch.linalg.vector_norm(rows, dim=1) if example_sq is None else example_sq.sqrt()
-    total = norms.clamp_min(1e-12).reciprocal() @ rows
+    total = norms.clamp_min(1e-12).reciprocal().to(rows.dtype) @ rows
     return [norms, torch.linalg.vector_norm(total)]
 
 
@@ -317,8 +332,12 @@ def moments(tensor: torch.Tensor) -> list[torch.Tensor]:
     """Sum and sum of squares of all of ``tensor``: two read-only, vectorized passes, left as
     two pieces (the host takes the square root: no stacking, no extra kernel). A contiguous
     tensor's squares are summed by a dot product with itself (BLAS: faster than
-    ``vector_norm`` on CPU, and as accurate)."""
+    ``vector_norm`` on CPU, and as accurate). On CPU in float32, one compiled pass gives both
+    as one piece (:func:`~initlab.doctor.fused.fused_moments`)."""
     x = _widened(tensor.detach())
+    fused = fused_moments(x)
+    if fused is not None:
+        return [fused]
     if not x.is_contiguous():
         return [x.sum(), torch.linalg.vector_norm(x).square()]
     flat = x.view(-1)

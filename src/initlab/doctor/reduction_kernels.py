@@ -1,0 +1,284 @@
+r"""The probe's reductions compiled with numba: one read of an output for all its sums.
+
+A probe hook needs, of an output :math:`h`, per-unit sums of :math:`h` and :math:`h^2`, the
+examples' squared norms, and for some activations a count of nonzeros or of values in
+saturation. As torch ops that is three to five passes over :math:`h` (a parallel region and a
+dispatch each); here it is one pass on the calling thread, while :math:`h`, just written by the
+layer, is still in cache.
+
+Rounding follows torch's float32 reductions: sums of float32 values are accumulated in float32
+over blocks of :data:`BLOCK` values (vectorized: the order within a block is free, as in
+torch's own vectorized sums) and the block sums in float64, so a square beyond float32's range
+is infinite here as it is in torch. Values are float32 and C-contiguous; the caller
+(:mod:`initlab.doctor.reductions`) takes torch's path for anything else.
+
+Compiled ``nogil`` (a gradient hook runs on autograd's thread) and cached in ``__pycache__``
+(first compile: a second or two, once per machine). This module imports numba;
+:mod:`initlab.doctor.reductions` imports it on the first CPU reduction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numpy as np
+from numba import njit
+
+__all__ = ["BLOCK", "ROWS", "channel_rows", "columns", "flat_moments", "row_keys"]
+
+BLOCK = 1024
+"""Values summed in float32 before their sum joins the float64 total."""
+ROWS = 64
+"""Rows a matrix's column sums take in float32 before they join the float64 totals."""
+
+Function = TypeVar("Function", bound=Callable[..., Any])
+# Reassociation (and no signed zeros) lets LLVM vectorize the sums; NaN and inf keep their
+# IEEE meaning (no "nnan"/"ninf"), so a NaN in the output is a NaN in its sums.
+_FAST = {"reassoc", "nsz"}
+
+
+def _kernel(function: Function) -> Function:
+    return cast(
+        Function, njit(cache=True, nogil=True, fastmath=_FAST, boundscheck=False)(function)
+    )
+
+
+def _inline(function: Function) -> Function:
+    return cast(Function, njit(fastmath=_FAST, boundscheck=False, inline="always")(function))
+
+
+@_inline
+def _block_sums(segment: Any) -> tuple[Any, Any]:
+    total = np.float32(0.0)
+    square = np.float32(0.0)
+    for i in range(segment.shape[0]):
+        value = segment[i]
+        total += value
+        square += value * value
+    return total, square
+
+
+@_inline
+def _block_counts(segment: Any, zeros: bool, low: Any, high: Any) -> tuple[Any, Any, int, int]:
+    """Sums of a block and its counts: nonzeros (NaN is not 0), and values at or beyond
+    ``low``/``high`` (``-inf``/``inf`` count none)."""
+    total = np.float32(0.0)
+    square = np.float32(0.0)
+    nonzero = 0
+    saturated = 0
+    if zeros:
+        for i in range(segment.shape[0]):
+            value = segment[i]
+            total += value
+            square += value * value
+            nonzero += value != 0
+    else:
+        for i in range(segment.shape[0]):
+            value = segment[i]
+            total += value
+            square += value * value
+            saturated += (value <= low) | (value >= high)
+    return total, square, nonzero, saturated
+
+
+@_inline
+def _row_sums(
+    row: Any, zeros: bool, saturation: bool, low: Any, high: Any
+) -> tuple[float, float, int, int]:
+    """Sum and sum of squares of a vector (float32 per block of :data:`BLOCK`, float64 across
+    blocks), its nonzeros (with ``zeros``) and its values in saturation (with ``saturation``)."""
+    total = 0.0
+    square = 0.0
+    nonzero = 0
+    saturated = 0
+    for start in range(0, row.shape[0], BLOCK):
+        segment = row[start : start + BLOCK]
+        if zeros or saturation:
+            s, q, z, t = _block_counts(segment, zeros, low, high)
+            nonzero += z
+            saturated += t
+        else:
+            s, q = _block_sums(segment)
+        total += s
+        square += q
+    return total, square, nonzero, saturated
+
+
+@_inline
+def _add_direction(example: Any, norm: float, directions: Any) -> None:
+    """``directions += example / max(norm, 1e-12)`` in float32 (a NaN norm stays NaN), as
+    :func:`~initlab.doctor.reductions.cosine_pieces` computes it with torch."""
+    clamped = 1e-12 if norm < 1e-12 else norm
+    inverse = np.float32(1.0 / clamped)
+    for i in range(example.shape[0]):
+        directions[i] += example[i] * inverse
+
+
+@_inline
+def _finish(
+    out: Any, units: int, per_value: float, examples: int, counts: tuple[int, int], directions: Any
+) -> None:
+    """Unit sums to means, the counts, and the norm of the summed directions (NaN without)."""
+    for c in range(2 * units):
+        out[c] *= per_value
+    at = 2 * units + examples
+    out[at] = counts[0]
+    out[at + 1] = counts[1]
+    out[at + 2] = np.nan
+    if directions.shape[0]:
+        out[at + 2] = np.sqrt(_row_sums(directions, False, False, np.float32(0), np.float32(0))[1])
+
+
+@_kernel
+def channel_rows(
+    h: Any,
+    examples: int,
+    cosine: bool,
+    zeros: bool,
+    saturation: bool,
+    low: Any,
+    high: Any,
+    out: Any,
+) -> None:
+    r"""The sums of a map :math:`h \in \mathbb R^{B \times C \times S}` into ``out`` (float64,
+    zeroed, :math:`2C` + ``examples`` + 3 long), in this order: per unit :math:`c` the mean of
+    :math:`h` and of :math:`h^2` over :math:`B \times S`; the norms
+    :math:`\lVert h_b\rVert` of the first ``examples`` examples; the count of nonzeros (with
+    ``zeros``) and the count in saturation (with ``saturation``); with ``cosine``,
+    :math:`\lVert \sum_b h_b / \lVert h_b\rVert \rVert` over those examples (the piece
+    :func:`~initlab.doctor.reductions.cosine_pieces` makes; the example is re-read while in
+    cache), else NaN."""
+    batch, units, length = h.shape
+    nonzero = 0
+    saturated = 0
+    directions = np.zeros(units * length if cosine else 0, dtype=np.float32)
+    for b in range(batch):
+        example = 0.0
+        for c in range(units):
+            total, square, z, t = _row_sums(h[b, c], zeros, saturation, low, high)
+            nonzero += z
+            saturated += t
+            out[c] += total
+            out[units + c] += square
+            example += square
+        if b < examples:
+            out[2 * units + b] = np.sqrt(example)
+            if cosine:
+                _add_direction(h[b].reshape(-1), np.sqrt(example), directions)
+    _finish(out, units, 1.0 / (batch * length), examples, (nonzero, saturated), directions)
+
+
+@_kernel
+def columns(
+    h: Any,
+    examples: int,
+    cosine: bool,
+    zeros: bool,
+    saturation: bool,
+    low: Any,
+    high: Any,
+    out: Any,
+) -> None:
+    r""":func:`channel_rows` for a matrix :math:`h \in \mathbb R^{B \times C}` (units are
+    columns): the same layout of ``out``. Column sums run in float32 over :data:`ROWS` rows at
+    a time, then join float64 totals."""
+    batch, units = h.shape
+    nonzero = 0
+    saturated = 0
+    sums = np.zeros(units, dtype=np.float32)
+    squares = np.zeros(units, dtype=np.float32)
+    directions = np.zeros(units if cosine else 0, dtype=np.float32)
+    for b in range(batch):
+        row = h[b]
+        _, example, z, t = _row_sums(row, zeros, saturation, low, high)
+        nonzero += z
+        saturated += t
+        if b < examples:
+            out[2 * units + b] = np.sqrt(example)
+            if cosine:
+                _add_direction(row, np.sqrt(example), directions)
+        for c in range(units):
+            value = row[c]
+            sums[c] += value
+            squares[c] += value * value
+        if (b + 1) % ROWS == 0 or b == batch - 1:
+            for c in range(units):
+                out[c] += sums[c]
+                out[units + c] += squares[c]
+                sums[c] = 0.0
+                squares[c] = 0.0
+    _finish(out, units, 1.0 / batch, examples, (nonzero, saturated), directions)
+
+
+@_kernel
+def flat_moments(x: Any, out: Any) -> None:
+    """Sum and sum of squares of a float32 vector into ``out[0]``, ``out[1]``."""
+    total, square, _, _ = _row_sums(x, False, False, np.float32(0.0), np.float32(0.0))
+    out[0] = total
+    out[1] = square
+
+
+@_inline
+def _block_keys(
+    segment: Any, first: Any, second: Any, ones: Any, mix: Any
+) -> tuple[Any, Any, Any, Any, Any]:
+    """A block's dot products with the matching blocks of the four directions, and its sum
+    of squares (float32)."""
+    a = np.float32(0.0)
+    b = np.float32(0.0)
+    c = np.float32(0.0)
+    d = np.float32(0.0)
+    square = np.float32(0.0)
+    for i in range(segment.shape[0]):
+        value = segment[i]
+        a += value * first[i]
+        b += value * second[i]
+        c += value * ones[i]
+        d += value * mix[i]
+        square += value * value
+    return a, b, c, d, square
+
+
+@_inline
+def _block_spread(segment: Any, mean: Any) -> Any:
+    part = np.float32(0.0)
+    for i in range(segment.shape[0]):
+        part += (segment[i] - mean) * (segment[i] - mean)
+    return part
+
+
+@_kernel
+def row_keys(matrix: Any, directions: Any, centered: bool, out: Any) -> None:
+    r"""Per row :math:`w_r` of a matrix (``(R, K)``, float32), into ``out`` (``(R, 6)``,
+    float64): its dot products with the four rows of ``directions`` (``(4, K)``: the keys
+    :func:`initlab.doctor.metrics._row_probe` makes; the third is all ones, the row's sum),
+    :math:`\lVert w_r\rVert^2`, and with ``centered`` :math:`\sum_k (w_{rk} - \bar w_r)^2`
+    (a second read of the row, from cache; 0 without), from which the whole matrix's centered
+    norm follows without cancellation."""
+    rows, width = matrix.shape
+    for r in range(rows):
+        row = matrix[r]
+        sums = np.zeros(5)
+        for start in range(0, width, BLOCK):
+            stop = start + BLOCK
+            a, b, c, d, square = _block_keys(
+                row[start:stop],
+                directions[0, start:stop],
+                directions[1, start:stop],
+                directions[2, start:stop],
+                directions[3, start:stop],
+            )
+            sums[0] += a
+            sums[1] += b
+            sums[2] += c
+            sums[3] += d
+            sums[4] += square
+        for k in range(5):
+            out[r, k] = sums[k]
+        spread = 0.0
+        if centered:
+            mean = np.float32(sums[2] / width)
+            for start in range(0, width, BLOCK):
+                spread += _block_spread(row[start : start + BLOCK], mean)
+        out[r, 5] = spread
