@@ -158,3 +158,19 @@ def test_decay_reaches_every_layers_weight_on_real_architectures() -> None:
     decay, no_decay = decay_split(others)
     assert {"mha.in_proj_weight", "lstm.weight_hh_l0", "bi.weight"} <= set(decay)
     assert {"mha.in_proj_bias", "lstm.bias_ih_l0", "bi.bias"} <= set(no_decay)
+
+
+def test_a_rule_naming_blocks_cannot_select_what_decays_or_is_penalized() -> None:
+    """Decay and penalties apply to whole tensors: a rule for the v block of a packed qkv
+    would silently select q and k too, so it is refused where it enters."""
+    value_block = rule("*.in_proj_weight", "keep", blocks="v")
+    message = r"rule \('\*\.in_proj_weight' blocks=v\) selects blocks \(v\)"
+    with pytest.raises(ConfigError, match="Penalty: where= " + message):
+        Penalty(l2=1e-4, where=value_block)
+    with pytest.raises(ConfigError, match="TrainConfig: decay_rules " + message):
+        TrainConfig(decay_rules=(value_block,))
+    model = nn.ModuleDict({"mha": nn.MultiheadAttention(8, 2)})
+    with pytest.raises(ConfigError, match="weight decay " + message):
+        parameter_groups(model, 0.1, value_block)
+    with pytest.raises(ConfigError, match="weight decay " + message):
+        decay_split(model, value_block)

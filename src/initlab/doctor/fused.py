@@ -9,6 +9,7 @@ numba is imported on the first call, not with the doctor (it takes a fifth of a 
 from __future__ import annotations
 
 import importlib
+import math
 import threading
 from types import ModuleType
 from typing import Any, Literal
@@ -67,7 +68,7 @@ def fused_output_sums(
     # A vector's values are the examples of one unit; a map with short rows per unit is read
     # as a matrix of (unit, position) columns and folded after (a row's setup costs more than
     # a short row's values).
-    length = h[0, 0].numel() if h.dim() > 2 else 1
+    length = math.prod(h.shape[2:])  # 1 for a matrix or a vector
     rows = h.dim() > 2 and length >= _SHORT
     if rows:
         array, kernel = h.view(h.shape[0], h.shape[1], -1).numpy(), compiled.channel_rows

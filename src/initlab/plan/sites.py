@@ -172,24 +172,37 @@ _SITES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], list[Paramet
 )
 
 
-def _plain(value: object) -> bool:
-    """A setting the fingerprint holds: a number (numpy's too), a string, ``None``, or a tuple
-    or list of them (a list is held as a tuple, so a change in place is seen)."""
-    if isinstance(value, tuple | list):
-        return all(_plain_type(type(item)) for item in value)
-    return _plain_type(type(value))
+def _settings(module: nn.Module) -> tuple[Any, ...]:
+    """A module's plain settings as ``(name, value)`` pairs: numbers (numpy's too), strings,
+    ``None``, and tuples or lists of them (a list is held as a tuple, so a change in place is
+    seen). One dict lookup per attribute's type: the fingerprint runs on every call."""
+    held = []
+    for key, value in module.__dict__.items():
+        kind = _KINDS.get(type(value)) or _kind(type(value))
+        if kind is _SCALAR:
+            held.append((key, value))
+        elif kind is _SEQUENCE and all(
+            (_KINDS.get(type(item)) or _kind(type(item))) is _SCALAR for item in value
+        ):
+            held.append((key, tuple(value)))
+    return tuple(held)
 
 
-def _plain_type(kind: type) -> bool:
-    """Whether values of ``kind`` are plain (asked once per type: ``numbers.Number`` is an
-    abstract class, slow to test against)."""
-    plain = _PLAIN_TYPES.get(kind)
-    if plain is None:
-        plain = _PLAIN_TYPES[kind] = issubclass(kind, numbers.Number | str | None)
-    return plain
+_SCALAR, _SEQUENCE, _OTHER = "scalar", "sequence", "other"
+_KINDS: dict[type, str] = {}
 
 
-_PLAIN_TYPES: dict[type, bool] = {}
+def _kind(kind: type) -> str:
+    """Whether values of ``kind`` are plain scalars, sequences, or neither (asked once per
+    type: ``numbers.Number`` is an abstract class, slow to test against)."""
+    if issubclass(kind, tuple | list):
+        found = _SEQUENCE
+    elif issubclass(kind, numbers.Number | str | None):
+        found = _SCALAR
+    else:
+        found = _OTHER
+    _KINDS[kind] = found
+    return found
 
 
 def _fingerprint(model: nn.Module) -> tuple[Any, ...]:
@@ -205,11 +218,7 @@ def _fingerprint(model: nn.Module) -> tuple[Any, ...]:
                 for local, tensor in module._parameters.items()
                 if tensor is not None
             ),
-            tuple(
-                (key, tuple(value) if isinstance(value, list) else value)
-                for key, value in vars(module).items()
-                if _plain(value)
-            ),
+            _settings(module),
         )
         for name, module in model.named_modules(remove_duplicate=False)
     )

@@ -18,6 +18,7 @@ from initlab.train.regularize import (
     as_rules,
     decay_split,
     parameter_groups,
+    whole_parameters,
 )
 from initlab.train.schedule import ConstantRate, Monitor, Schedule, check_monitor
 
@@ -150,6 +151,7 @@ class TrainConfig:
                     f"TrainConfig: decay_rules must be Rule values (initlab.rule(...)), got "
                     f"{decay_rule!r}."
                 )
+        whole_parameters(self.decay_rule_list, "TrainConfig: decay_rules")
         for penalty in self.penalty_list:
             if not isinstance(penalty, Penalty):
                 raise ConfigError(

@@ -42,6 +42,7 @@ __all__ = [
     "as_rules",
     "decay_split",
     "parameter_groups",
+    "whole_parameters",
 ]
 
 DECAY_RULES: tuple[Rule, ...] = (rule(role="weight", scheme="keep"),)
@@ -52,9 +53,27 @@ def as_rules(rules: Rule | Sequence[Rule]) -> tuple[Rule, ...]:
     return (rules,) if isinstance(rules, Rule) else tuple(rules)
 
 
+def whole_parameters(rules: Sequence[Rule], what: str) -> None:
+    """Refuse a selecting rule with ``blocks=``: weight decay and penalties apply to whole
+    parameters (an optimizer group holds whole tensors), so a rule naming some blocks of a
+    stacked weight would silently select all of it.
+
+    Raises:
+        ConfigError: a rule has ``blocks=``, naming it and ``what`` selects with it.
+    """
+    for item in rules:
+        if isinstance(item, Rule) and item.blocks:
+            raise ConfigError(
+                f"{what} rule ({item.describe()}) selects blocks ({', '.join(item.blocks)}) of a "
+                "stacked weight, but weight decay and penalties apply to whole parameters; "
+                "drop blocks= (the whole parameter is then selected) or leave it out."
+            )
+
+
 def _named_matches(
     model: nn.Module, rules: Sequence[Rule]
 ) -> list[tuple[str, nn.Parameter, bool]]:
+    whole_parameters(rules, "weight decay")
     modules = dict(model.named_modules(remove_duplicate=False))
     parameters = dict(model.named_parameters())
     found = []
@@ -141,6 +160,7 @@ class Penalty:
                 raise ConfigError(
                     f"Penalty: where= takes Rule values (initlab.rule(...)), got {item!r}."
                 )
+        whole_parameters(self.rules, "Penalty: where=")
 
     @property
     def rules(self) -> tuple[Rule, ...]:
