@@ -181,7 +181,38 @@ STOCK = {
     "initlab ResNet without norm, zero-init-residual": lambda: (
         initialized(ResNet(3, 10, blocks=(3, 3, 3), norm=False), "zero-init-residual"),
         torch.randn(16, 3, 16, 16, generator=generator())),
+    # A zero head stops every gradient below it on purpose: no vanishing gradients.
+    "MLP with a zero head": lambda: (
+        zero_head(nn.Sequential(*(m for _ in range(5) for m in (nn.Linear(32, 32), nn.ReLU())),
+                                nn.Linear(32, 10))),
+        torch.randn(64, 32, generator=generator())),
 }  # fmt: skip
+
+
+def zero_head(model: nn.Sequential) -> nn.Sequential:
+    initlab.init_model(model, "auto")
+    with torch.no_grad():
+        model[-1].weight.zero_()
+    return model
+
+
+def test_a_gradient_that_is_exactly_zero_at_the_first_layers_has_vanished() -> None:
+    """A ReLU layer off for the whole batch cuts every path back to the input: the layers
+    before it get no gradient at all, which the log-linear trend of the positive ones would
+    not see."""
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for _ in range(6):
+        layers += [nn.Linear(32, 32), nn.ReLU()]
+    model = initialized(nn.Sequential(*layers, nn.Linear(32, 10)))
+    with torch.no_grad():
+        model[4].bias.fill_(-100.0)  # the third ReLU is off for every example
+        for index in (6, 8, 10):  # after it a constant signal, which biases keep nonzero
+            model[index].bias.fill_(0.5)
+    report = diagnose(model, torch.randn(64, 32, generator=generator()))
+    [finding] = [f for f in report.findings if f.code == "vanishing_gradients"]
+    assert finding.severity == "critical"
+    assert "exactly 0 at the first 3 layers (up to '4')" in finding.evidence
 
 
 def test_residual_stream_growth_without_norm_is_a_warning_naming_the_cure() -> None:
@@ -313,10 +344,10 @@ def test_one_mis_scaled_relu_layer_is_no_mismatch() -> None:
 
 
 def test_depthwise_convs_are_judged_by_their_trend_not_their_gain() -> None:
+    torch.manual_seed(0)  # before the layers: their init draws from the global generator
     layers: list[nn.Module] = []
     for _ in range(10):  # fan_in 3 per unit: the gain of one channel is mostly sampling luck
         layers += [nn.Conv1d(16, 16, 3, groups=16, padding=1), nn.ReLU()]
-    torch.manual_seed(0)
     report = diagnose(nn.Sequential(*layers), torch.randn(32, 16, 50, generator=generator()))
     assert "torch_default_relu" not in codes(report)
     assert "vanishing_gradients" in codes(report)

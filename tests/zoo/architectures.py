@@ -383,6 +383,131 @@ def mamba() -> nn.Module:
     return MambaModel(config)
 
 
+# --- more Hugging Face families: fused and multi-query attention, MoE, ALiBi, pooling, FFT,
+# windowed attention, layer scale, squeeze-excitation, BatchNorm inside attention ----------
+def _built(config_name: str, model_name: str, **config: Any) -> nn.Module:
+    """``transformers.<model_name>(transformers.<config_name>(**config))``."""
+    import transformers
+
+    model: nn.Module = getattr(transformers, model_name)(
+        getattr(transformers, config_name)(**config)
+    )
+    return model
+
+
+def gemma() -> nn.Module:
+    return _built("GemmaConfig", "GemmaModel", **_decoder(head_dim=8))
+
+
+def falcon() -> nn.Module:
+    return _built(
+        "FalconConfig", "FalconModel", vocab_size=VOCAB_SIZE, hidden_size=32,
+        num_hidden_layers=2, num_attention_heads=4,
+    )  # fmt: skip
+
+
+def bloom() -> nn.Module:
+    return _built("BloomConfig", "BloomModel", vocab_size=VOCAB_SIZE, hidden_size=32, n_layer=2,
+                  n_head=4)  # fmt: skip
+
+
+def mixtral() -> nn.Module:
+    return _built(
+        "MixtralConfig", "MixtralModel", **_decoder(num_local_experts=4, num_experts_per_tok=2)
+    )
+
+
+def xlnet() -> nn.Module:
+    return _built("XLNetConfig", "XLNetModel", vocab_size=VOCAB_SIZE, d_model=32, n_layer=2,
+                  n_head=4, d_inner=64)  # fmt: skip
+
+
+def fnet() -> nn.Module:
+    config = _text()
+    del config["num_attention_heads"]
+    return _built("FNetConfig", "FNetModel", **config)
+
+
+def funnel() -> nn.Module:
+    return _built(
+        "FunnelConfig", "FunnelModel", vocab_size=VOCAB_SIZE, d_model=32, n_head=4, d_head=8,
+        d_inner=64, block_sizes=[1, 1],
+    )  # fmt: skip
+
+
+def longformer() -> nn.Module:
+    return _built("LongformerConfig", "LongformerModel", **_text(attention_window=4))
+
+
+def canine() -> nn.Module:
+    return _built(
+        "CanineConfig", "CanineModel", hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=64, downsampling_rate=2,
+    )  # fmt: skip
+
+
+def beit() -> nn.Module:
+    return _built(
+        "BeitConfig", "BeitModel", image_size=IMAGE_SIZE, patch_size=8, hidden_size=32,
+        num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        use_relative_position_bias=True,
+    )  # fmt: skip
+
+
+def dinov2() -> nn.Module:
+    return _built(
+        "Dinov2Config", "Dinov2Model", image_size=IMAGE_SIZE, patch_size=8, hidden_size=32,
+        num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2,
+    )  # fmt: skip
+
+
+def convnext_v2() -> nn.Module:
+    return _built(
+        "ConvNextV2Config", "ConvNextV2Model", num_channels=3, patch_size=4, num_stages=2,
+        hidden_sizes=[16, 32], depths=[1, 1],
+    )  # fmt: skip
+
+
+def regnet() -> nn.Module:
+    return _built("RegNetConfig", "RegNetModel", embedding_size=8, hidden_sizes=[8, 16],
+                  depths=[1, 1], groups_width=8)  # fmt: skip
+
+
+def mobilenet_v2() -> nn.Module:
+    return _built("MobileNetV2Config", "MobileNetV2Model", image_size=IMAGE_SIZE,
+                  depth_multiplier=0.25)  # fmt: skip
+
+
+def efficientnet() -> nn.Module:
+    # hidden_dim is the top conv's width, which width_coefficient does not scale: 1280 / 4.
+    return _built(
+        "EfficientNetConfig", "EfficientNetModel", image_size=IMAGE_SIZE, width_coefficient=0.25,
+        depth_coefficient=0.25, hidden_dim=320,
+    )  # fmt: skip
+
+
+def levit() -> nn.Module:
+    return _built(
+        "LevitConfig", "LevitModel", image_size=IMAGE_SIZE, hidden_sizes=[32, 48, 64],
+        num_attention_heads=[2, 2, 2], depths=[1, 1, 1], key_dim=[8, 8, 8],
+    )  # fmt: skip
+
+
+def hubert() -> nn.Module:
+    return _built(
+        "HubertConfig", "HubertModel", hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 2),
+        conv_kernel=(10, 3), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+    )  # fmt: skip
+
+
+def rwkv() -> nn.Module:
+    return _built(
+        "RwkvConfig", "RwkvModel", vocab_size=VOCAB_SIZE, hidden_size=32, num_hidden_layers=2,
+        attention_hidden_size=32, intermediate_size=64, context_length=64,
+    )  # fmt: skip
+
+
 # --- torch.nn's own layers, in the smallest models that use them as intended ----------------
 D_MODEL = 32
 
@@ -551,6 +676,58 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         mamba,
         tokens,
         note="selective scan, depthwise conv",
+    ),
+    Architecture("Gemma", "decoder", gemma, tokens, note="RMSNorm scale 1 + w, GeGLU"),
+    Architecture("Falcon", "decoder", falcon, tokens, note="fused multi-query qkv, parallel"),
+    Architecture("Bloom", "decoder", bloom, tokens, note="fused qkv per head, ALiBi"),
+    Architecture("Mixtral", "decoder", mixtral, tokens, note="mixture of 4 experts, top-2"),
+    Architecture("XLNet", "encoder", xlnet, tokens, note="two-stream relative attention"),
+    Architecture("FNet", "encoder", fnet, tokens, note="Fourier mixing, no attention"),
+    Architecture("Funnel", "encoder", funnel, tokens, note="pooled query, two blocks"),
+    Architecture("Longformer", "encoder", longformer, tokens, note="sliding-window attention"),
+    Architecture("CANINE", "encoder", canine, tokens, note="character encoders of one layer each"),
+    Architecture("BEiT", "vision", beit, images, note="relative position bias, layer scale"),
+    Architecture("DINOv2", "vision", dinov2, images, note="layer scale, interpolated positions"),
+    Architecture("ConvNeXt V2", "vision", convnext_v2, images, note="global response norm"),
+    Architecture(
+        "RegNet", "vision", regnet, images, training=True, note="grouped convs, BatchNorm"
+    ),
+    Architecture(
+        "MobileNetV2",
+        "vision",
+        mobilenet_v2,
+        images,
+        training=True,
+        note="inverted residuals, ReLU6",
+    ),
+    Architecture(
+        "EfficientNet",
+        "vision",
+        efficientnet,
+        images,
+        training=True,
+        # transformers 5.24's EfficientNet _init_weights draws BatchNorm weights from
+        # N(0, 0.02), as MobileViT's does; here no residual carries the signal past the
+        # blocks that change width, so it does vanish, forward and backward.
+        stock_critical=("vanishing_forward", "vanishing_gradients"),
+        stock_warnings=("random_norm_scales",),
+        note="squeeze-excitation, SiLU",
+    ),
+    Architecture(
+        "LeViT", "vision", levit, images, training=True, note="BatchNorm inside attention"
+    ),
+    Architecture(
+        "HuBERT", "audio", hubert, lambda g: features(g, 1600), note="conv feature encoder"
+    ),
+    Architecture(
+        "RWKV",
+        "state-space",
+        rwkv,
+        tokens,
+        # transformers sets the time-mix ramps from the layer index alone: in the first layer
+        # key and value mixes are the same ramp, as are the feed-forward's.
+        stock_identical=("blocks.*.time_mix_*",),
+        note="time mixing, channel mixing",
     ),
     Architecture(
         "nn.TransformerEncoder",

@@ -170,9 +170,16 @@ def _forward_verdict(
     )
 
 
-def _gradient_trend(layers: list[LayerRecord], unit: str, limits: Thresholds) -> list[Finding]:
+def _gradient_trend(
+    layers: list[LayerRecord], unit: str, limits: Thresholds, *, cut_by_design: bool = False
+) -> list[Finding]:
     r"""Vanishing or exploding :math:`\partial L/\partial h`, judged on its norm per example,
     :math:`\text{rms}(\partial L/\partial h)\sqrt{n}` with :math:`n` values per example.
+
+    A gradient exactly 0 at the first layers while the last is not has vanished outright
+    (every path back to the input crosses a unit that is off for the whole batch), which the
+    log-linear trend cannot see; unless some weight of the model is all zero
+    (``cut_by_design``), which stops the gradient on purpose.
 
     The norm, not the per-value std: a fan_in-scaled layer (He, LeCun) keeps the gradient's norm
     from its output to its input, not its per-value scale, which changes with the widths; and
@@ -185,9 +192,12 @@ def _gradient_trend(layers: list[LayerRecord], unit: str, limits: Thresholds) ->
     ]
     if len(grads) < limits.min_layers or len(grads) != len(layers):
         return []
+    names = _names(layers)
+    cut = next((index for index, grad in enumerate(grads) if grad != 0.0), len(grads))
+    if 0 < cut < len(grads) and not cut_by_design:
+        return [_vanished(layers[:cut], unit, grads[-1], names)]
     # Toward the input: reversed order, so the compound factor is first / last layer.
     per_layer, total = trend(list(reversed(grads)))
-    names = _names(layers)
     evidence = (
         f"the norm of dL/dh per example is {grads[-1]:.3g} at the last {unit} and "
         f"{grads[0]:.3g} at the first "
@@ -224,24 +234,51 @@ def _gradient_trend(layers: list[LayerRecord], unit: str, limits: Thresholds) ->
     return []
 
 
+def _vanished(
+    silent: list[LayerRecord], unit: str, last: float, names: tuple[str, ...]
+) -> Finding:
+    """The finding for a gradient that is exactly 0 on the first ``silent`` records."""
+    return Finding(
+        "vanishing_gradients",
+        "critical",
+        f"Gradients vanish toward the input: the first {unit}s get none and will not learn.",
+        names,
+        f"dL/dh is exactly 0 at the first {len(silent)} {unit}s (up to "
+        f"{silent[-1].label!r}) and its norm per example is {last:.3g} at the last: every "
+        "path back to the input crosses a unit that is off for the whole batch",
+        "Use a variance-preserving init for the activation (He for ReLU) with zero biases, so "
+        "that about half of each unit's outputs are positive; or add normalization / "
+        "residual connections.",
+        "dL/dh of similar scale at every depth.",
+        fix_plan(names),
+    )
+
+
 def _depth(
     records: Sequence[LayerRecord],
-    weight_layers: set[str],
+    weights: Sequence[WeightRecord],
     stacks: Sequence[Sequence[str]],
     limits: Thresholds,
 ) -> list[Finding]:
     """Forward and gradient trends along each signal path (see the module docstring).
 
     The paths are the calls of each stack of blocks that ran at least ``min_layers`` times,
-    and each run of weight layers that no repeated block interrupts. A stack that ran twice is
-    a repeated structure even when too shallow to judge (BART's or Whisper's two layers): the
-    layers inside its blocks are not a chain (their q/k gradients would read as vanishing),
-    and it splits the layers around it (a conv stem and a head are not one chain).
+    and each run of weight layers that no block interrupts. The layers inside a block are not
+    a chain (their q/k gradients would read as vanishing), whether its stack ran twice but is
+    too shallow to judge (BART's or Whisper's two layers) or holds one block that ran once
+    (CANINE's character encoders, one layer in a list); and a block splits the layers around
+    it (a conv stem and a head are not one chain).
     """
+    weight_layers = {w.layer for w in weights}
+    # An all-zero weight (a zero head, a Fixup branch end) stops the gradient by design: then
+    # an exactly-0 gradient before it says nothing.
+    cut_by_design = any(w.zero_rows == 1.0 for w in weights)
     paths: list[tuple[list[LayerRecord], str]] = []
     repeated: set[str] = set()
+    blocks_seen: set[str] = set()  # every block, whatever it ran: its layers are no chain
     for stack in stacks:  # outermost first: a stack inside a repeated one is on its path
         blocks = set(stack)
+        blocks_seen |= blocks
         calls = [r for r in records if r.name in blocks]
         if len(calls) < 2 or any(within(name, repeated) for name in stack):
             continue
@@ -250,7 +287,7 @@ def _depth(
             paths.append((calls, "block"))
     run: list[LayerRecord] = []
     for record in records:
-        if record.name in repeated or within(record.name, repeated):
+        if record.name in blocks_seen or within(record.name, blocks_seen):
             if run:
                 paths.append((run, "layer"))
             run = []
@@ -260,7 +297,10 @@ def _depth(
     return [
         finding
         for path, unit in paths
-        for finding in (*_forward_trend(path, unit, limits), *_gradient_trend(path, unit, limits))
+        for finding in (
+            *_forward_trend(path, unit, limits),
+            *_gradient_trend(path, unit, limits, cut_by_design=cut_by_design),
+        )
     ]
 
 
@@ -382,7 +422,7 @@ def find(
     findings = [
         *_nonfinite(records),
         *symmetry_findings(weights, limits, model),
-        *_depth(records, {w.layer for w in weights}, stacks, limits),
+        *_depth(records, weights, stacks, limits),
         *_saturation(records, limits),
         *_dead_and_collapse(records, limits),
         *mismatch_findings(
