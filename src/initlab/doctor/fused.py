@@ -1,9 +1,11 @@
-"""The probe's reductions in one compiled pass (:mod:`initlab.doctor.reduction_kernels`),
-where they apply: a C-contiguous float32 CPU tensor, with numba importable. Everything else
+"""The doctor's reductions (the probe's outputs and gradients, the weights' rows) in one
+compiled pass each (:mod:`initlab.doctor.reduction_kernels`), where they apply: a
+C-contiguous float32 CPU tensor, with numba importable. Everything else
 (another device, another dtype, a strided view) returns ``None`` here and takes torch's ops
 in :mod:`initlab.doctor.reductions`; both give the same statistics to float32 rounding.
 
-numba is imported on the first call, not with the doctor (it takes a fifth of a second).
+numba is imported on the first call, not with the doctor: importing it and loading the kernels
+from numba's cache takes about half a second, once per process.
 """
 
 from __future__ import annotations
