@@ -55,7 +55,7 @@ from initlab.doctor.reductions import (
     watch_for,
 )
 from initlab.doctor.signal_path import block_stacks
-from initlab.layers import activation_kind, is_norm, module_activation
+from initlab.layers import activation_kind, has_children, is_norm, module_activation
 from initlab.plan.activations import layer_names
 from initlab.plan.recording import unrecorded
 
@@ -131,7 +131,7 @@ def _probed_modules(model: nn.Module, layers: set[str]) -> list[str]:
         if name in layers or name in blocks:
             names.append(name)
             continue
-        if any(True for _ in module.children()):
+        if has_children(module):
             continue
         found = module_activation(module)
         if (found is not None and activation_kind(found[0]).family != "linear") or is_norm(module):

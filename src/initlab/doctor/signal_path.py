@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from initlab.layers import has_children
 from initlab.plan.sites import parameter_sites
 
 __all__ = ["MIN_BLOCKS", "block_stacks", "cloned_weights", "within"]
@@ -49,8 +50,7 @@ def _blocks_of(container: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     ``ModuleList``/``ModuleDict`` hold modules but have no forward: never a block themselves.
     """
     for name, child in container.named_children():
-        has_children = any(True for _ in child.children())
-        if has_children and not isinstance(child, nn.ModuleList | nn.ModuleDict):
+        if has_children(child) and not isinstance(child, nn.ModuleList | nn.ModuleDict):
             yield name, child
 
 

@@ -21,6 +21,7 @@ from initlab.layers.kinds import (
     ModuleActivation,
     activation_kind,
     activation_module,
+    has_children,
     is_norm,
     module_activation,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "activation_kind",
     "activation_module",
     "gate_blocks",
+    "has_children",
     "is_hf_conv1d",
     "is_layer",
     "is_norm",

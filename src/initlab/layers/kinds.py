@@ -47,6 +47,7 @@ __all__ = [
     "ModuleActivation",
     "activation_kind",
     "activation_module",
+    "has_children",
     "is_norm",
     "module_activation",
 ]
@@ -223,6 +224,12 @@ NORM_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 
+def has_children(module: nn.Module) -> bool:
+    """Whether ``module`` holds a submodule (as ``module.children()`` would yield one), read
+    from its own dict: the doctor and the plans ask of every module on every call."""
+    return any(child is not None for child in module._modules.values())
+
+
 def is_norm(module: nn.Module) -> bool:
     """Whether ``module`` is a normalization layer: by type, else by behaviour.
 
@@ -234,7 +241,7 @@ def is_norm(module: nn.Module) -> bool:
     """
     if isinstance(module, NORM_TYPES):
         return True
-    if any(True for _ in module.children()):
+    if has_children(module):
         return False
     parameters = list(module.parameters(recurse=False))
     if not parameters or any(p.dim() != 1 for p in parameters):
