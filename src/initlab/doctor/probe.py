@@ -159,7 +159,8 @@ class Probe:
         model: the model to observe (not modified).
         modules: qualified names to probe; default :func:`probed_modules`.
         gradients: also record :math:`\\partial L/\\partial h` when backward runs.
-        cosine: compute the between-example cosine similarity (an extra B x B product).
+        cosine: compute the between-example cosine similarity (a second read of the first 64
+            examples of each layer's output).
 
     Attributes:
         unmeasured: names of modules whose output could not be reduced (a hook never breaks
