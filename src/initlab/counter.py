@@ -58,6 +58,7 @@ import torch
 
 from initlab.erfinv import erfinv_float32_
 from initlab.errors import ConfigError, InitlabError, ShapeError
+from initlab.optional import compiled_kernels
 from initlab.rng import GOLDEN_GAMMA, CounterStream, Region, words_torch
 from initlab.schemes import Constant, Normal, TruncatedNormal, Uniform
 from initlab.schemes.elementwise import ElementwiseLaw
@@ -155,16 +156,8 @@ def _compiled_kernels() -> ModuleType | None:
                     "compiled CPU fill), torch (the reference torch ops); both give the same "
                     "values. Unset it for the default."
                 )
-            _kernels = _import_kernels() if chosen == "numba" else None
+            _kernels = compiled_kernels("initlab.counter_kernels") if chosen == "numba" else None
         return _kernels
-
-
-def _import_kernels() -> ModuleType | None:
-    try:
-        import initlab.counter_kernels as kernels
-    except ImportError:  # numba missing or not built for this platform: the reference runs
-        return None
-    return kernels
 
 
 def _finish_torch(values: torch.Tensor, steps: _Steps) -> None:

@@ -11,7 +11,8 @@ saturation) are exact on both paths.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -28,6 +29,8 @@ WATCHES = {
     "relu": Watch("ReLU", can_die=True, saturation=None, is_layer=False),
     "tanh": Watch("Tanh", can_die=False, saturation=(-0.99, 0.99), is_layer=True),
     "hardsigmoid": Watch("Hardsigmoid", can_die=False, saturation=(0.01, 0.99), is_layer=True),
+    # No activation initlab knows is both, but the two counts must not exclude each other.
+    "clipped": Watch("Clipped", can_die=True, saturation=(-1.0, 1.5), is_layer=True),
 }
 SHAPES = [
     (7,),  # a vector: one unit
@@ -42,7 +45,7 @@ SHAPES = [
 def values(shape: tuple[int, ...], kind: str) -> torch.Tensor:
     generator = torch.Generator().manual_seed(len(shape) * 100 + shape[0])
     h = torch.randn(shape, generator=generator) * 2.0
-    if kind == "relu":
+    if kind in ("relu", "clipped"):
         h = h.clamp_min(0.0)
         h[..., :1] = 0.0  # a dead unit where the layout has one
     elif kind in ("tanh", "hardsigmoid"):
@@ -50,10 +53,18 @@ def values(shape: tuple[int, ...], kind: str) -> torch.Tensor:
     return h
 
 
-@pytest.fixture
-def torch_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The reductions as torch ops: the kernels are unavailable."""
-    monkeypatch.setattr(fused, "_kernels", None)
+Result = TypeVar("Result")
+
+
+def on_both_paths(
+    compute: Callable[[], Result], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Result, Result]:
+    """``compute()`` with the kernels, then with torch's ops (the kernels unavailable)."""
+    compiled = compute()
+    monkeypatch.setattr(fused, "kernels", lambda: None)
+    reference = compute()
+    monkeypatch.undo()
+    return compiled, reference
 
 
 def flat(sums: Any) -> np.ndarray[Any, Any]:
@@ -73,9 +84,9 @@ def test_output_sums_equal_torch(
 ) -> None:
     h = values(shape, kind)
     watch = WATCHES[kind]
-    compiled = flat(reduce_output(watch, h, Scratch(), cosine=watch.is_layer))
-    monkeypatch.setattr(fused, "_kernels", None)
-    reference = flat(reduce_output(watch, h, Scratch(), cosine=watch.is_layer))
+    compiled, reference = on_both_paths(
+        lambda: flat(reduce_output(watch, h, Scratch(), cosine=watch.is_layer)), monkeypatch
+    )
     assert compiled.shape == reference.shape
     assert compiled == pytest.approx(reference, rel=1e-4, abs=1e-6)
 
@@ -87,9 +98,9 @@ def test_nan_and_inf_reach_the_sums_as_on_the_torch_path(
     h = values((6, 3, 8, 8), "relu")
     h[2, 1, 3, 4] = poison
     watch = WATCHES["relu"]
-    compiled = flat(reduce_output(watch, h, Scratch(), cosine=True))
-    monkeypatch.setattr(fused, "_kernels", None)
-    reference = flat(reduce_output(watch, h, Scratch(), cosine=True))
+    compiled, reference = on_both_paths(
+        lambda: flat(reduce_output(watch, h, Scratch(), cosine=True)), monkeypatch
+    )
     np.testing.assert_array_equal(np.isnan(compiled), np.isnan(reference))
     np.testing.assert_array_equal(np.isinf(compiled), np.isinf(reference))
     finite = np.isfinite(reference)
@@ -99,10 +110,10 @@ def test_nan_and_inf_reach_the_sums_as_on_the_torch_path(
 @pytest.mark.parametrize("shape", [(1,), (3000,), (8, 3, 5, 5)], ids=str)
 def test_moments_equal_torch(shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> None:
     x = values(shape, "layer")
-    compiled = torch.cat([p.reshape(-1).double() for p in moments(x)])
-    monkeypatch.setattr(fused, "_kernels", None)
-    reference = torch.cat([p.reshape(-1).double() for p in moments(x)])
-    assert compiled.tolist() == pytest.approx(reference.tolist(), rel=1e-4)
+    compiled, reference = on_both_paths(
+        lambda: torch.cat([p.reshape(-1).double() for p in moments(x)]).tolist(), monkeypatch
+    )
+    assert compiled == pytest.approx(reference, rel=1e-4)
 
 
 class _Weights(nn.Module):
@@ -133,9 +144,7 @@ def test_weight_records_equal_torch(with_gradients: bool, monkeypatch: pytest.Mo
     model = _Weights()
     if with_gradients:
         model(torch.randn(4, 3, 6, 6, generator=torch.Generator().manual_seed(1))).sum().backward()
-    compiled = weight_records(model)
-    monkeypatch.setattr(fused, "_kernels", None)
-    reference = weight_records(model)
+    compiled, reference = on_both_paths(lambda: weight_records(model), monkeypatch)
     assert [r.name for r in compiled] == [r.name for r in reference]
     for got, want in zip(compiled, reference, strict=True):
         for field in ("duplicate_rows", "zero_rows", "symmetric_rows"):
@@ -162,7 +171,8 @@ def test_the_probe_takes_the_compiled_path_on_cpu_float32(monkeypatch: pytest.Mo
             calls.append(name)
             return getattr(compiled, name)
 
-    monkeypatch.setattr(fused, "_kernels", Counting())
+    counting = Counting()
+    monkeypatch.setattr(fused, "kernels", lambda: counting)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 100, 3))
     with Probe(model) as probe:
         model(torch.randn(5, 3, 12, 12)).sum().backward()  # rows of 100

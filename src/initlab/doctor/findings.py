@@ -258,6 +258,7 @@ def _depth(
     records: Sequence[LayerRecord],
     weights: Sequence[WeightRecord],
     stacks: Sequence[Sequence[str]],
+    blocks: set[str],
     limits: Thresholds,
 ) -> list[Finding]:
     """Forward and gradient trends along each signal path (see the module docstring).
@@ -275,19 +276,17 @@ def _depth(
     cut_by_design = any(w.zero_rows == 1.0 for w in weights)
     paths: list[tuple[list[LayerRecord], str]] = []
     repeated: set[str] = set()
-    blocks_seen: set[str] = set()  # every block, whatever it ran: its layers are no chain
     for stack in stacks:  # outermost first: a stack inside a repeated one is on its path
-        blocks = set(stack)
-        blocks_seen |= blocks
-        calls = [r for r in records if r.name in blocks]
+        members = set(stack)
+        calls = [r for r in records if r.name in members]
         if len(calls) < 2 or any(within(name, repeated) for name in stack):
             continue
-        repeated |= blocks
+        repeated |= members
         if len(calls) >= limits.min_layers:
             paths.append((calls, "block"))
     run: list[LayerRecord] = []
-    for record in records:
-        if record.name in blocks_seen or within(record.name, blocks_seen):
+    for record in records:  # every block, whatever it ran, splits the runs: no chain inside
+        if record.name in blocks or within(record.name, blocks):
             if run:
                 paths.append((run, "layer"))
             run = []
@@ -422,7 +421,7 @@ def find(
     findings = [
         *_nonfinite(records),
         *symmetry_findings(weights, limits, model),
-        *_depth(records, weights, stacks, limits),
+        *_depth(records, weights, stacks, blocks, limits),
         *_saturation(records, limits),
         *_dead_and_collapse(records, limits),
         *mismatch_findings(

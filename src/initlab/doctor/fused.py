@@ -10,32 +10,21 @@ from numba's cache takes about half a second, once per process.
 
 from __future__ import annotations
 
-import importlib
 import math
-import threading
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["fused_moments", "fused_output_sums", "fused_row_keys", "kernels"]
+from initlab.optional import compiled_kernels
 
-_lock = threading.Lock()
-_kernels: ModuleType | Literal[False] | None = False  # False: not looked up yet
+__all__ = ["fused_moments", "fused_output_sums", "fused_row_keys", "kernels"]
 
 
 def kernels() -> ModuleType | None:
     """:mod:`initlab.doctor.reduction_kernels`, or ``None`` where numba cannot be imported."""
-    global _kernels
-    with _lock:
-        if _kernels is False:
-            try:  # by name: the attribute initlab.doctor is the doctor function
-                compiled = importlib.import_module("initlab.doctor.reduction_kernels")
-            except ImportError:  # numba missing or not built for this platform
-                compiled = None
-            _kernels = compiled
-        return _kernels
+    return compiled_kernels("initlab.doctor.reduction_kernels")
 
 
 def _readable(tensor: torch.Tensor) -> ModuleType | None:

@@ -215,13 +215,12 @@ def _measured_fused(
     :math:`\sqrt{\sum_r \sum_k (w_{rk} - \bar w_r)^2 + K \sum_r (\bar w_r - \bar w)^2}`:
     a constant weight reads 0 up to rounding, as on the torch path."""
     directions = _row_probe(matrix.shape[1], matrix.device)
-    rows = fused_row_keys(matrix, directions, centered=True)
     grad_rows = None
-    if grad is not None:
-        grad_matrix = unit_rows(grad.detach(), layout)
-        grad_rows = fused_row_keys(grad_matrix, directions, centered=False)
+    if grad is not None:  # first: a gradient the kernels cannot read sends both to torch
+        grad_rows = fused_row_keys(unit_rows(grad.detach(), layout), directions, centered=False)
         if grad_rows is None:
             return None
+    rows = fused_row_keys(matrix, directions, centered=True)
     if rows is None:
         return None
     units, width = matrix.shape

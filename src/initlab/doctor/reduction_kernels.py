@@ -15,8 +15,8 @@ is infinite here as it is in torch. Values are float32 and C-contiguous; the cal
 (:mod:`initlab.doctor.reductions`) takes torch's path for anything else.
 
 Compiled ``nogil`` (a gradient hook runs on autograd's thread) and cached in ``__pycache__``
-(first compile: a second or two, once per machine). This module imports numba;
-:mod:`initlab.doctor.reductions` imports it on the first CPU reduction.
+(first compile: several seconds, once per machine; later processes load them from the cache).
+This module imports numba; :mod:`initlab.doctor.fused` imports it on the first CPU reduction.
 """
 
 from __future__ import annotations
@@ -62,14 +62,24 @@ def _block_sums(segment: Any) -> tuple[Any, Any]:
 
 
 @_inline
-def _block_counts(segment: Any, zeros: bool, low: Any, high: Any) -> tuple[Any, Any, int, int]:
-    """Sums of a block and its counts: nonzeros (NaN is not 0), and values at or beyond
-    ``low``/``high`` (``-inf``/``inf`` count none)."""
+def _block_counts(
+    segment: Any, zeros: bool, saturation: bool, low: Any, high: Any
+) -> tuple[Any, Any, int, int]:
+    """Sums of a block and its counts: with ``zeros`` the nonzeros (NaN is not 0), with
+    ``saturation`` the values at or beyond ``low``/``high``. One loop per case: a flag tested
+    inside the loop, or a count nobody asked for, would slow every block."""
     total = np.float32(0.0)
     square = np.float32(0.0)
     nonzero = 0
     saturated = 0
-    if zeros:
+    if zeros and saturation:
+        for i in range(segment.shape[0]):
+            value = segment[i]
+            total += value
+            square += value * value
+            nonzero += value != 0
+            saturated += (value <= low) | (value >= high)
+    elif zeros:
         for i in range(segment.shape[0]):
             value = segment[i]
             total += value
@@ -97,7 +107,7 @@ def _row_sums(
     for start in range(0, row.shape[0], BLOCK):
         segment = row[start : start + BLOCK]
         if zeros or saturation:
-            s, q, z, t = _block_counts(segment, zeros, low, high)
+            s, q, z, t = _block_counts(segment, zeros, saturation, low, high)
             nonzero += z
             saturated += t
         else:
@@ -261,26 +271,29 @@ def row_keys(matrix: Any, directions: Any, centered: bool, out: Any) -> None:
     rows, width = matrix.shape
     for r in range(rows):
         row = matrix[r]
-        sums = np.zeros(5)
+        first = second = total = mix = square = 0.0
         for start in range(0, width, BLOCK):
             stop = start + BLOCK
-            a, b, c, d, square = _block_keys(
+            a, b, c, d, q = _block_keys(
                 row[start:stop],
                 directions[0, start:stop],
                 directions[1, start:stop],
                 directions[2, start:stop],
                 directions[3, start:stop],
             )
-            sums[0] += a
-            sums[1] += b
-            sums[2] += c
-            sums[3] += d
-            sums[4] += square
-        for k in range(5):
-            out[r, k] = sums[k]
+            first += a
+            second += b
+            total += c
+            mix += d
+            square += q
+        out[r, 0] = first
+        out[r, 1] = second
+        out[r, 2] = total
+        out[r, 3] = mix
+        out[r, 4] = square
         spread = 0.0
         if centered:
-            mean = np.float32(sums[2] / width)
+            mean = np.float32(total / width)
             for start in range(0, width, BLOCK):
                 spread += _block_spread(row[start : start + BLOCK], mean)
         out[r, 5] = spread

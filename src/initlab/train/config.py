@@ -18,7 +18,7 @@ from initlab.train.regularize import (
     as_rules,
     decay_split,
     parameter_groups,
-    whole_parameters,
+    refuse_block_rules,
 )
 from initlab.train.schedule import ConstantRate, Monitor, Schedule, check_monitor
 
@@ -151,7 +151,7 @@ class TrainConfig:
                     f"TrainConfig: decay_rules must be Rule values (initlab.rule(...)), got "
                     f"{decay_rule!r}."
                 )
-        whole_parameters(self.decay_rule_list, "TrainConfig: decay_rules")
+        refuse_block_rules(self.decay_rule_list, "TrainConfig: decay_rules")
         for penalty in self.penalty_list:
             if not isinstance(penalty, Penalty):
                 raise ConfigError(

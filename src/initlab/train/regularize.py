@@ -42,7 +42,7 @@ __all__ = [
     "as_rules",
     "decay_split",
     "parameter_groups",
-    "whole_parameters",
+    "refuse_block_rules",
 ]
 
 DECAY_RULES: tuple[Rule, ...] = (rule(role="weight", scheme="keep"),)
@@ -53,7 +53,7 @@ def as_rules(rules: Rule | Sequence[Rule]) -> tuple[Rule, ...]:
     return (rules,) if isinstance(rules, Rule) else tuple(rules)
 
 
-def whole_parameters(rules: Sequence[Rule], what: str) -> None:
+def refuse_block_rules(rules: Sequence[Rule], what: str) -> None:
     """Refuse a selecting rule with ``blocks=``: weight decay and penalties apply to whole
     parameters (an optimizer group holds whole tensors), so a rule naming some blocks of a
     stacked weight would silently select all of it.
@@ -73,7 +73,7 @@ def whole_parameters(rules: Sequence[Rule], what: str) -> None:
 def _named_matches(
     model: nn.Module, rules: Sequence[Rule]
 ) -> list[tuple[str, nn.Parameter, bool]]:
-    whole_parameters(rules, "weight decay")
+    refuse_block_rules(rules, "weight decay")
     modules = dict(model.named_modules(remove_duplicate=False))
     parameters = dict(model.named_parameters())
     found = []
@@ -160,7 +160,7 @@ class Penalty:
                 raise ConfigError(
                     f"Penalty: where= takes Rule values (initlab.rule(...)), got {item!r}."
                 )
-        whole_parameters(self.rules, "Penalty: where=")
+        refuse_block_rules(self.rules, "Penalty: where=")
 
     @property
     def rules(self) -> tuple[Rule, ...]:
