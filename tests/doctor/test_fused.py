@@ -37,7 +37,8 @@ SHAPES = [
     (5, 3),
     (70, 130),  # more examples than the cosine's 64 and the kernel's 64-row blocks
     (4, 3, 2),  # short rows: read as columns, folded per unit
-    (3, 2, 70),  # rows of one block
+    (3, 2, 70),  # rows under fused._SHORT values: columns too
+    (3, 2, 300),  # rows of one block
     (2, 3, 40, 40),  # rows of two blocks (1600 values)
 ]
 
@@ -69,7 +70,7 @@ def on_both_paths(
 
 def flat(sums: Any) -> np.ndarray[Any, Any]:
     pieces = [sums.unit_mean, sums.unit_sq, *sums.counts, *sums.cosine]
-    return torch.cat([p.reshape(-1).double() for p in pieces]).numpy()
+    return np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1) for p in pieces])
 
 
 def test_the_kernels_are_there() -> None:
@@ -111,7 +112,7 @@ def test_nan_and_inf_reach_the_sums_as_on_the_torch_path(
 def test_moments_equal_torch(shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> None:
     x = values(shape, "layer")
     compiled, reference = on_both_paths(
-        lambda: torch.cat([p.reshape(-1).double() for p in moments(x)]).tolist(), monkeypatch
+        lambda: [float(v) for p in moments(x) for v in np.asarray(p).reshape(-1)], monkeypatch
     )
     assert compiled == pytest.approx(reference, rel=1e-4)
 
@@ -173,9 +174,9 @@ def test_the_probe_takes_the_compiled_path_on_cpu_float32(monkeypatch: pytest.Mo
 
     counting = Counting()
     monkeypatch.setattr(fused, "kernels", lambda: counting)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 100, 3))
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 324, 3))
     with Probe(model) as probe:
-        model(torch.randn(5, 3, 12, 12)).sum().backward()  # rows of 100
+        model(torch.randn(5, 3, 20, 20)).sum().backward()  # rows of 324
         probe.collect()
     assert {"channel_rows", "columns", "flat_moments"} <= set(calls)
     calls.clear()

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from initlab.doctor.fused import fused_row_keys
+from initlab.doctor.fused import fused_weight_values
 from initlab.doctor.jacobian import EXACT_JACOBIAN_LIMIT, JacobianSpectrum, jacobian_spectrum
 from initlab.fans import Layout, compute_fans
 from initlab.plan.sites import ParameterSite, parameter_sites
@@ -66,12 +66,7 @@ def weight_records(model: nn.Module) -> list[WeightRecord]:
     if not sites:
         return []
     rows = [_measured(parameters[site.name], site.layout) for site in sites]
-    device = rows[0].device
-    values = torch.cat([row.to(device) for row in rows]).double().cpu().numpy()
-    shares, at = [], 0
-    for row in rows:
-        shares.append(_Share.of(values[at : at + row.numel()]))
-        at += row.numel()
+    shares = [_Share.of(values) for values in _on_host(rows)]
     duplicates = _duplicates([share.keys[:, :2] for share in shares], [s.order for s in shares])
     pairs = [(s.keys, s.grad_keys) for s in shares if s.grad_keys is not None]
     symmetric = iter(
@@ -86,6 +81,24 @@ def weight_records(model: nn.Module) -> list[WeightRecord]:
         )
         for site, share, duplicate in zip(sites, shares, duplicates, strict=True)
     ]
+
+
+def _on_host(rows: list[torch.Tensor | np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+    """Each weight's :func:`_measured` values as a float64 host array: the compiled pass's
+    are there already; the tensors are copied in one piece (one wait for the device)."""
+    tensors = [row for row in rows if isinstance(row, torch.Tensor)]
+    if not tensors:
+        return [row for row in rows if isinstance(row, np.ndarray)]
+    device = tensors[0].device
+    copied = torch.cat([row.to(device) for row in tensors]).double().cpu().numpy()
+    found, at = [], 0
+    for row in rows:
+        if isinstance(row, np.ndarray):
+            found.append(row)
+        else:
+            found.append(copied[at : at + row.numel()])
+            at += row.numel()
+    return found
 
 
 @dataclass(frozen=True)
@@ -159,10 +172,10 @@ def _known(value: float) -> float | None:
     return None if value != value else value  # NaN: a gradient holding NaN
 
 
-def _measured(parameter: torch.Tensor, layout: Layout) -> torch.Tensor:
-    """The values of :data:`_MEASURED` for one weight, on its device, followed by the keys of
-    its rows (``(rows, 4)``: :func:`_row_probe`'s projections) and, with a gradient, those of
-    its gradient's rows.
+def _measured(parameter: torch.Tensor, layout: Layout) -> torch.Tensor | np.ndarray[Any, Any]:
+    """The values of :data:`_MEASURED` for one weight, on its device (on the host, float64,
+    from the compiled pass), followed by the keys of its rows (``(rows, 4)``:
+    :func:`_row_probe`'s projections) and, with a gradient, those of its gradient's rows.
 
     The weight and its gradient are read as few times as possible (these are memory-bound:
     ``std`` and ``abs().amax`` are several times slower on CPU, ``var_mean`` ten times, and
@@ -207,35 +220,15 @@ def _measured(parameter: torch.Tensor, layout: Layout) -> torch.Tensor:
 
 def _measured_fused(
     matrix: torch.Tensor, grad: torch.Tensor | None, layout: Layout
-) -> torch.Tensor | None:
-    r""":func:`_measured` from one compiled pass over the weight's rows and one over its
-    gradient's (:func:`~initlab.doctor.fused.fused_row_keys`), where the kernels apply (CPU,
-    float32, rows contiguous); ``None`` otherwise. With :math:`R` rows of :math:`K` values,
-    row means :math:`\bar w_r` and overall mean :math:`\bar w`, the centered norm is
-    :math:`\sqrt{\sum_r \sum_k (w_{rk} - \bar w_r)^2 + K \sum_r (\bar w_r - \bar w)^2}`:
-    a constant weight reads 0 up to rounding, as on the torch path."""
-    directions = _row_probe(matrix.shape[1], matrix.device)
-    grad_rows = None
-    if grad is not None:  # first: a gradient the kernels cannot read sends both to torch
-        grad_rows = fused_row_keys(unit_rows(grad.detach(), layout), directions, centered=False)
-        if grad_rows is None:
-            return None
-    rows = fused_row_keys(matrix, directions, centered=True)
-    if rows is None:
-        return None
-    units, width = matrix.shape
-    row_means = rows[:, 2] / width
-    mean = rows[:, 2].sum() / matrix.numel()
-    centered = rows[:, 5].sum() + width * ((row_means - mean) ** 2).sum()
-    head = [units, float(grad_rows is not None), mean, np.sqrt(centered)]
-    head += [float((rows[:, 4] == 0).sum()), np.sqrt(rows[:, 4].sum())]
-    pieces = [rows[:, :4].reshape(-1)]
-    if grad_rows is None:
-        head += [math.nan, math.nan]
-    else:
-        head += [grad_rows[:, 2].sum(), np.sqrt(grad_rows[:, 4].sum())]
-        pieces.append(grad_rows[:, :4].reshape(-1))
-    return torch.from_numpy(np.concatenate([np.asarray(head, dtype=np.float64), *pieces]))
+) -> np.ndarray[Any, Any] | None:
+    r""":func:`_measured` in one compiled call over the weight's rows and its gradient's
+    (:func:`~initlab.doctor.fused.fused_weight_values`), where the kernels apply (CPU,
+    float32, rows contiguous; a gradient the kernels cannot read sends both to torch);
+    ``None`` otherwise. The centered norm is taken about each row's mean and the rows' means
+    about the whole mean, so a constant weight reads 0 up to rounding, as on the torch
+    path."""
+    grad_rows = None if grad is None else unit_rows(grad.detach(), layout)
+    return fused_weight_values(matrix, _row_probe(matrix.shape[1], matrix.device), grad_rows)
 
 
 @functools.lru_cache(maxsize=64)

@@ -38,9 +38,11 @@ import torch
 from torch import nn
 
 from initlab.batches import first_floating_tensor
+from initlab.doctor.fused import ResultPool
 from initlab.doctor.reductions import (
     NAN,
     Key,
+    Piece,
     Reduced,
     Scratch,
     Watch,
@@ -49,6 +51,7 @@ from initlab.doctor.reductions import (
     forward_fields,
     measurable,
     moments,
+    piece_size,
     reduce_output,
     std_rms,
     unit_moments,
@@ -192,7 +195,7 @@ class Probe:
         self._calls: dict[str, int] = {}
         self._order: list[Key] = []
         self._forward: dict[Key, Reduced] = {}
-        self._backward: dict[Key, tuple[list[torch.Tensor], int]] = {}
+        self._backward: dict[Key, tuple[list[Piece], int]] = {}
         # A call recorded from an earlier call's output: whose gradient it shares.
         self._same_gradient: dict[Key, Key] = {}
         # id(output) -> (the output, its version, its call): a layer fed by a probed call's
@@ -200,6 +203,7 @@ class Probe:
         self._outputs: dict[int, tuple[weakref.ref[torch.Tensor], int, Key]] = {}
         self._handles: list[Any] = []
         self._scratch = Scratch()
+        self._pool = ResultPool()  # allocated here, before the pass's activations
 
     def __enter__(self) -> Probe:
         for name, module in self._modules.items():
@@ -246,37 +250,37 @@ class Probe:
     ) -> None:
         if self._record_again(key, watch, tensor):
             return
-        terms = batch_norm_terms(module, tensor) if watch.batch_norm else None
+        terms = batch_norm_terms(module, tensor, self._pool) if watch.batch_norm else None
         if terms is not None:
             self._record_batch_norm(key, tensor, *terms)
             return
         cosine = self.cosine and watch.is_layer
-        sums = reduce_output(watch, tensor, self._scratch, cosine=cosine)
+        sums = reduce_output(watch, tensor, self._scratch, cosine=cosine, pool=self._pool)
         pieces = [sums.unit_mean, sums.unit_sq, *sums.counts]
         source = first_floating_tensor(inputs) if watch.is_layer else None
         input_from, input_numel = None, 0
         if source is not None and measurable(source) and source.numel() > 1:
             input_from = self._producer(source)
             if input_from is None:
-                pieces.extend(moments(source))
+                pieces.extend(moments(source, self._pool))
                 input_numel = source.numel()
         pieces.extend(sums.cosine)
         self._order.append(key)
         self._forward[key] = Reduced(
             pieces=tuple(pieces),
-            units=pieces[0].numel(),
+            units=piece_size(pieces[0]),
             numel=tensor.numel(),
             examples=tensor.shape[0] if tensor.dim() > 1 else 1,
             zeros=watch.can_die,
             saturated=watch.saturation is not None,
             input_numel=input_numel,
             input_from=input_from,
-            cosine_rows=sums.cosine[0].numel() if sums.cosine else 0,
+            cosine_rows=piece_size(sums.cosine[0]) if sums.cosine else 0,
         )
         self._follow(key, tensor)
 
     def _record_batch_norm(
-        self, key: Key, tensor: torch.Tensor, terms: torch.Tensor, eps: float
+        self, key: Key, tensor: torch.Tensor, terms: np.ndarray[Any, Any], eps: float
     ) -> None:
         """Record a batch norm's call from its batch statistics (:func:`batch_norm_terms`):
         its output's unit moments follow from them exactly, with no pass over the output."""
@@ -317,7 +321,7 @@ class Probe:
             return False
         reduced = self._forward[earlier]
         self._order.append(key)
-        self._forward[key] = Reduced(  # not dataclasses.replace: several times slower
+        self._forward[key] = Reduced(
             pieces=reduced.pieces[: reduced.moment_pieces],
             units=reduced.units,
             numel=reduced.numel,
@@ -345,7 +349,7 @@ class Probe:
         # NaN/inf entries make the statistics NaN/inf, as in the forward pass: the doctor
         # reports where the backward pass first goes non-finite.
         if measurable(grad):
-            self._backward[key] = (moments(grad), grad.numel())
+            self._backward[key] = (moments(grad, self._pool), grad.numel())
 
     def reset(self) -> None:
         """Forget what was recorded (hooks stay), for another pass."""
@@ -356,21 +360,44 @@ class Probe:
         self._backward.clear()
         self._same_gradient.clear()
         self._outputs.clear()
+        self._pool.rewind()
 
     def _host_values(self) -> np.ndarray[Any, Any]:
         """Every call's reductions (and its gradient's), in call order, in one float64 host
-        array: one device-to-host copy."""
-        pieces: list[torch.Tensor] = []
+        array: one device-to-host copy (none on CPU, where the pieces are read in place)."""
+        pieces: list[Piece] = []
         for key in self._order:
             pieces.extend(self._forward[key].pieces)
             if key in self._backward:
                 pieces.extend(self._backward[key][0])
-        device = pieces[0].device
-        if any(piece.device != device for piece in pieces):  # another device's pieces moved
-            pieces = [piece.to(device) for piece in pieces]
+        on_host = [
+            piece if isinstance(piece, np.ndarray) else piece.reshape(-1).numpy()
+            for piece in pieces
+            if isinstance(piece, np.ndarray) or piece.device.type == "cpu"
+        ]
+        if len(on_host) == len(pieces):
+            return np.concatenate(on_host, dtype=np.float64)
+        tensors = [torch.from_numpy(p) if isinstance(p, np.ndarray) else p for p in pieces]
+        device = next(p.device for p in tensors if p.device.type != "cpu")
         # Every piece is a scalar or a vector, so hstack is a cat of them all (one call, not a
         # reshape per piece); mixed float dtypes are promoted.
-        return torch.hstack(pieces).cpu().double().numpy()
+        return torch.hstack([p.to(device) for p in tensors]).cpu().double().numpy()
+
+    def _starts(self, values: np.ndarray[Any, Any]) -> list[int]:
+        """Where each call's values start in ``values``; the batch norms read from their
+        statistics get their unit moments there, in place of their terms."""
+        starts, at = [], 0
+        norms: tuple[list[int], list[int], list[float]] = ([], [], [])
+        for key in self._order:
+            starts.append(at)
+            reduced = self._forward[key]
+            if reduced.batch_norm_eps is not None:
+                norms[0].append(at)
+                norms[1].append(reduced.units)
+                norms[2].append(reduced.batch_norm_eps)
+            at += reduced.size + (2 if key in self._backward else 0)
+        batch_norm_units(values, *norms)
+        return starts
 
     def collect(self) -> list[LayerRecord]:
         """The records of every call of a probed module, in call order (one device-to-host
@@ -381,16 +408,7 @@ class Probe:
             if earlier in self._backward:
                 self._backward[key] = self._backward[earlier]
         values = self._host_values()
-        starts, at = [], 0
-        for key in self._order:
-            starts.append(at)
-            reduced = self._forward[key]
-            if reduced.batch_norm_eps is not None:  # its unit moments, in their place
-                terms = values[at : at + reduced.moment_size]
-                values[at : at + 2 * reduced.units] = batch_norm_units(
-                    terms, reduced.batch_norm_eps
-                )
-            at += reduced.size + (2 if key in self._backward else 0)
+        starts = self._starts(values)
         units = unit_moments(values, starts, [self._forward[key].units for key in self._order])
         records: list[LayerRecord] = []
         stds: dict[Key, float] = {}

@@ -27,7 +27,15 @@ from typing import Any, TypeVar, cast
 import numpy as np
 from numba import njit
 
-__all__ = ["BLOCK", "ROWS", "channel_rows", "columns", "flat_moments", "row_keys"]
+__all__ = [
+    "BLOCK",
+    "ROWS",
+    "channel_rows",
+    "columns",
+    "flat_moments",
+    "row_keys",
+    "weight_values",
+]
 
 BLOCK = 1024
 """Values summed in float32 before their sum joins the float64 total."""
@@ -64,33 +72,35 @@ def _block_sums(segment: Any) -> tuple[Any, Any]:
 @_inline
 def _block_counts(
     segment: Any, zeros: bool, saturation: bool, low: Any, high: Any
-) -> tuple[Any, Any, int, int]:
+) -> tuple[Any, Any, Any, Any]:
     """Sums of a block and its counts: with ``zeros`` the nonzeros (NaN is not 0), with
     ``saturation`` the values at or beyond ``low``/``high``. One loop per case: a flag tested
-    inside the loop, or a count nobody asked for, would slow every block."""
+    inside the loop, or a count nobody asked for, would slow every block. The counts add in
+    float32 lanes, as the sums do (exact: a block holds far fewer than 2**24 values); integer
+    counts would be promoted to 64-bit lanes, half as many per vector."""
     total = np.float32(0.0)
     square = np.float32(0.0)
-    nonzero = 0
-    saturated = 0
+    nonzero = np.float32(0.0)
+    saturated = np.float32(0.0)
     if zeros and saturation:
         for i in range(segment.shape[0]):
             value = segment[i]
             total += value
             square += value * value
-            nonzero += value != 0
-            saturated += (value <= low) | (value >= high)
+            nonzero += np.float32(value != 0)
+            saturated += np.float32((value <= low) | (value >= high))
     elif zeros:
         for i in range(segment.shape[0]):
             value = segment[i]
             total += value
             square += value * value
-            nonzero += value != 0
+            nonzero += np.float32(value != 0)
     else:
         for i in range(segment.shape[0]):
             value = segment[i]
             total += value
             square += value * value
-            saturated += (value <= low) | (value >= high)
+            saturated += np.float32((value <= low) | (value >= high))
     return total, square, nonzero, saturated
 
 
@@ -108,8 +118,8 @@ def _row_sums(
         segment = row[start : start + BLOCK]
         if zeros or saturation:
             s, q, z, t = _block_counts(segment, zeros, saturation, low, high)
-            nonzero += z
-            saturated += t
+            nonzero += int(z)
+            saturated += int(t)
         else:
             s, q = _block_sums(segment)
         total += s
@@ -297,3 +307,58 @@ def row_keys(matrix: Any, directions: Any, centered: bool, out: Any) -> None:
             for start in range(0, width, BLOCK):
                 spread += _block_spread(row[start : start + BLOCK], mean)
         out[r, 5] = spread
+
+
+@_inline
+def _copy_keys(keys: Any, out: Any, at: int) -> None:
+    for r in range(keys.shape[0]):
+        for k in range(4):
+            out[at + 4 * r + k] = keys[r, k]
+
+
+@_kernel
+def weight_values(matrix: Any, directions: Any, grad: Any, has_grad: bool, out: Any) -> None:
+    r"""A weight's measurement (:func:`initlab.doctor.metrics._measured`) in one call, into
+    ``out`` (float64, :math:`8 + 4R` long, :math:`8 + 8R` with ``has_grad``): the rows
+    :math:`R`, ``has_grad``, the mean :math:`\bar w`, the centered norm, the count of zero
+    rows, the norm, the gradient's sum and norm (NaN without), then the four keys of each row
+    (:func:`row_keys`) and with ``has_grad`` those of each row of ``grad`` (same shape).
+
+    With row means :math:`\bar w_r` over :math:`K` columns the centered norm is
+    :math:`\sqrt{\sum_r \sum_k (w_{rk} - \bar w_r)^2 + K \sum_r (\bar w_r - \bar w)^2}`:
+    a constant weight reads 0 up to rounding."""
+    rows, width = matrix.shape
+    keys = np.empty((rows, 6))
+    row_keys(matrix, directions, True, keys)
+    total = 0.0
+    squares = 0.0
+    zero_rows = 0
+    for r in range(rows):
+        total += keys[r, 2]
+        squares += keys[r, 4]
+        zero_rows += keys[r, 4] == 0.0
+    mean = total / (rows * width)
+    spread = 0.0
+    for r in range(rows):
+        offset = keys[r, 2] / width - mean
+        spread += keys[r, 5] + width * offset * offset
+    out[0] = rows
+    out[1] = 1.0 if has_grad else 0.0
+    out[2] = mean
+    out[3] = np.sqrt(spread)
+    out[4] = zero_rows
+    out[5] = np.sqrt(squares)
+    out[6] = np.nan
+    out[7] = np.nan
+    _copy_keys(keys, out, 8)
+    if has_grad:
+        grad_keys = np.empty((rows, 6))
+        row_keys(grad, directions, False, grad_keys)
+        grad_total = 0.0
+        grad_squares = 0.0
+        for r in range(rows):
+            grad_total += grad_keys[r, 2]
+            grad_squares += grad_keys[r, 4]
+        out[6] = grad_total
+        out[7] = np.sqrt(grad_squares)
+        _copy_keys(grad_keys, out, 8 + 4 * rows)

@@ -10,14 +10,15 @@ share of the single host copy into float64 statistics.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from initlab.doctor.fused import fused_moments, fused_output_sums
+from initlab.doctor.fused import ResultPool, fused_moments, fused_output_sums
 from initlab.errors import InitlabError
 from initlab.layers import activation_kind, module_activation
 
@@ -25,6 +26,7 @@ __all__ = [
     "NAN",
     "Key",
     "OutputSums",
+    "Piece",
     "Reduced",
     "Scratch",
     "UnitMoments",
@@ -35,6 +37,7 @@ __all__ = [
     "forward_fields",
     "measurable",
     "moments",
+    "piece_size",
     "reduce_output",
     "std_rms",
     "unit_moments",
@@ -43,6 +46,15 @@ __all__ = [
 
 Key = tuple[str, int]
 """A module's qualified name and the index of its call (0 for the first)."""
+
+Piece = torch.Tensor | np.ndarray[Any, Any]
+"""A reduction's result: a tensor on the device (torch's ops), or a host float64 view into a
+:class:`~initlab.doctor.fused.ResultPool` (the compiled pass)."""
+
+
+def piece_size(piece: Piece) -> int:
+    """How many values a piece holds."""
+    return piece.numel() if isinstance(piece, torch.Tensor) else int(piece.size)
 
 
 def measurable(tensor: torch.Tensor) -> bool:
@@ -100,9 +112,10 @@ def _widened(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if tensor.dtype in _EXACT else tensor.float()
 
 
-@dataclass(frozen=True)
-class Reduced:
-    """What a forward hook leaves on the device for :meth:`Probe.collect` to finish.
+class Reduced(NamedTuple):
+    """What a forward hook leaves on the device for :meth:`Probe.collect` to finish (a named
+    tuple: a hook makes one per call, and a frozen dataclass costs several times more to
+    build).
 
     ``pieces`` are, in order: the per-unit mean and mean square (``units`` each), the count of
     nonzeros (hard rectifiers), the count in saturation (saturating activations), the input's
@@ -114,7 +127,7 @@ class Reduced:
     the host.
     """
 
-    pieces: tuple[torch.Tensor, ...]
+    pieces: tuple[Piece, ...]
     units: int
     numel: int
     examples: int
@@ -164,8 +177,7 @@ class Scratch:
         self._buffers.clear()
 
 
-@dataclass(frozen=True)
-class OutputSums:
+class OutputSums(NamedTuple):
     """The device-side reductions of one output (see :func:`reduce_output`).
 
     ``unit_mean``, ``unit_sq``: per unit (channel), the mean of :math:`h` and of :math:`h^2`.
@@ -174,14 +186,19 @@ class OutputSums:
     or for a single example).
     """
 
-    unit_mean: torch.Tensor
-    unit_sq: torch.Tensor
-    counts: list[torch.Tensor]
-    cosine: list[torch.Tensor]
+    unit_mean: Piece
+    unit_sq: Piece
+    counts: Sequence[Piece]
+    cosine: Sequence[Piece]
 
 
 def reduce_output(
-    watch: Watch, output: torch.Tensor, scratch: Scratch, *, cosine: bool
+    watch: Watch,
+    output: torch.Tensor,
+    scratch: Scratch,
+    *,
+    cosine: bool,
+    pool: ResultPool | None = None,
 ) -> OutputSums:
     r"""The device-side reductions of one output, and with ``cosine`` the pieces of the
     between-example cosine similarity.
@@ -196,18 +213,18 @@ def reduce_output(
     per-unit means are sums of those :math:`B \times C` values, as are the examples' squared
     norms the cosine needs. Counts write their comparison into the probe's :class:`Scratch`
     (a comparison to 0 makes a bool tensor whose sum is several times slower; a fresh float
-    temporary costs page faults).
+    temporary costs page faults). The compiled pass writes into ``pool`` where one is given.
     """
     h = _widened(output.detach())
     examples = min(h.shape[0], _COSINE_EXAMPLES) if h.dim() > 1 else 0
     cosine = cosine and examples > 1
-    fused = fused_output_sums(h, examples, cosine, watch.saturation, watch.can_die)
+    fused = fused_output_sums(h, examples, cosine, watch.saturation, watch.can_die, pool)
     if fused is not None:
-        units = (fused.numel() - examples - 3) // 2
+        units = (fused.size - examples - 3) // 2
         counts = [fused[-3:-2]] if watch.can_die else []
         counts += [fused[-2:-1]] if watch.saturation is not None else []
-        pieces = [fused[2 * units : 2 * units + examples], fused[-1:]] if cosine else []
-        return OutputSums(fused[:units], fused[units : 2 * units], counts, pieces)
+        norms = [fused[2 * units : 2 * units + examples], fused[-1:]] if cosine else []
+        return OutputSums(fused[:units], fused[units : 2 * units], counts, norms)
     if h.dim() > 2 and h.is_contiguous():
         rows = h.view(h.shape[0], h.shape[1], -1)
         per_value = 1.0 / (rows.shape[0] * rows.shape[2])
@@ -242,11 +259,14 @@ def _counts(watch: Watch, h: torch.Tensor, scratch: Scratch) -> list[torch.Tenso
     return counts
 
 
-def batch_norm_terms(module: nn.Module, output: torch.Tensor) -> tuple[torch.Tensor, float] | None:
+def batch_norm_terms(
+    module: nn.Module, output: torch.Tensor, pool: ResultPool | None = None
+) -> tuple[np.ndarray[Any, Any], float] | None:
     r"""A batch norm's bias :math:`\beta`, weight :math:`\gamma` and the inverse std
-    :math:`s_c = 1/\sqrt{\sigma_c^2 + \epsilon}` it normalized with, as one ``(3, C)`` tensor,
-    and its :math:`\epsilon`: what its output's unit moments follow from
-    (:func:`batch_norm_units`), with no pass over the output.
+    :math:`s_c = 1/\sqrt{\sigma_c^2 + \epsilon}` it normalized with, as one float64 host
+    vector of :math:`3C` values (taken from ``pool`` where one is given), and its
+    :math:`\epsilon`: what its output's unit moments follow from (:func:`batch_norm_units`),
+    with no pass over the output.
 
     Only for a float32 or float64 call that normalized with the batch's own statistics
     (training mode, or no running statistics) and whose output is the batch norm's own (its
@@ -268,17 +288,30 @@ def batch_norm_terms(module: nn.Module, output: torch.Tensor) -> tuple[torch.Ten
     units = output.shape[1] if output.dim() > 1 else 0
     if node._saved_weight is not weight or invstd.shape != (units,) or units == 0:
         return None
+    # Read in place on CPU; elsewhere the reads below would each wait for the device.
+    if invstd.device.type != "cpu" or invstd.dtype not in _EXACT:
+        return None
+    saved = invstd.detach().numpy()
     # A unit whose variance is below float32's resolution of sigma^2 + eps (a constant unit)
-    # has a kept fraction 1 - eps s^2 that is rounding: its output is read instead. The check
-    # is one host read, free on CPU; elsewhere it would wait for the device, so only on CPU.
-    if invstd.device.type != "cpu" or float(invstd.max()) ** 2 * eps > _RESOLVED:
+    # has a kept fraction 1 - eps s^2 that is rounding: its output is read instead.
+    if float(saved.max()) ** 2 * eps > _RESOLVED:
         return None
     bias = getattr(module, "bias", None)
-    gamma = invstd.new_ones(units) if weight is None else weight.detach()
-    beta = invstd.new_zeros(units) if bias is None else bias.detach()
-    if beta.shape != (units,) or gamma.shape != (units,):
+    if any(
+        p is not None and (p.shape != (units,) or p.device.type != "cpu") for p in (weight, bias)
+    ):
         return None
-    return _widened(torch.cat([beta, gamma, invstd.detach()])), eps
+    terms = np.empty(3 * units) if pool is None else pool.take(3 * units)
+    terms[:units] = 0.0 if bias is None else _host(bias)
+    terms[units : 2 * units] = 1.0 if weight is None else _host(weight)
+    terms[2 * units :] = saved
+    return terms, eps
+
+
+def _host(parameter: torch.Tensor) -> np.ndarray[Any, Any]:
+    """A CPU parameter's values as a NumPy array (a view where the dtype allows)."""
+    values = parameter.detach()
+    return (values if values.dtype in _EXACT else values.double()).numpy()
 
 
 _RESOLVED = 1.0 - 1e-3
@@ -287,9 +320,12 @@ r"""The largest :math:`\epsilon s_c^2` (the fraction of :math:`\sigma_c^2 + \eps
 :math:`10^{-7}`, so the kept fraction :math:`1 - \epsilon s_c^2 \ge 10^{-3}` is known to 1e-4."""
 
 
-def batch_norm_units(terms: np.ndarray[Any, Any], eps: float) -> np.ndarray[Any, Any]:
-    r"""A batch norm's unit means and mean squares (host, float64) from its
-    :func:`batch_norm_terms`.
+def batch_norm_units(
+    values: np.ndarray[Any, Any], starts: list[int], units: list[int], eps: list[float]
+) -> None:
+    r"""In place, for every batch norm record :math:`r`: its :func:`batch_norm_terms`
+    (:math:`3U_r` host float64 values from ``values[starts[r]]``) replaced by its unit means
+    and then its unit mean squares (the first :math:`2U_r` of them), all records at once.
 
     Unit :math:`c` of the output is :math:`y = \gamma_c s_c (x - \mu_c) + \beta_c` with
     :math:`\mu_c, \sigma_c^2` the batch's mean and (biased) variance of the unit, so
@@ -301,12 +337,19 @@ def batch_norm_units(terms: np.ndarray[Any, Any], eps: float) -> np.ndarray[Any,
     variance (:math:`s_c = 0`) makes the output :math:`\beta_c`; a NaN in the unit makes its
     moments NaN, as the output's are.
     """
-    beta, gamma, invstd = terms.reshape(3, -1)
+    if not starts:
+        return
+    count = np.asarray(units, dtype=np.int64)
+    width = np.repeat(count, count)  # each unit's record's unit count
+    beta_at = np.arange(int(count.sum())) + np.repeat(
+        np.asarray(starts, dtype=np.int64) - (np.cumsum(count) - count), count
+    )
+    beta, gamma, invstd = values[beta_at], values[beta_at + width], values[beta_at + 2 * width]
+    epsilon = np.repeat(np.asarray(eps, dtype=np.float64), count)
     with np.errstate(all="ignore"):
-        mean = beta + 0.0 * invstd
-        kept = np.where(invstd == 0, 0.0, np.maximum(1.0 - eps * invstd * invstd, 0.0))
-        square = beta * beta + gamma * gamma * kept
-    return np.concatenate([mean, square])
+        kept = np.where(invstd == 0, 0.0, np.maximum(1.0 - epsilon * invstd * invstd, 0.0))
+        values[beta_at] = beta + 0.0 * invstd
+        values[beta_at + width] = beta * beta + gamma * gamma * kept
 
 
 def cosine_pieces(output: torch.Tensor, example_sq: torch.Tensor | None) -> list[torch.Tensor]:
@@ -328,14 +371,15 @@ def cosine_pieces(output: torch.Tensor, example_sq: torch.Tensor | None) -> list
     return [norms, torch.linalg.vector_norm(total)]
 
 
-def moments(tensor: torch.Tensor) -> list[torch.Tensor]:
+def moments(tensor: torch.Tensor, pool: ResultPool | None = None) -> list[Piece]:
     """Sum and sum of squares of all of ``tensor``: two read-only, vectorized passes, left as
     two pieces (the host takes the square root: no stacking, no extra kernel). A contiguous
     tensor's squares are summed by a dot product with itself (BLAS: faster than
     ``vector_norm`` on CPU, and as accurate). On CPU in float32, one compiled pass gives both
-    as one piece (:func:`~initlab.doctor.fused.fused_moments`)."""
+    as one piece (:func:`~initlab.doctor.fused.fused_moments`, from ``pool`` where one is
+    given)."""
     x = _widened(tensor.detach())
-    fused = fused_moments(x)
+    fused = fused_moments(x, pool)
     if fused is not None:
         return [fused]
     if not x.is_contiguous():
