@@ -18,7 +18,6 @@ for the plain pass).
 
 from __future__ import annotations
 
-import math
 from types import ModuleType
 from typing import Any
 
@@ -29,6 +28,7 @@ from initlab.optional import compiled_kernels
 
 __all__ = [
     "ResultPool",
+    "fill_norm_terms",
     "fused_moments",
     "fused_output_sums",
     "fused_weight_values",
@@ -56,14 +56,13 @@ class ResultPool:
         self._at = 0
 
     def take(self, size: int) -> np.ndarray[Any, Any]:
-        """``size`` zeroed values, untouched by later takes until :meth:`rewind`."""
+        """``size`` values (their contents undefined: the kernels write every one), untouched
+        by later takes until :meth:`rewind`."""
         while self._block < len(self._blocks):
             block = self._blocks[self._block]
             if self._at + size <= block.shape[0]:
-                view = block[self._at : self._at + size]
                 self._at += size
-                view.fill(0.0)
-                return view
+                return block[self._at - size : self._at]
             self._block, self._at = self._block + 1, 0
         self._blocks.append(np.empty(max(size, self.BLOCK)))
         return self.take(size)
@@ -74,19 +73,25 @@ class ResultPool:
 
 
 def _result(pool: ResultPool | None, size: int) -> np.ndarray[Any, Any]:
-    return np.zeros(size) if pool is None else pool.take(size)
+    return np.empty(size) if pool is None else pool.take(size)
 
 
 def _readable(tensor: torch.Tensor) -> ModuleType | None:
-    """The kernels, if they can read ``tensor`` in place (as a NumPy view)."""
+    """The kernels, if they can read ``tensor`` in place (as a NumPy view). The checks are
+    the cheapest torch has (a hook pays them per call: ``is_cpu``, not ``device.type``)."""
     if (
-        tensor.device.type != "cpu"
-        or tensor.dtype != torch.float32
+        tensor.dtype is not torch.float32
+        or not tensor.is_cpu
         or not tensor.is_contiguous()
         or tensor.is_neg()
     ):
         return None
     return kernels()
+
+
+def _values(tensor: torch.Tensor) -> np.ndarray[Any, Any]:
+    """A readable tensor's values as a NumPy view (no autograd: detached where it has to be)."""
+    return (tensor.detach() if tensor.requires_grad else tensor).numpy()
 
 
 def fused_output_sums(
@@ -97,45 +102,59 @@ def fused_output_sums(
     zeros: bool,
     pool: ResultPool | None = None,
 ) -> np.ndarray[Any, Any] | None:
-    r"""One pass over an output ``h`` (detached), as one float64 vector of length
-    :math:`2C` + ``examples`` + 3: per unit (dimension 1; a vector is one unit) the mean of
-    :math:`h` and of :math:`h^2`, the norms of the first ``examples`` examples, the count of
-    nonzeros (meaningful with ``zeros``), the count at or beyond the ``saturation`` interval,
-    and with ``cosine`` the norm of the examples' summed directions (NaN without; see
-    :func:`~initlab.doctor.reduction_kernels.channel_rows`). ``None`` where the kernels do
-    not apply. The vector is taken from ``pool`` where one is given."""
+    r"""One pass over an output ``h``, as one float64 vector of length :math:`2C` +
+    ``examples`` + 3: per unit (dimension 1; a vector is one unit) the mean of :math:`h` and of
+    :math:`h^2`, the norms of the first ``examples`` examples, the count of nonzeros
+    (meaningful with ``zeros``), the count at or beyond the ``saturation`` interval, and with
+    ``cosine`` the norm of the examples' summed directions (NaN without; see
+    :func:`~initlab.doctor.reduction_kernels.channel_rows`). ``None`` where the kernels do not
+    apply. The vector is taken from ``pool`` where one is given.
+
+    A hook calls this once per output, so it makes as few Python-level calls as it can: each
+    one costs several microseconds there, with the model's own kernels between two hooks
+    having pushed the interpreter out of the caches.
+    """
     compiled = _readable(h)
     if compiled is None:
         return None
-    # A vector's values are the examples of one unit; a map with short rows per unit is read
-    # as a matrix of (unit, position) columns and folded after (a row's setup costs more than
-    # a short row's values).
-    length = math.prod(h.shape[2:])  # 1 for a matrix or a vector
-    rows = h.dim() > 2 and length >= _SHORT
-    if rows:
-        array, kernel = h.view(h.shape[0], h.shape[1], -1).numpy(), compiled.channel_rows
+    shape = h.shape
+    values = _values(h)
+    if len(shape) > 1:
+        batch, units = shape[0], shape[1]
+        length = values.size // (batch * units) if batch * units else 1
     else:
-        matrix = h.view(h.shape[0], -1) if h.dim() > 1 else h.view(-1, 1)
-        array, kernel = matrix.numpy(), compiled.columns
-    columns = array.shape[1]
-    out = _result(pool, 2 * columns + examples + 3)
-    low, high = saturation if saturation is not None else (-np.inf, np.inf)
-    kernel(
-        array,
-        examples,
-        cosine and examples > 1,
-        zeros,
-        saturation is not None,
-        np.float32(low),
-        np.float32(high),
-        out,
+        batch, units, length = shape[0], 1, 1
+    low, high = _BOUNDS[saturation] if saturation in _BOUNDS else _bounds(saturation)
+    cosine = cosine and examples > 1
+    if length >= _SHORT:  # rows of a map, per example and unit
+        out = _result(pool, 2 * units + examples + 3)
+        rows = values.reshape(batch, units, length)
+        compiled.channel_rows(
+            rows, examples, cosine, zeros, saturation is not None, low, high, out
+        )
+        return out
+    # A vector's values are the examples of one unit; a map with short rows per unit is read
+    # as a matrix of (unit, position) columns and folded per unit by the kernel (a row's
+    # setup costs more than a short row's values).
+    matrix = values.reshape(batch, units * length)
+    out = _result(pool, 2 * units * length + examples + 3)
+    compiled.columns(
+        matrix, length, examples, cosine, zeros, saturation is not None, low, high, out
     )
-    if not rows and length > 1:  # per unit: the mean over its positions, in place
-        moments = 2 * columns // length  # two per unit
-        out[:moments] = out[: 2 * columns].reshape(moments, length).mean(axis=1)
-        out[moments : moments + examples + 3] = out[2 * columns :]  # numpy copies overlaps safely
-        out = out[: moments + examples + 3]
-    return out
+    return out[: 2 * units + examples + 3]
+
+
+_NO_BOUNDS = (np.float32(-np.inf), np.float32(np.inf))
+_BOUNDS: dict[tuple[float, float] | None, tuple[np.float32, np.float32]] = {None: _NO_BOUNDS}
+
+
+def _bounds(saturation: tuple[float, float] | None) -> tuple[np.float32, np.float32]:
+    """A saturation interval as the kernels' float32 bounds, kept for the next call."""
+    if saturation is None:
+        return _NO_BOUNDS
+    found = (np.float32(saturation[0]), np.float32(saturation[1]))
+    _BOUNDS[saturation] = found
+    return found
 
 
 _SHORT = 256
@@ -145,14 +164,36 @@ and the sum of its vector lanes cost more than its values below about 256 (measu
 
 
 def fused_moments(x: torch.Tensor, pool: ResultPool | None = None) -> np.ndarray[Any, Any] | None:
-    """Sum and sum of squares of all of ``x`` (detached) as a float64 pair (taken from
+    """Sum and sum of squares of all of ``x`` as a float64 pair (taken from
     ``pool`` where one is given), in one pass; ``None`` where the kernels do not apply."""
     compiled = _readable(x)
     if compiled is None:
         return None
     out = _result(pool, 2)
-    compiled.flat_moments(x.view(-1).numpy(), out)
+    compiled.flat_moments(_values(x).reshape(-1), out)
     return out
+
+
+def fill_norm_terms(
+    invstd: np.ndarray[Any, Any],
+    gamma: np.ndarray[Any, Any],
+    beta: np.ndarray[Any, Any],
+    eps: float,
+    resolved: float,
+    out: np.ndarray[Any, Any],
+) -> bool:
+    """A batch norm's terms into ``out`` (:func:`~initlab.doctor.reduction_kernels.norm_terms`;
+    with NumPy where numba is missing); ``False`` where a unit's variance is unresolved."""
+    compiled = kernels()
+    if compiled is not None:
+        return bool(compiled.norm_terms(invstd, gamma, beta, eps, resolved, out))
+    if float(invstd.max()) ** 2 * eps > resolved:
+        return False
+    units = invstd.shape[0]
+    out[:units] = beta if beta.shape[0] else 0.0
+    out[units : 2 * units] = gamma if gamma.shape[0] else 1.0
+    out[2 * units :] = invstd
+    return True
 
 
 def fused_weight_values(

@@ -33,6 +33,7 @@ __all__ = [
     "channel_rows",
     "columns",
     "flat_moments",
+    "norm_terms",
     "row_keys",
     "weight_values",
 ]
@@ -163,15 +164,16 @@ def channel_rows(
     high: Any,
     out: Any,
 ) -> None:
-    r"""The sums of a map :math:`h \in \mathbb R^{B \times C \times S}` into ``out`` (float64,
-    zeroed, :math:`2C` + ``examples`` + 3 long), in this order: per unit :math:`c` the mean of
-    :math:`h` and of :math:`h^2` over :math:`B \times S`; the norms
+    r"""The sums of a map :math:`h \in \mathbb R^{B \times C \times S}` into ``out``
+    (float64, :math:`2C` + ``examples`` + 3 long, overwritten), in this order: per unit
+    :math:`c` the mean of :math:`h` and of :math:`h^2` over :math:`B \times S`; the norms
     :math:`\lVert h_b\rVert` of the first ``examples`` examples; the count of nonzeros (with
     ``zeros``) and the count in saturation (with ``saturation``); with ``cosine``,
     :math:`\lVert \sum_b h_b / \lVert h_b\rVert \rVert` over those examples (the piece
     :func:`~initlab.doctor.reductions.cosine_pieces` makes; the example is re-read while in
     cache), else NaN."""
     batch, units, length = h.shape
+    out[:] = 0.0
     nonzero = 0
     saturated = 0
     directions = np.zeros(units * length if cosine else 0, dtype=np.float32)
@@ -194,6 +196,7 @@ def channel_rows(
 @_kernel
 def columns(
     h: Any,
+    length: int,
     examples: int,
     cosine: bool,
     zeros: bool,
@@ -202,10 +205,13 @@ def columns(
     high: Any,
     out: Any,
 ) -> None:
-    r""":func:`channel_rows` for a matrix :math:`h \in \mathbb R^{B \times C}` (units are
-    columns): the same layout of ``out``. Column sums run in float32 over :data:`ROWS` rows at
-    a time, then join float64 totals."""
+    r""":func:`channel_rows` for a matrix :math:`h \in \mathbb R^{B \times C}` whose columns
+    are ``length`` positions of each unit in turn (a map with short rows, read whole; 1 for a
+    matrix): the same layout of ``out``, for :math:`C / \text{length}` units, in its first
+    values. Column sums run in float32 over :data:`ROWS` rows at a time, then join float64
+    totals; a unit's means are then the means of its columns'."""
     batch, units = h.shape
+    out[:] = 0.0
     nonzero = 0
     saturated = 0
     sums = np.zeros(units, dtype=np.float32)
@@ -231,6 +237,24 @@ def columns(
                 sums[c] = 0.0
                 squares[c] = 0.0
     _finish(out, units, 1.0 / batch, examples, (nonzero, saturated), directions)
+    if length > 1:
+        _fold(out, units, length, examples)
+
+
+@_inline
+def _fold(out: Any, columns: int, length: int, examples: int) -> None:
+    """Per unit, the mean of its ``length`` columns' means (both moments), then the rest of
+    ``out`` moved up behind them."""
+    units = columns // length
+    for moment in range(2):
+        for u in range(units):
+            total = 0.0
+            first = moment * columns + u * length
+            for k in range(length):
+                total += out[first + k]
+            out[moment * units + u] = total / length
+    for k in range(examples + 3):
+        out[2 * units + k] = out[2 * columns + k]
 
 
 @_kernel
@@ -362,3 +386,21 @@ def weight_values(matrix: Any, directions: Any, grad: Any, has_grad: bool, out: 
         out[6] = grad_total
         out[7] = np.sqrt(grad_squares)
         _copy_keys(grad_keys, out, 8 + 4 * rows)
+
+
+@_kernel
+def norm_terms(invstd: Any, gamma: Any, beta: Any, eps: float, resolved: float, out: Any) -> bool:
+    r"""A batch norm's terms into ``out`` (float64, :math:`3C`): :math:`\beta` (0 where
+    ``beta`` is empty), :math:`\gamma` (1 where ``gamma`` is empty), :math:`s` =
+    ``invstd``; ``False`` (``out`` unwritten) where a unit's :math:`\epsilon s_c^2` exceeds
+    ``resolved`` (see :func:`initlab.doctor.reductions.batch_norm_terms`; a NaN passes)."""
+    units = invstd.shape[0]
+    for c in range(units):
+        inverse = np.float64(invstd[c])
+        if inverse * inverse * eps > resolved:
+            return False
+    for c in range(units):
+        out[c] = beta[c] if beta.shape[0] else 0.0
+        out[units + c] = gamma[c] if gamma.shape[0] else 1.0
+        out[2 * units + c] = invstd[c]
+    return True

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from initlab.doctor.fused import ResultPool, fused_moments, fused_output_sums
+from initlab.doctor.fused import ResultPool, fill_norm_terms, fused_moments, fused_output_sums
 from initlab.errors import InitlabError
 from initlab.layers import activation_kind, module_activation
 
@@ -215,16 +215,16 @@ def reduce_output(
     (a comparison to 0 makes a bool tensor whose sum is several times slower; a fresh float
     temporary costs page faults). The compiled pass writes into ``pool`` where one is given.
     """
-    h = _widened(output.detach())
-    examples = min(h.shape[0], _COSINE_EXAMPLES) if h.dim() > 1 else 0
+    examples = min(output.shape[0], _COSINE_EXAMPLES) if output.dim() > 1 else 0
     cosine = cosine and examples > 1
-    fused = fused_output_sums(h, examples, cosine, watch.saturation, watch.can_die, pool)
+    fused = fused_output_sums(output, examples, cosine, watch.saturation, watch.can_die, pool)
     if fused is not None:
         units = (fused.size - examples - 3) // 2
         counts = [fused[-3:-2]] if watch.can_die else []
         counts += [fused[-2:-1]] if watch.saturation is not None else []
         norms = [fused[2 * units : 2 * units + examples], fused[-1:]] if cosine else []
         return OutputSums(fused[:units], fused[units : 2 * units], counts, norms)
+    h = _widened(output.detach())
     if h.dim() > 2 and h.is_contiguous():
         rows = h.view(h.shape[0], h.shape[1], -1)
         per_value = 1.0 / (rows.shape[0] * rows.shape[2])
@@ -291,21 +291,25 @@ def batch_norm_terms(
     # Read in place on CPU; elsewhere the reads below would each wait for the device.
     if invstd.device.type != "cpu" or invstd.dtype not in _EXACT:
         return None
-    saved = invstd.detach().numpy()
+    bias = getattr(module, "bias", None)
+    if not (_unit_vector(weight, units) and _unit_vector(bias, units)):
+        return None
+    gamma = _NONE if weight is None else _host(weight)
+    beta = _NONE if bias is None else _host(bias)
+    terms = np.empty(3 * units) if pool is None else pool.take(3 * units)
     # A unit whose variance is below float32's resolution of sigma^2 + eps (a constant unit)
     # has a kept fraction 1 - eps s^2 that is rounding: its output is read instead.
-    if float(saved.max()) ** 2 * eps > _RESOLVED:
+    if not fill_norm_terms(invstd.detach().numpy(), gamma, beta, eps, _RESOLVED, terms):
         return None
-    bias = getattr(module, "bias", None)
-    if any(
-        p is not None and (p.shape != (units,) or p.device.type != "cpu") for p in (weight, bias)
-    ):
-        return None
-    terms = np.empty(3 * units) if pool is None else pool.take(3 * units)
-    terms[:units] = 0.0 if bias is None else _host(bias)
-    terms[units : 2 * units] = 1.0 if weight is None else _host(weight)
-    terms[2 * units :] = saved
     return terms, eps
+
+
+_NONE = np.empty(0, dtype=np.float32)
+
+
+def _unit_vector(parameter: torch.Tensor | None, units: int) -> bool:
+    """No parameter, or one value per unit on the CPU."""
+    return parameter is None or (parameter.shape == (units,) and parameter.is_cpu)
 
 
 def _host(parameter: torch.Tensor) -> np.ndarray[Any, Any]:
@@ -378,10 +382,10 @@ def moments(tensor: torch.Tensor, pool: ResultPool | None = None) -> list[Piece]
     ``vector_norm`` on CPU, and as accurate). On CPU in float32, one compiled pass gives both
     as one piece (:func:`~initlab.doctor.fused.fused_moments`, from ``pool`` where one is
     given)."""
-    x = _widened(tensor.detach())
-    fused = fused_moments(x, pool)
+    fused = fused_moments(tensor, pool)
     if fused is not None:
         return [fused]
+    x = _widened(tensor.detach())
     if not x.is_contiguous():
         return [x.sum(), torch.linalg.vector_norm(x).square()]
     flat = x.view(-1)
