@@ -29,14 +29,20 @@
    ``MADV_HUGEPAGE`` on that buffer (3x slower on this VM), ``MAP_POPULATE`` and
    ``MADV_POPULATE_WRITE`` from one or two threads (2-4x slower than faulting in the fill).
 
+   ``--resident`` times a second build + init in each process instead, after a first one was
+   freed with glibc told to keep freed memory (``MALLOC_*`` variables: no ``mmap``, no trim): the
+   parameters land on pages the process has touched already, as for a sweep that builds
+   model after model. It shows what each variant computes, without the first touch.
+
     python benchmarks/bench_scale.py [--threads 2] [--sizes 64 256] [--repeats 5]
         [--model-repeats 5] [--layers 48] [--dtype float32] [--device cpu] [--skip-fill]
-        [--skip-model]
+        [--skip-model] [--resident]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -197,24 +203,46 @@ def _load() -> str:
         return "?"
 
 
-def _variant(kind: str, layers: int, dtype_name: str, device: str) -> dict[str, float | str]:
-    """Runs in a fresh process: build + init one model, report time and memory."""
+def _environment(resident: bool) -> dict[str, str]:
+    """The variant's environment; ``resident``: glibc allocates everything from its heap and
+    never gives freed memory back (set before the process starts: ``mallopt`` takes an int,
+    under the 5.8 GiB freed here)."""
+    environment = dict(os.environ)
+    if resident:
+        environment["MALLOC_MMAP_THRESHOLD_"] = str(2**40)
+        environment["MALLOC_TRIM_THRESHOLD_"] = str(2**40)
+    return environment
+
+
+def _build(kind: str, layers: int, dtype: torch.dtype, device: str, plan: Any) -> nn.Module:
+    from initlab.scale import materialize
+
+    if kind == "materialize":
+        return materialize(lambda: GPT(layers), plan, device=device, dtype=dtype, seed=0)
+    model = GPT(layers).to(device=device, dtype=dtype)
+    torch_gpt2_init(model, layers)
+    return model
+
+
+def _variant(
+    kind: str, layers: int, dtype_name: str, device: str, resident: bool
+) -> dict[str, float | str]:
+    """Runs in a fresh process: build + init one model (the second one, ``resident``),
+    report time and memory."""
     import initlab
     from initlab.counter import fill_backend
-    from initlab.scale import materialize
 
     dtype = getattr(torch, dtype_name)
     plan = initlab.preset("gpt2", n_layer=layers)
     backend = fill_backend()  # imports numba, as the imports above are left out of the time
+    if resident:  # the parent set glibc's variables: the memory freed here stays in use
+        _build(kind, layers, dtype, device, plan)
+        gc.collect()
     baseline = _peak_rss_bytes()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start, cpu, system = time.perf_counter(), time.process_time(), _system_seconds()
-    if kind == "materialize":
-        model = materialize(lambda: GPT(layers), plan, device=device, dtype=dtype, seed=0)
-    else:
-        model = GPT(layers).to(device=device, dtype=dtype)
-        torch_gpt2_init(model, layers)
+    model = _build(kind, layers, dtype, device, plan)
     if device == "cuda":
         torch.cuda.synchronize()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -234,7 +262,9 @@ def _variant(kind: str, layers: int, dtype_name: str, device: str) -> dict[str, 
     }
 
 
-def bench_model(layers: int, dtype: str, device: str, repeats: int, threads: int) -> None:
+def bench_model(
+    layers: int, dtype: str, device: str, repeats: int, threads: int, resident: bool
+) -> None:
     results: dict[str, list[dict[str, Any]]] = {"eager": [], "materialize": []}
     load_before = _load()
     for _ in range(repeats):
@@ -242,11 +272,15 @@ def bench_model(layers: int, dtype: str, device: str, repeats: int, threads: int
             command = [sys.executable, __file__, "--variant", kind, "--layers", str(layers),
                        "--dtype", dtype, "--device", device,
                        "--threads", str(threads)]  # fmt: skip
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            command += ["--resident"] if resident else []
+            output = subprocess.run(
+                command, check=True, capture_output=True, text=True, env=_environment(resident)
+            ).stdout
             results[kind].append(json.loads(output.strip().splitlines()[-1]))
     first = results["eager"][0]
     print(
-        f"\n## GPT-2-XL-shaped stack: {layers} blocks, {first['parameters'] / 1e9:.3f}B "
+        f"\n## GPT-2-XL-shaped stack{' (pages resident)' if resident else ''}: {layers} "
+        f"blocks, {first['parameters'] / 1e9:.3f}B "
         f"parameters, {dtype} ({first['parameter_bytes'] / 2**30:.2f} GiB), {device}, "
         f"{threads} threads, median of {repeats} fresh processes each, interleaved; load "
         f"average {load_before} before, {_load()} after"
@@ -298,11 +332,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-fill", action="store_true")
     parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--resident", action="store_true")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.variant:
-        print(json.dumps(_variant(args.variant, args.layers, args.dtype, args.device)))
+        found = _variant(args.variant, args.layers, args.dtype, args.device, args.resident)
+        print(json.dumps(found))
         return
     gpu = torch.cuda.is_available()
     print(
@@ -312,7 +348,9 @@ def main() -> None:
     if not args.skip_fill:
         bench_fills(args.sizes, args.repeats)
     if not args.skip_model:
-        bench_model(args.layers, args.dtype, args.device, args.model_repeats, args.threads)
+        bench_model(
+            args.layers, args.dtype, args.device, args.model_repeats, args.threads, args.resident
+        )
 
 
 if __name__ == "__main__":
