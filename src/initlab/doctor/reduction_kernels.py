@@ -3,10 +3,11 @@ r"""The doctor's reductions compiled with numba: one read of a tensor for all it
 A probe hook needs, of an output :math:`h`, per-unit sums of :math:`h` and :math:`h^2`, the
 examples' norms, the cosine's summed directions, and for some activations a count of nonzeros
 or of values in saturation (:func:`channel_rows`, :func:`columns`); of a gradient, its sum and
-sum of squares (:func:`flat_moments`); of a weight, each row's keys and norms
-(:func:`row_keys`). As torch ops that is three to five passes over the tensor (a parallel region
-and a dispatch each); here it is one pass on the calling thread, while :math:`h`, just written
-by the layer, is still in cache.
+sum of squares (:func:`flat_moments`); of a weight, each row's keys and norms and the
+weight's summary (:func:`row_keys`, :func:`weight_values`); of a batch norm, its terms
+checked and copied (:func:`norm_terms`). As torch ops that is three to five passes over the
+tensor (a parallel region and a dispatch each); here it is one pass on the calling thread,
+while :math:`h`, just written by the layer, is still in cache.
 
 Rounding follows torch's float32 reductions: sums of float32 values are accumulated in float32
 over blocks of :data:`BLOCK` values (vectorized: the order within a block is free, as in
