@@ -31,8 +31,10 @@
 
    ``--resident`` times a second build + init in each process instead, after a first one was
    freed with glibc told to keep freed memory (``MALLOC_*`` variables: no ``mmap``, no trim): the
-   parameters land on pages the process has touched already, as for a sweep that builds
-   model after model. It shows what each variant computes, without the first touch.
+   parameters land mostly on pages the process has touched already, as for a sweep that
+   builds model after model (glibc still hands out about a fifth of them fresh: 320,000 of
+   the first build's 1.5M page faults). It shows what each variant computes, nearly without
+   the first touch.
 
     python benchmarks/bench_scale.py [--threads 2] [--sizes 64 256] [--repeats 5]
         [--model-repeats 5] [--layers 48] [--dtype float32] [--device cpu] [--skip-fill]
@@ -209,7 +211,7 @@ def _environment(resident: bool) -> dict[str, str]:
     under the 5.8 GiB freed here)."""
     environment = dict(os.environ)
     if resident:
-        environment["MALLOC_MMAP_THRESHOLD_"] = str(2**40)
+        environment["MALLOC_MMAP_MAX_"] = "0"  # a threshold above 32 MiB would be ignored
         environment["MALLOC_TRIM_THRESHOLD_"] = str(2**40)
     return environment
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -320,3 +321,41 @@ def test_batch_norm_statistics_are_read_only_where_they_give_the_outputs_moments
         direct = output.detach().double().transpose(0, 1).reshape(4, -1)
         assert units[:4] == pytest.approx(direct.mean(dim=1).numpy(), abs=1e-6)
         assert units[4:8] == pytest.approx(direct.square().mean(dim=1).numpy(), rel=1e-5)
+
+
+def _records(probe: Probe, model: nn.Module, batch: torch.Tensor) -> list[tuple[object, ...]]:
+    model.zero_grad(set_to_none=True)
+    model(batch).square().sum().backward()
+    return [(r.label, r.forward, r.grad_std, r.grad_rms) for r in probe.collect()]
+
+
+def test_a_probe_reset_for_another_pass_gives_what_a_fresh_probe_gives() -> None:
+    """reset() hands the probe's result buffer out again: the second pass must read only its
+    own values."""
+    _, model, batch = models()[1]
+    other = batch.flip(0) * 2.0
+    with Probe(model) as probe:
+        first = _records(probe, model, batch)
+        probe.reset()
+        again = _records(probe, model, other)
+    with Probe(model) as fresh:
+        expected = _records(fresh, model, other)
+    assert again == expected
+    assert again != first  # the second batch does give other statistics
+
+
+def test_the_result_pool_starts_a_block_for_what_does_not_fit() -> None:
+    pool = fused.ResultPool()
+    small = pool.take(10)
+    small[:] = 1.0
+    large = pool.take(fused.ResultPool.BLOCK + 5)  # bigger than a block: a block of its own
+    large[:] = 2.0
+    after = pool.take(fused.ResultPool.BLOCK - 20)  # what is left of the first block is too short
+    after[:] = 3.0
+    assert large.shape == (fused.ResultPool.BLOCK + 5,)
+    assert (small == 1.0).all()
+    assert (large == 2.0).all()
+    assert not np.shares_memory(small, after)
+    assert not np.shares_memory(large, after)
+    pool.rewind()
+    assert np.shares_memory(pool.take(10), small)

@@ -10,10 +10,12 @@ from numba's cache takes about half a second, once per process.
 The results are NumPy views into a probe's :class:`ResultPool`, not tensors: a result kept
 until :meth:`~initlab.doctor.probe.Probe.collect` as a small tensor of its own (a few hundred
 bytes of C heap, between the layers' activations) changes where the allocator can give memory
-back to the system during the backward pass, and on a virtual machine the memory taken back
-costs more to fault in again than the reductions cost to compute (measured on the benchmark's
-small ResNet: 7,400 page faults per pass with a tensor per result, 2,700 with the pool, 4,300
-for the plain pass).
+back to the system during the backward pass, and on a virtual machine memory given back costs
+more to fault in again than the reductions cost to compute. Measured on the benchmark's small
+ResNet with hooks that only run the kernels: 7,460 page faults per pass when each result is
+kept as a tensor, 2,730 with one buffer, 4,260 for the plain pass (means of 40 passes). With
+the whole probe the counts swing too much from one process to the next (4,500 to 9,100 per
+pass, and so does the plain pass) for the difference to show.
 """
 
 from __future__ import annotations
