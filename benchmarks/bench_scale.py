@@ -36,6 +36,11 @@
    the first build's 1.5M page faults). It shows what each variant computes, nearly without
    the first touch.
 
+   The last line bounds the speed-up from the run's own figures: the kernel's part of
+   materialize (its system time, over the thread count: it runs on the process's threads) is
+   a floor under its wall clock however fast the fill, so ``Model()`` + init over it is the
+   most any fill could show on that machine that day.
+
     python benchmarks/bench_scale.py [--threads 2] [--sizes 64 256] [--repeats 5]
         [--model-repeats 5] [--layers 48] [--dtype float32] [--device cpu] [--skip-fill]
         [--skip-model] [--resident]
@@ -320,6 +325,17 @@ def bench_model(
         f"materialize speed-up: {seconds['eager'] / seconds['materialize']:.2f}x (per round "
         f"{_spread(rounds)}; CPU time {cpu['eager'] / cpu['materialize']:.2f}x); fill backend "
         f"{results['materialize'][0]['backend']}"
+    )
+    # The kernel's time runs on the process's threads only: materialize's wall clock is at
+    # least its system time over the thread count, whatever the fill computes.
+    touch = [m["system_seconds"] / threads for m in results["materialize"]]
+    if device != "cpu" or min(touch) <= 0.0:  # a device's memory is not the host's pages
+        return
+    ceiling = [e["seconds"] / t for e, t in zip(results["eager"], touch, strict=True)]
+    print(
+        f"first touch alone (materialize's system time / {threads} threads): "
+        f"{statistics.median(touch):.2f} s, so with a free fill the speed-up could not pass "
+        f"{seconds['eager'] / statistics.median(touch):.2f}x (per round {_spread(ceiling)})"
     )
 
 
