@@ -113,9 +113,10 @@ def _widened(tensor: torch.Tensor) -> torch.Tensor:
 
 
 class Reduced(NamedTuple):
-    """What a forward hook leaves on the device for :meth:`Probe.collect` to finish (a named
-    tuple: a hook makes one per call, and a frozen dataclass costs several times more to
-    build).
+    """What a forward hook leaves for :meth:`Probe.collect` to finish: its pieces on the
+    device (torch's ops), or host views into the probe's result pool (the compiled pass). A
+    named tuple: a hook makes one per call, and a frozen dataclass costs several times more to
+    build.
 
     ``pieces`` are, in order: the per-unit mean and mean square (``units`` each), the count of
     nonzeros (hard rectifiers), the count in saturation (saturating activations), the input's
